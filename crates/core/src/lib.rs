@@ -1,0 +1,13 @@
+//! lucid-core: the types every Lucid Mesh part shares.
+//!
+//! # Layout
+//! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
+//! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
+
+#![forbid(unsafe_code)]
+
+pub mod duration;
+pub mod error;
+
+pub use duration::{format_duration, parse_duration, DurationError};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -1,0 +1,83 @@
+//! The registry's HTTP API on `--http-addr`: Consul-compatible KV, status and operator
+//! endpoints, and Lucid's native `/health`, `/status`, `/metrics`.
+
+pub mod error;
+pub mod extract;
+mod kv;
+mod operator;
+pub mod read;
+mod snapshot;
+mod status;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use self::error::ApiError;
+use crate::node::Node;
+
+/// What every handler can reach.
+pub struct ApiState {
+    pub node: Arc<Node>,
+    pub metrics: PrometheusHandle,
+}
+
+/// All routes of the HTTP API.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/health", get(status::health))
+        .route("/status", get(status::status))
+        .route("/metrics", get(status::metrics))
+        .route("/v1/kv", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/status/leader", get(operator::leader))
+        .route("/v1/status/peers", get(operator::peers_handler))
+        .route("/v1/operator/raft/configuration", get(operator::configuration))
+        .route("/v1/operator/raft/join", post(operator::join).put(operator::join))
+        .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
+        .route(
+            "/v1/operator/raft/transfer-leader",
+            post(operator::transfer_leader).put(operator::transfer_leader),
+        )
+        .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such endpoint")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        lucid_core::ErrorCode::InvalidConfiguration,
+        "method not allowed on this endpoint",
+    )
+}
+
+/// `lucid_http_requests_total` and `lucid_http_request_duration_seconds` by route and status.
+async fn count_requests(State(_): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    metrics::counter!("lucid_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("lucid_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    resp
+}

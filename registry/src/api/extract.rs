@@ -1,0 +1,78 @@
+//! Request extractors that fail with [`ApiError`] (never axum's plain-text rejections):
+//! query parameters as Consul sends them, and size-limited bodies.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
+
+use super::error::ApiError;
+
+/// Query parameters in order; Consul flags like `?recurse` carry no value.
+#[derive(Debug, Default, Clone)]
+pub struct Params(Vec<(String, String)>);
+
+impl Params {
+    pub fn parse(query: &str) -> Self {
+        Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+    }
+
+    /// Present at all (`?recurse`, `?recurse=1`, `?recurse=true`), and not explicitly false.
+    pub fn flag(&self, key: &str) -> bool {
+        self.get(key).is_some_and(|v| v != "false" && v != "0")
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+
+    pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.parse().map(Some).map_err(|_| {
+                ApiError::bad_request(format!("query parameter {key}={v:?} is not a non-negative integer"))
+            }),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        Ok(Params::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+/// A request body of at most `LIMIT` bytes.
+pub struct BodyBytes<const LIMIT: usize>(pub Bytes);
+
+/// 1 MiB: the API's body limit (DESIGN §5).
+pub type ApiBody = BodyBytes<{ 1024 * 1024 }>;
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for BodyBytes<LIMIT> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+        let body: Body = req.into_body();
+        match Limited::new(body, LIMIT).collect().await {
+            Ok(c) => Ok(BodyBytes(c.to_bytes())),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(format!(
+                "request body exceeds the {LIMIT} byte limit"
+            ))),
+            Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+        }
+    }
+}
+
+impl<const LIMIT: usize> BodyBytes<LIMIT> {
+    /// Decode as JSON with a reason on failure.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_json::from_slice(&self.0).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    }
+}

@@ -1,0 +1,175 @@
+//! Consul read semantics: consistency modes (default and `?consistent` served by the leader,
+//! `?stale` by any replica), blocking queries (`?index=&wait=`), forwarding to the leader, and
+//! the `X-Consul-*` response headers.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri};
+use rand::Rng;
+use tokio::time::Instant;
+
+use super::error::ApiError;
+use super::extract::Params;
+use crate::node::Node;
+
+/// Marks a request one node forwarded to another, so a stale view of the leader cannot loop.
+pub const FORWARDED: &str = "x-lucid-forwarded";
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(300);
+const MAX_WAIT: Duration = Duration::from_secs(600);
+
+/// Consul's consistency modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consistency {
+    Default,
+    Stale,
+    Consistent,
+}
+
+impl Consistency {
+    pub fn from_params(p: &Params) -> Result<Self, ApiError> {
+        match (p.get("stale").is_some(), p.get("consistent").is_some()) {
+            (true, true) => Err(ApiError::bad_request("cannot ask for both ?stale and ?consistent")),
+            (true, false) => Ok(Consistency::Stale),
+            (false, true) => Ok(Consistency::Consistent),
+            (false, false) => Ok(Consistency::Default),
+        }
+    }
+}
+
+/// A blocking query's parameters: return once the index passes `index`, or after `wait`.
+#[derive(Debug, Clone, Copy)]
+pub struct Blocking {
+    pub index: u64,
+    pub wait: Duration,
+}
+
+impl Blocking {
+    pub fn from_params(p: &Params) -> Result<Option<Self>, ApiError> {
+        let index = p.u64("index")?.unwrap_or(0);
+        if index == 0 {
+            return Ok(None);
+        }
+        let wait = match p.get("wait") {
+            Some(w) => lucid_core::parse_duration(w)
+                .map_err(|e| ApiError::bad_request(format!("query parameter wait: {e}")))?
+                .min(MAX_WAIT),
+            None => DEFAULT_WAIT,
+        };
+        let wait = if wait.is_zero() { DEFAULT_WAIT } else { wait };
+        // Consul adds up to wait/16 so that many watchers do not all return at once.
+        let jitter_ms = (wait.as_millis() / 16) as u64;
+        let jitter = Duration::from_millis(rand::rng().random_range(0..=jitter_ms));
+        Ok(Some(Blocking { index, wait: wait + jitter }))
+    }
+}
+
+/// Where a read should run.
+pub enum Route {
+    Local,
+    Forwarded(Response<Body>),
+}
+
+/// Decide whether this node may answer the read, forwarding it to the leader if not.
+pub async fn route(
+    node: &Node,
+    params: &Params,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Route, ApiError> {
+    let mode = Consistency::from_params(params)?;
+    if mode == Consistency::Stale {
+        return Ok(Route::Local);
+    }
+    if node.is_leader() {
+        if mode == Consistency::Consistent {
+            node.linearize().await?;
+        }
+        return Ok(Route::Local);
+    }
+    if headers.contains_key(FORWARDED) {
+        return Err(ApiError::unavailable("forwarded read reached a node that is not the leader"));
+    }
+    let (_, leader) = node
+        .leader()
+        .ok_or_else(|| ApiError::unavailable("no cluster leader; retry, or read with ?stale"))?;
+    let blocking = Blocking::from_params(params)?;
+    let timeout = blocking.map_or(Duration::ZERO, |b| b.wait) + Duration::from_secs(15);
+    forward(node, &leader.http_addr, method, uri, headers, Vec::new(), timeout)
+        .await
+        .map(Route::Forwarded)
+}
+
+/// Relay a request to another node's HTTP API and hand back its answer unchanged.
+pub async fn forward(
+    node: &Node,
+    http_addr: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Response<Body>, ApiError> {
+    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("http://{http_addr}{path}");
+    let from = node.id.to_string();
+    let mut fwd: Vec<(&str, &str)> = vec![(FORWARDED, from.as_str())];
+    for name in ["x-consul-token", "authorization", "content-type"] {
+        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+            fwd.push((name, v));
+        }
+    }
+    let resp = node
+        .http
+        .send_with_timeout(method.clone(), &url, &fwd, body, timeout)
+        .await
+        .map_err(|e| ApiError::unavailable(format!("forwarding to the leader failed: {e}")))?;
+    let mut out = Response::new(Body::from(resp.body));
+    *out.status_mut() = resp.status;
+    for (k, v) in resp.headers.iter() {
+        let name = k.as_str();
+        if name == "content-type" || name.starts_with("x-consul-") || name == "x-lucid-error" {
+            out.headers_mut().insert(k.clone(), v.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Run `read` until its index passes the blocking index, or the wait runs out.
+pub async fn block_on<T>(
+    node: &Node,
+    blocking: Option<Blocking>,
+    mut read: impl FnMut() -> Result<(u64, T), ApiError>,
+) -> Result<(u64, T), ApiError> {
+    let Some(b) = blocking else {
+        return read();
+    };
+    let deadline = Instant::now() + b.wait;
+    let mut applied = node.state.subscribe();
+    loop {
+        applied.borrow_and_update();
+        let (index, value) = read()?;
+        if index > b.index {
+            return Ok((index, value));
+        }
+        tokio::select! {
+            changed = applied.changed() => {
+                if changed.is_err() {
+                    return Ok((index, value));
+                }
+            }
+            _ = tokio::time::sleep_until(deadline) => return Ok((index, value)),
+        }
+    }
+}
+
+/// `X-Consul-Index`, `X-Consul-KnownLeader`, `X-Consul-LastContact`.
+pub fn meta_headers(node: &Node, index: u64, headers: &mut HeaderMap) {
+    // Index 0 would make clients' next blocking query return at once; Consul never sends it.
+    headers.insert("x-consul-index", HeaderValue::from(index.max(1)));
+    let known = if node.leader().is_some() { "true" } else { "false" };
+    headers.insert("x-consul-knownleader", HeaderValue::from_static(known));
+    headers.insert("x-consul-lastcontact", HeaderValue::from(node.last_contact_ms()));
+}

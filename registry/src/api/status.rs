@@ -1,0 +1,62 @@
+//! Lucid native status: `GET /health`, `GET /status`, `GET /metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use openraft::ServerState;
+use serde_json::json;
+
+use super::operator::peers;
+use super::ApiState;
+
+pub async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+fn role(s: ServerState) -> &'static str {
+    match s {
+        ServerState::Leader => "leader",
+        ServerState::Follower => "follower",
+        ServerState::Candidate => "candidate",
+        ServerState::Learner => "learner",
+        ServerState::Shutdown => "shutdown",
+    }
+}
+
+pub async fn status(State(api): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+    let node = &api.node;
+    let m = node.raft.metrics().borrow().clone();
+    let leader = node.leader().map(|(id, member)| {
+        json!({ "id": id, "raft_addr": member.raft_addr, "http_addr": member.http_addr })
+    });
+    let peers: Vec<_> = peers(node)
+        .into_iter()
+        .map(|p| json!({ "id": p.id, "raft_addr": p.member.raft_addr, "http_addr": p.member.http_addr, "voter": p.voter }))
+        .collect();
+    Json(json!({
+        "node_id": node.id,
+        "role": role(m.state),
+        "term": m.current_term,
+        "leader": leader,
+        "commit_index": node.commit_index(),
+        "applied_index": node.state.applied_index(),
+        "last_log_index": m.last_log_index.unwrap_or(0),
+        "snapshot_index": m.snapshot.map_or(0, |s| s.index),
+        "raft_addr": node.me.raft_addr,
+        "http_addr": node.me.http_addr,
+        "peers": peers,
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+pub async fn metrics(State(api): State<Arc<ApiState>>) -> Response {
+    let mut resp = api.metrics.render().into_response();
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    resp
+}

@@ -1,0 +1,228 @@
+//! Command-line flags, `LUCID_*` environment variables and the optional TOML file, resolved
+//! into one [`RegistryConfig`]. Precedence: flag or env, then file, then default.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, ValueEnum};
+use serde::Deserialize;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// lucid-registry: a Raft-replicated service registry with a Consul-compatible API.
+#[derive(Debug, Parser)]
+#[command(name = "lucid-registry", version, about, long_about = None)]
+pub struct Args {
+    /// Single-node development mode: bootstraps itself, data in ./lucid-data.
+    #[arg(long, env = "LUCID_DEV")]
+    pub dev: bool,
+    /// This node's Raft id (a positive integer unique in the cluster).
+    #[arg(long, env = "LUCID_NODE_ID")]
+    pub node_id: Option<u64>,
+    /// Where the sled database lives.
+    #[arg(long, env = "LUCID_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// HTTP API listen address (default 127.0.0.1:8500; port 0 picks one).
+    #[arg(long, env = "LUCID_HTTP_ADDR")]
+    pub http_addr: Option<SocketAddr>,
+    /// Raft RPC listen address (default 127.0.0.1:8300).
+    #[arg(long, env = "LUCID_RAFT_ADDR")]
+    pub raft_addr: Option<SocketAddr>,
+    /// The IP peers use to reach this node (needed when listening on 0.0.0.0).
+    #[arg(long, env = "LUCID_ADVERTISE")]
+    pub advertise: Option<IpAddr>,
+    /// Start a new cluster with this node as its only voter (ignored when it has state).
+    #[arg(long, env = "LUCID_BOOTSTRAP")]
+    pub bootstrap: bool,
+    /// HTTP address of an existing member to ask to be added (repeatable).
+    #[arg(long, env = "LUCID_JOIN", value_delimiter = ',')]
+    pub join: Vec<String>,
+    /// TOML configuration file (unknown keys are rejected).
+    #[arg(long, env = "LUCID_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Log format; the level comes from RUST_LOG.
+    #[arg(long, env = "LUCID_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Snapshot (and compact the log) after this many entries.
+    #[arg(long, env = "LUCID_SNAPSHOT_THRESHOLD")]
+    pub snapshot_threshold: Option<u64>,
+    /// sled page cache bound in MiB.
+    #[arg(long, env = "LUCID_CACHE_MB")]
+    pub cache_mb: Option<u64>,
+    /// Raft heartbeat interval in ms; elections time out after 4-8 heartbeats.
+    #[arg(long, env = "LUCID_HEARTBEAT_MS")]
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// The same settings as a TOML file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub dev: Option<bool>,
+    pub node_id: Option<u64>,
+    pub data_dir: Option<PathBuf>,
+    pub http_addr: Option<SocketAddr>,
+    pub raft_addr: Option<SocketAddr>,
+    pub advertise: Option<IpAddr>,
+    pub bootstrap: Option<bool>,
+    pub join: Option<Vec<String>>,
+    pub log_format: Option<LogFormat>,
+    pub snapshot_threshold: Option<u64>,
+    pub cache_mb: Option<u64>,
+    pub heartbeat_ms: Option<u64>,
+}
+
+/// Resolved settings.
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    pub dev: bool,
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub http_addr: SocketAddr,
+    pub raft_addr: SocketAddr,
+    pub advertise: Option<IpAddr>,
+    pub bootstrap: bool,
+    pub join: Vec<String>,
+    pub log_format: LogFormat,
+    pub snapshot_threshold: u64,
+    pub cache_mb: u64,
+    pub heartbeat_ms: u64,
+}
+
+/// A configuration that cannot work.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl FileConfig {
+    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<FileConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+}
+
+impl Args {
+    /// Merge flags, env and file into a validated configuration.
+    pub fn resolve(self) -> Result<RegistryConfig, ConfigError> {
+        let file = match &self.config {
+            Some(p) => FileConfig::load(p)?,
+            None => FileConfig::default(),
+        };
+        let dev = self.dev || file.dev.unwrap_or(false);
+        let bootstrap = dev || self.bootstrap || file.bootstrap.unwrap_or(false);
+        let join = if self.join.is_empty() { file.join.unwrap_or_default() } else { self.join };
+        let node_id = match self.node_id.or(file.node_id) {
+            Some(0) => return Err(ConfigError::Invalid("--node-id must be a positive integer".into())),
+            Some(id) => id,
+            None if dev => 1,
+            None => return Err(ConfigError::Invalid("--node-id is required (or use --dev)".into())),
+        };
+        let data_dir = match self.data_dir.or(file.data_dir) {
+            Some(d) => d,
+            None if dev => PathBuf::from("lucid-data"),
+            None => return Err(ConfigError::Invalid("--data-dir is required (or use --dev)".into())),
+        };
+        if bootstrap && !join.is_empty() {
+            return Err(ConfigError::Invalid(
+                "--bootstrap (or --dev) and --join are exclusive: a node starts a cluster or joins one".into(),
+            ));
+        }
+        let heartbeat_ms = self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100);
+        if !(10..=5000).contains(&heartbeat_ms) {
+            return Err(ConfigError::Invalid("--heartbeat-ms must be between 10 and 5000".into()));
+        }
+        let snapshot_threshold = self.snapshot_threshold.or(file.snapshot_threshold).unwrap_or(5000);
+        if snapshot_threshold == 0 {
+            return Err(ConfigError::Invalid("--snapshot-threshold must be at least 1".into()));
+        }
+        let cache_mb = self.cache_mb.or(file.cache_mb).unwrap_or(16);
+        if cache_mb == 0 {
+            return Err(ConfigError::Invalid("--cache-mb must be at least 1".into()));
+        }
+        let default_http: SocketAddr = ([127, 0, 0, 1], 8500).into();
+        let default_raft: SocketAddr = ([127, 0, 0, 1], 8300).into();
+        Ok(RegistryConfig {
+            dev,
+            node_id,
+            data_dir,
+            http_addr: self.http_addr.or(file.http_addr).unwrap_or(default_http),
+            raft_addr: self.raft_addr.or(file.raft_addr).unwrap_or(default_raft),
+            advertise: self.advertise.or(file.advertise),
+            bootstrap,
+            join,
+            log_format: self.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            snapshot_threshold,
+            cache_mb,
+            heartbeat_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Args {
+        let mut v = vec!["lucid-registry"];
+        v.extend_from_slice(list);
+        Args::parse_from(v)
+    }
+
+    #[test]
+    fn dev_defaults() {
+        let c = args(&["--dev"]).resolve().unwrap();
+        assert!(c.bootstrap);
+        assert_eq!(c.node_id, 1);
+        assert_eq!(c.data_dir, PathBuf::from("lucid-data"));
+        assert_eq!(c.http_addr.port(), 8500);
+    }
+
+    #[test]
+    fn non_dev_needs_id_and_dir() {
+        assert!(args(&["--bootstrap"]).resolve().is_err());
+        assert!(args(&["--node-id", "2"]).resolve().is_err());
+        assert!(args(&["--node-id", "0", "--data-dir", "x"]).resolve().is_err());
+        assert!(args(&["--node-id", "2", "--data-dir", "x", "--join", "127.0.0.1:1"]).resolve().is_ok());
+    }
+
+    #[test]
+    fn bootstrap_and_join_are_exclusive() {
+        let e = args(&["--dev", "--join", "127.0.0.1:8500"]).resolve().unwrap_err();
+        assert!(e.to_string().contains("exclusive"));
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys() {
+        let e = FileConfig::parse("node_id = 1\nbogus = true\n").unwrap_err();
+        assert!(e.contains("bogus"), "{e}");
+        let ok = FileConfig::parse("node_id = 3\njoin = [\"127.0.0.1:8500\"]\n").unwrap();
+        assert_eq!(ok.node_id, Some(3));
+    }
+}

@@ -1,0 +1,23 @@
+//! lucid-registry: a Raft-replicated registry node (openraft over sled) serving a
+//! Consul-compatible HTTP API.
+//!
+//! # Layout
+//! - [`config`]: flags, env and TOML resolved into a [`config::RegistryConfig`].
+//! - [`types`]: the Raft type configuration: log commands, results, member addresses.
+//! - [`store`]: the sled-backed Raft log and state machine (the only module that sees sled).
+//! - [`raft`]: Raft RPC over HTTP (client and server) on `--raft-addr`.
+//! - [`node`]: a running node: writes forwarded to the leader, reads, membership changes.
+//! - [`api`]: the HTTP API on `--http-addr` (KV, operator, status, snapshot, metrics).
+//! - [`lifecycle`]: bootstrap or join, Raft metrics export, and [`run`], the entry point.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+mod lifecycle;
+pub mod node;
+pub mod raft;
+pub mod store;
+pub mod types;
+
+pub use lifecycle::{install_metrics, run, Listeners, RunError};

@@ -1,0 +1,217 @@
+//! Start-up and shutdown of a node: open the store, serve the Raft and HTTP listeners,
+//! bootstrap or join, export Raft metrics, and stop cleanly on the shutdown signal.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use lucid_client::{ClientError, HttpClient, JoinRequest, RegistryClient};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use openraft::ServerState;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::api::{self, ApiState};
+use crate::config::RegistryConfig;
+use crate::node::{Node, NodeOptions, StartError};
+use crate::raft;
+use crate::store::StoreOptions;
+use crate::types::Member;
+
+/// How long in-flight requests (blocking queries included) get once shutdown begins.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// The bound listeners a node serves.
+pub struct Listeners {
+    pub http: TcpListener,
+    pub raft: TcpListener,
+}
+
+/// Why a node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error("{0}")]
+    Config(String),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Install the Prometheus recorder once per process and return its handle.
+pub fn install_metrics() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new();
+            let builder = match builder.set_buckets(&[
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+            ]) {
+                Ok(b) => b,
+                Err(_) => PrometheusBuilder::new(),
+            };
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed; ours still renders what it got.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+fn advertised(bound: SocketAddr, cfg: &RegistryConfig, which: &str) -> Result<String, RunError> {
+    let ip = match cfg.advertise {
+        Some(ip) => ip,
+        None if bound.ip().is_unspecified() => {
+            return Err(RunError::Config(format!(
+                "{which} listens on {bound}; set --advertise to the IP peers should use"
+            )))
+        }
+        None => bound.ip(),
+    };
+    Ok(SocketAddr::new(ip, bound.port()).to_string())
+}
+
+/// Run a registry node until `shutdown` resolves.
+pub async fn run(
+    cfg: RegistryConfig,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    let http_bound = listeners.http.local_addr()?;
+    let raft_bound = listeners.raft.local_addr()?;
+    let me = Member {
+        raft_addr: advertised(raft_bound, &cfg, "--raft-addr")?,
+        http_addr: advertised(http_bound, &cfg, "--http-addr")?,
+    };
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let opts = NodeOptions {
+        node_id: cfg.node_id,
+        data_dir: cfg.data_dir.clone(),
+        heartbeat_ms: cfg.heartbeat_ms,
+        election_min_ms: cfg.heartbeat_ms * 4,
+        election_max_ms: cfg.heartbeat_ms * 8,
+        snapshot_threshold: cfg.snapshot_threshold,
+        keep_after_snapshot: (cfg.snapshot_threshold / 10).max(1),
+        store: StoreOptions {
+            cache_capacity: cfg.cache_mb * 1024 * 1024,
+        },
+    };
+    let metrics = install_metrics();
+    let node = Node::start(&opts, me.clone(), HttpClient::new(Duration::from_secs(10))).await?;
+    tracing::info!(node_id = cfg.node_id, data_dir = %cfg.data_dir.display(), "node started");
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let raft_srv = serve(listeners.raft, raft::server::router(node.clone()), stop_rx.clone());
+    let api_state = Arc::new(ApiState { node: node.clone(), metrics });
+    let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
+    tracing::info!("listening raft {raft_bound}");
+    tracing::info!("listening http {http_bound}");
+
+    if cfg.bootstrap {
+        match node.bootstrap().await {
+            Ok(true) => tracing::info!("bootstrapped a new cluster"),
+            Ok(false) => tracing::info!("existing state found; not bootstrapping again"),
+            Err(e) => tracing::error!(error = %e, "bootstrap failed"),
+        }
+    } else if !cfg.join.is_empty() {
+        if node.is_initialized().await {
+            tracing::info!("existing state found; rejoining the cluster without asking");
+        } else {
+            tokio::spawn(join_loop(node.clone(), cfg.join.clone(), stop_rx.clone()));
+        }
+    } else if !node.is_initialized().await {
+        tracing::warn!("no state, no --bootstrap, no --join: waiting for a member to add this node");
+    }
+    tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
+        let _ = tokio::join!(http_srv, raft_srv);
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("in-flight requests still open after the grace period; closing them");
+    }
+    if let Err(e) = node.raft.shutdown().await {
+        tracing::warn!(error = %e, "raft shutdown");
+    }
+    node.flush();
+    Ok(())
+}
+
+fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let res = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = stop.wait_for(|s| *s).await;
+            })
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "server failed");
+        }
+    })
+}
+
+/// Ask the given members to add this node until one does.
+async fn join_loop(node: Arc<Node>, targets: Vec<String>, mut stop: watch::Receiver<bool>) {
+    let req = JoinRequest {
+        node_id: node.id,
+        raft_addr: node.me.raft_addr.clone(),
+        http_addr: node.me.http_addr.clone(),
+    };
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        for target in &targets {
+            let client = RegistryClient::with_http(target, node.http.clone());
+            match client.join(&req).await {
+                Ok(v) => {
+                    tracing::info!(via = %target, answer = %v, "joined the cluster");
+                    return;
+                }
+                Err(ClientError::Status { status, message, .. }) if status.is_client_error() => {
+                    tracing::error!(via = %target, %status, %message, "join refused; will retry");
+                }
+                Err(e) => tracing::warn!(via = %target, error = %e, "join attempt failed; will retry"),
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Mirror Raft metrics into Prometheus gauges and count leader changes.
+async fn export_raft_metrics(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut rx = node.raft.metrics();
+    let mut last_leader = None;
+    loop {
+        {
+            let m = rx.borrow_and_update();
+            metrics::gauge!("lucid_raft_term").set(m.current_term as f64);
+            metrics::gauge!("lucid_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
+            metrics::gauge!("lucid_raft_applied_index").set(m.last_applied.map_or(0, |l| l.index) as f64);
+            metrics::gauge!("lucid_raft_commit_index").set(node.commit_index() as f64);
+            metrics::gauge!("lucid_raft_is_leader").set(if m.state == ServerState::Leader { 1.0 } else { 0.0 });
+            metrics::gauge!("lucid_raft_peers").set(m.membership_config.membership().voter_ids().count() as f64);
+            if m.current_leader.is_some() && m.current_leader != last_leader {
+                metrics::counter!("lucid_raft_leader_changes_total").increment(1);
+            }
+            last_leader = m.current_leader;
+        }
+        tokio::select! {
+            changed = rx.changed() => if changed.is_err() { return },
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}

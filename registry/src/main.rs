@@ -1,0 +1,78 @@
+//! The `lucid-registry` binary: parse configuration, start logging, bind the listeners, run.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lucid_registry::config::{Args, LogFormat, RegistryConfig};
+use lucid_registry::{run, Listeners};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cfg = match Args::parse().resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("lucid-registry: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_tracing(cfg.log_format);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lucid-registry: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("lucid-registry: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: RegistryConfig) -> anyhow::Result<()> {
+    let http = tokio::net::TcpListener::bind(cfg.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", cfg.http_addr))?;
+    let raft = tokio::net::TcpListener::bind(cfg.raft_addr)
+        .await
+        .with_context(|| format!("binding the Raft listener on {}", cfg.raft_addr))?;
+    run(cfg, Listeners { http, raft }, shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}

@@ -1,0 +1,299 @@
+//! The Raft state machine over the sled `state` tree: applies [`Command`]s, builds and
+//! installs snapshots.
+
+use std::io::Cursor;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use openraft::storage::RaftStateMachine;
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+
+use super::state::{
+    self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED,
+    KV_INDEX, KV_PREFIX, MEMBERSHIP, SNAPSHOT_DATA, SNAPSHOT_META,
+};
+use crate::types::{
+    Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
+    StoredMembership, TypeConfig,
+};
+
+/// Owned by openraft's state-machine worker: applies run one at a time.
+pub struct StateMachine {
+    db: Arc<sled::Db>,
+    reader: StateReader,
+    snapshot_seq: Arc<AtomicU64>,
+}
+
+impl StateMachine {
+    pub(crate) fn new(db: Arc<sled::Db>, reader: StateReader) -> Self {
+        StateMachine {
+            db,
+            reader,
+            snapshot_seq: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn tree(&self) -> &sled::Tree {
+        self.reader.tree()
+    }
+
+    fn read_markers(&self) -> Result<(Option<LogId>, StoredMembership), StateError> {
+        let applied = match self.tree().get(APPLIED)? {
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            None => None,
+        };
+        let membership = match self.tree().get(MEMBERSHIP)? {
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            None => StoredMembership::default(),
+        };
+        Ok((applied, membership))
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(v).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+/// Apply one command into `batch`. Bad data never fails the state machine (that would be
+/// fatal to the node); it answers `ok: false` instead.
+fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<bool, StateError> {
+    match cmd {
+        Command::KvSet { key, value, flags, cas } => {
+            let k = kv_key(&key);
+            let existing = batch.get(&k)?.map(|raw| KvEntry::decode(&raw)).transpose()?;
+            match (cas, &existing) {
+                (Some(0), Some(_)) => return Ok(false),
+                (Some(n), Some(e)) if n != 0 && e.modify_index != n => return Ok(false),
+                (Some(n), None) if n != 0 => return Ok(false),
+                _ => {}
+            }
+            let entry = KvEntry {
+                create_index: existing.as_ref().map_or(index, |e| e.create_index),
+                modify_index: index,
+                lock_index: existing.as_ref().map_or(0, |e| e.lock_index),
+                flags,
+                value,
+            };
+            batch.insert(k, entry.encode());
+            batch.remove(tomb_key(&key));
+            batch.insert(KV_INDEX.to_vec(), index.to_be_bytes().to_vec());
+            Ok(true)
+        }
+        Command::KvDelete { key, recurse, cas } => {
+            let doomed: Vec<Vec<u8>> = if recurse {
+                batch.keys_with_prefix(&kv_key(&key))?
+            } else {
+                let k = kv_key(&key);
+                let existing = batch.get(&k)?.map(|raw| KvEntry::decode(&raw)).transpose()?;
+                if let Some(n) = cas {
+                    match &existing {
+                        Some(e) if e.modify_index == n => {}
+                        _ => return Ok(false),
+                    }
+                }
+                existing.map(|_| k).into_iter().collect()
+            };
+            for k in &doomed {
+                let mut t = state::TOMB_PREFIX.to_vec();
+                t.extend_from_slice(&k[KV_PREFIX.len()..]);
+                batch.insert(t, index.to_be_bytes().to_vec());
+                batch.remove(k.clone());
+            }
+            if !doomed.is_empty() {
+                batch.insert(KV_INDEX.to_vec(), index.to_be_bytes().to_vec());
+            }
+            Ok(true)
+        }
+        Command::Restore { blob } => {
+            let pairs = match state::decode_blob(&blob) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(index, error = %e, "rejected a restore blob that does not decode");
+                    return Ok(false);
+                }
+            };
+            batch.clear_data()?;
+            for (k, v) in pairs {
+                // Restored entries are stamped with the restore's index: the old indexes belong
+                // to another log and would confuse blocking queries and CAS.
+                if k.starts_with(KV_PREFIX) {
+                    let mut e = KvEntry::decode(&v)?;
+                    e.create_index = index;
+                    e.modify_index = index;
+                    batch.insert(k, e.encode());
+                }
+            }
+            batch.insert(KV_INDEX.to_vec(), index.to_be_bytes().to_vec());
+            Ok(true)
+        }
+    }
+}
+
+// === impl StateMachine: openraft traits ===
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        self.read_markers()
+            .map_err(|e| StorageIOError::read_state_machine(&e).into())
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<CommandResult>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let tree = self.reader.tree().clone();
+        let mut batch = StateBatch::new(&tree);
+        let mut results = Vec::new();
+        let mut last: Option<LogId> = None;
+        let mut membership: Option<StoredMembership> = None;
+        for entry in entries {
+            let index = entry.log_id.index;
+            let ok = match entry.payload {
+                EntryPayload::Blank => true,
+                EntryPayload::Normal(cmd) => apply_command(&mut batch, cmd, index)
+                    .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                EntryPayload::Membership(m) => {
+                    membership = Some(StoredMembership::new(Some(entry.log_id), m));
+                    true
+                }
+            };
+            last = Some(entry.log_id);
+            results.push(CommandResult { ok, index });
+        }
+        let Some(last) = last else {
+            return Ok(results);
+        };
+        let write = |batch: &mut StateBatch<'_>| -> Result<(), StateError> {
+            batch.insert(APPLIED.to_vec(), json(&Some(last))?);
+            if let Some(m) = &membership {
+                batch.insert(MEMBERSHIP.to_vec(), json(m)?);
+            }
+            Ok(())
+        };
+        write(&mut batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        batch
+            .commit(&self.reader)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.reader.publish_applied(last.index);
+        Ok(results)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        // Read here, on the state-machine worker, so no apply runs while we copy: the
+        // snapshot is of exactly one point in the log.
+        let taken = self.read_markers().and_then(|(applied, membership)| {
+            Ok((applied, membership, state::export_tree(self.tree())?))
+        });
+        SnapshotBuilder {
+            taken: taken.map_err(|e| e.to_string()),
+            tree: self.tree().clone(),
+            seq: self.snapshot_seq.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        let sig = Some(meta.signature());
+        let pairs = state::decode_blob(&data).map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
+        let tree = self.reader.tree().clone();
+        let mut batch = StateBatch::new(&tree);
+        let build = |batch: &mut StateBatch<'_>| -> Result<(), StateError> {
+            batch.clear_data()?;
+            for (k, v) in pairs {
+                batch.insert(k, v);
+            }
+            batch.insert(APPLIED.to_vec(), json(&meta.last_log_id)?);
+            batch.insert(MEMBERSHIP.to_vec(), json(&meta.last_membership)?);
+            batch.insert(SNAPSHOT_META.to_vec(), json(meta)?);
+            batch.insert(SNAPSHOT_DATA.to_vec(), data.clone());
+            Ok(())
+        };
+        build(&mut batch).map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        batch
+            .commit(&self.reader)
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
+        if let Some(l) = meta.last_log_id {
+            self.reader.publish_applied(l.index);
+        }
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let read = || -> Result<Option<Snapshot>, StateError> {
+            let (Some(meta), Some(data)) = (self.tree().get(SNAPSHOT_META)?, self.tree().get(SNAPSHOT_DATA)?)
+            else {
+                return Ok(None);
+            };
+            let meta: SnapshotMeta =
+                serde_json::from_slice(&meta).map_err(|e| StateError::Corrupt(e.to_string()))?;
+            Ok(Some(Snapshot {
+                meta,
+                snapshot: Box::new(Cursor::new(data.to_vec())),
+            }))
+        };
+        read().map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+    }
+}
+
+/// Holds a point-in-time copy taken by `get_snapshot_builder`.
+pub struct SnapshotBuilder {
+    taken: Result<(Option<LogId>, StoredMembership, Vec<u8>), String>,
+    tree: sled::Tree,
+    seq: Arc<AtomicU64>,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let (last, membership, data) = self
+            .taken
+            .clone()
+            .map_err(|e| StorageIOError::read_state_machine(&std::io::Error::other(e)))?;
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed);
+        let snapshot_id = match last {
+            Some(l) => format!("{}-{}-{}", l.leader_id.term, l.index, seq),
+            None => format!("0-0-{seq}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: membership,
+            snapshot_id,
+        };
+        let store = || -> Result<(), StateError> {
+            // Never replace a newer snapshot (one installed from the leader meanwhile).
+            if let Some(raw) = self.tree.get(SNAPSHOT_META)? {
+                if let Ok(cur) = serde_json::from_slice::<SnapshotMeta>(&raw) {
+                    if cur.last_log_id > last {
+                        return Ok(());
+                    }
+                }
+            }
+            let mut batch = sled::Batch::default();
+            batch.insert(SNAPSHOT_META, json(&meta)?);
+            batch.insert(SNAPSHOT_DATA, data.clone());
+            self.tree.apply_batch(batch)?;
+            Ok(())
+        };
+        store().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+

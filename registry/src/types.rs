@@ -1,0 +1,92 @@
+//! Raft type configuration: what goes into the log ([`Command`]), what applying it answers
+//! ([`CommandResult`]), and how members are addressed ([`Member`]).
+
+use std::fmt;
+use std::io::Cursor;
+
+use serde::{Deserialize, Serialize};
+
+/// Node ids are small integers chosen by the operator (`--node-id`).
+pub type NodeId = u64;
+
+/// How other nodes reach a member: its Raft RPC address and its HTTP API address.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub raft_addr: String,
+    pub http_addr: String,
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "raft={} http={}", self.raft_addr, self.http_addr)
+    }
+}
+
+/// A replicated change. Every write the API accepts becomes exactly one of these.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Command {
+    /// Consul `PUT /v1/kv/<key>`; `cas: Some(0)` creates only when absent.
+    KvSet {
+        key: String,
+        #[serde(with = "b64")]
+        value: Vec<u8>,
+        flags: u64,
+        cas: Option<u64>,
+    },
+    /// Consul `DELETE /v1/kv/<key>`.
+    KvDelete {
+        key: String,
+        recurse: bool,
+        cas: Option<u64>,
+    },
+    /// `PUT /v1/snapshot`: replace the whole application state with a backup blob.
+    Restore {
+        #[serde(with = "b64")]
+        blob: Vec<u8>,
+    },
+}
+
+/// What applying a [`Command`] answered.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommandResult {
+    /// `false` when a CAS precondition failed (Consul answers the body `false`).
+    pub ok: bool,
+    /// The log index the command was applied at.
+    pub index: u64,
+}
+
+openraft::declare_raft_types!(
+    /// The registry's Raft types.
+    pub TypeConfig:
+        D = Command,
+        R = CommandResult,
+        NodeId = NodeId,
+        Node = Member,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type Entry = openraft::Entry<TypeConfig>;
+pub type LogId = openraft::LogId<NodeId>;
+pub type Vote = openraft::Vote<NodeId>;
+pub type StoredMembership = openraft::StoredMembership<NodeId, Member>;
+pub type SnapshotMeta = openraft::SnapshotMeta<NodeId, Member>;
+pub type Snapshot = openraft::Snapshot<TypeConfig>;
+pub type StorageError = openraft::StorageError<NodeId>;
+pub type StorageIOError = openraft::StorageIOError<NodeId>;
+
+/// Binary fields travel as base64 in JSON (log entries, RPC bodies).
+pub(crate) mod b64 {
+    use base64::engine::general_purpose::STANDARD;
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(v))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        STANDARD.decode(s.as_bytes()).map_err(serde::de::Error::custom)
+    }
+}
