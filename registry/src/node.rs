@@ -68,6 +68,8 @@ pub enum ForwardedWrite {
     Ok(CommandResult),
     /// This node does not lead; the sender should look again and retry.
     NotLeader,
+    /// This node leads but cannot reach a quorum; nothing was appended.
+    NoQuorum,
     Failed(String),
 }
 
@@ -176,6 +178,7 @@ impl Node {
             match self.write_local(cmd.clone()).await {
                 ForwardedWrite::Ok(r) => return Ok(r),
                 ForwardedWrite::Failed(e) => return Err(WriteError::Unavailable(e)),
+                ForwardedWrite::NoQuorum => last_problem = "the leader cannot reach a quorum".into(),
                 ForwardedWrite::NotLeader => {}
             }
             if let Some((id, leader)) = self.leader().filter(|(id, _)| *id != self.id) {
@@ -183,6 +186,7 @@ impl Node {
                     Ok(ForwardedWrite::Ok(r)) => return Ok(r),
                     Ok(ForwardedWrite::Failed(e)) => return Err(WriteError::Unavailable(e)),
                     Ok(ForwardedWrite::NotLeader) => last_problem = format!("node {id} stopped leading"),
+                    Ok(ForwardedWrite::NoQuorum) => last_problem = format!("leader {id} cannot reach a quorum"),
                     // Never retry once the request may have reached the leader: it may have
                     // been applied, and a retry would apply it twice.
                     Err(e) if !is_connect_error(&e) => {
@@ -202,10 +206,29 @@ impl Node {
 
     /// Apply a command only if this node leads.
     pub async fn write_local(&self, cmd: Command) -> ForwardedWrite {
-        match self.raft.client_write(cmd).await {
-            Ok(resp) => ForwardedWrite::Ok(resp.data),
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => ForwardedWrite::NotLeader,
-            Err(e) => ForwardedWrite::Failed(e.to_string()),
+        if self.is_leader() && !self.has_quorum() {
+            // Refuse before appending: an entry appended now could commit much later, after
+            // the client was told the write failed.
+            return ForwardedWrite::NoQuorum;
+        }
+        match tokio::time::timeout(WRITE_DEADLINE, self.raft.client_write(cmd)).await {
+            Ok(Ok(resp)) => ForwardedWrite::Ok(resp.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => ForwardedWrite::NotLeader,
+            Ok(Err(e)) => ForwardedWrite::Failed(e.to_string()),
+            Err(_) => ForwardedWrite::Failed(format!(
+                "not committed within {WRITE_DEADLINE:?}; it may still be applied if the cluster recovers"
+            )),
+        }
+    }
+
+    /// Has this leader heard from a quorum within an election timeout?
+    fn has_quorum(&self) -> bool {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        match m.millis_since_quorum_ack {
+            Some(ms) => ms <= self.raft.config().election_timeout_max,
+            // Not measured yet (a leader that just took over): let Raft decide.
+            None => true,
         }
     }
 

@@ -1,0 +1,11 @@
+//! lucid-tests: support for integration suites that spawn the real Lucid Mesh binaries.
+//!
+//! # Layout
+//! - [`bins`]: find (and if needed build) the workspace's binaries.
+//! - [`registry`]: a `lucid-registry` child process on ephemeral loopback ports, killed on Drop,
+//!   and a [`registry::Cluster`] of them.
+//! - [`wait`]: polling helpers (tests never sleep where they can poll).
+
+pub mod bins;
+pub mod registry;
+pub mod wait;

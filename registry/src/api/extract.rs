@@ -3,7 +3,10 @@
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONNECTION;
 use axum::http::request::Parts;
+use axum::http::HeaderValue;
+use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
 
@@ -55,17 +58,29 @@ pub struct BodyBytes<const LIMIT: usize>(pub Bytes);
 /// 1 MiB: the API's body limit (DESIGN §5).
 pub type ApiBody = BodyBytes<{ 1024 * 1024 }>;
 
-impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for BodyBytes<LIMIT> {
-    type Rejection = ApiError;
+/// A body that could not be read. The rest of it is still on the wire, so the connection
+/// is closed after the answer: a client must not send its next request behind it.
+pub struct BodyRejection(ApiError);
 
-    async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
+impl IntoResponse for BodyRejection {
+    fn into_response(self) -> Response {
+        let mut resp = self.0.into_response();
+        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        resp
+    }
+}
+
+impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for BodyBytes<LIMIT> {
+    type Rejection = BodyRejection;
+
+    async fn from_request(req: Request, _: &S) -> Result<Self, BodyRejection> {
         let body: Body = req.into_body();
         match Limited::new(body, LIMIT).collect().await {
             Ok(c) => Ok(BodyBytes(c.to_bytes())),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(ApiError::too_large(format!(
-                "request body exceeds the {LIMIT} byte limit"
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyRejection(ApiError::too_large(
+                format!("request body exceeds the {LIMIT} byte limit"),
             ))),
-            Err(e) => Err(ApiError::bad_request(format!("reading request body: {e}"))),
+            Err(e) => Err(BodyRejection(ApiError::bad_request(format!("reading request body: {e}")))),
         }
     }
 }

@@ -45,6 +45,8 @@ pub async fn status(State(api): State<Arc<ApiState>>) -> Json<serde_json::Value>
         "applied_index": node.state.applied_index(),
         "last_log_index": m.last_log_index.unwrap_or(0),
         "snapshot_index": m.snapshot.map_or(0, |s| s.index),
+        "purged_index": m.purged.map_or(0, |s| s.index),
+        "quorum_ack_ms": m.millis_since_quorum_ack,
         "raft_addr": node.me.raft_addr,
         "http_addr": node.me.http_addr,
         "peers": peers,

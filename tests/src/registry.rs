@@ -1,0 +1,302 @@
+//! `lucid-registry` child processes for tests.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use lucid_client::RegistryClient;
+
+use crate::bins::bin;
+use crate::wait;
+
+/// How a node is started.
+#[derive(Debug, Clone, Default)]
+pub struct NodeSpec {
+    pub node_id: u64,
+    pub data_dir: PathBuf,
+    pub bootstrap: bool,
+    /// HTTP addresses to join through.
+    pub join: Vec<String>,
+    /// Fixed addresses (a restart keeps its ports); `None` binds port 0.
+    pub http_addr: Option<String>,
+    pub raft_addr: Option<String>,
+    pub extra: Vec<String>,
+}
+
+/// A running registry; killed (SIGKILL) when dropped.
+pub struct RegistryProc {
+    child: Child,
+    pub spec: NodeSpec,
+    pub http: String,
+    pub raft: String,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl RegistryProc {
+    /// Spawn and wait until both listeners are bound.
+    pub fn spawn(spec: NodeSpec) -> anyhow::Result<RegistryProc> {
+        let mut cmd = Command::new(bin("lucid-registry"));
+        cmd.arg("--node-id")
+            .arg(spec.node_id.to_string())
+            .arg("--data-dir")
+            .arg(&spec.data_dir)
+            .arg("--http-addr")
+            .arg(spec.http_addr.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg("--raft-addr")
+            .arg(spec.raft_addr.as_deref().unwrap_or("127.0.0.1:0"))
+            // Tests share two cores with several nodes; keep elections calm but fast.
+            .args(["--heartbeat-ms", "100"]);
+        if spec.bootstrap {
+            cmd.arg("--bootstrap");
+        }
+        for j in &spec.join {
+            cmd.arg("--join").arg(j);
+        }
+        cmd.args(&spec.extra)
+            .env("RUST_LOG", "info,openraft=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().context("spawning lucid-registry")?;
+        let stderr = child.stderr.take().context("no stderr pipe")?;
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let sink = log.clone();
+        let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                for kind in ["http", "raft"] {
+                    let marker = format!("listening {kind} ");
+                    if let Some(pos) = line.find(&marker) {
+                        let addr = line[pos + marker.len()..].split_whitespace().next().unwrap_or("");
+                        let _ = tx.send((kind.to_owned(), addr.to_owned()));
+                    }
+                }
+                if std::env::var_os("LUCID_TEST_LOGS").is_some() {
+                    eprintln!("[node] {line}");
+                }
+                sink.lock().unwrap().push(line);
+            }
+        });
+        let (mut http, mut raft) = (None, None);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while http.is_none() || raft.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok((k, a)) if k == "http" => http = Some(a),
+                Ok((_, a)) => raft = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!(
+                        "lucid-registry node {} did not report its listeners:\n{}",
+                        spec.node_id,
+                        log.lock().unwrap().join("\n")
+                    );
+                }
+            }
+        }
+        Ok(RegistryProc {
+            child,
+            spec,
+            http: http.unwrap_or_default(),
+            raft: raft.unwrap_or_default(),
+            log,
+        })
+    }
+
+    pub fn client(&self) -> RegistryClient {
+        RegistryClient::new(&self.http)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// kill -9.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM and wait for a clean exit; the exit status.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            if Instant::now() > deadline {
+                bail!("node did not exit within 15 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Has the process exited (e.g. refused to start)?
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// The node's log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// A spec that restarts this node on the same ports and data.
+    pub fn restart_spec(&self) -> NodeSpec {
+        NodeSpec {
+            http_addr: Some(self.http.clone()),
+            raft_addr: Some(self.raft.clone()),
+            bootstrap: false,
+            ..self.spec.clone()
+        }
+    }
+
+    /// `/status` as JSON.
+    pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
+        Ok(self.client().status().await?)
+    }
+}
+
+impl Drop for RegistryProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Only one multi-node cluster at a time: the machines have two cores.
+pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Several registry nodes in one temporary directory.
+pub struct Cluster {
+    pub nodes: Vec<Option<RegistryProc>>,
+    pub dir: tempfile::TempDir,
+    /// Specs of killed nodes, for restarting them on the same ports.
+    parked: Vec<Option<NodeSpec>>,
+    extra: Vec<String>,
+}
+
+impl Cluster {
+    /// Start `n` nodes: node 1 bootstraps, the rest join through it; wait for all voters.
+    pub async fn start(n: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
+        let dir = tempfile::tempdir()?;
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let first = RegistryProc::spawn(NodeSpec {
+            node_id: 1,
+            data_dir: dir.path().join("n1"),
+            bootstrap: true,
+            extra: extra.clone(),
+            ..Default::default()
+        })?;
+        let seed = first.http.clone();
+        let mut c = Cluster {
+            nodes: vec![Some(first)],
+            dir,
+            parked: vec![None],
+            extra,
+        };
+        c.wait_leader(Duration::from_secs(20)).await?;
+        for id in 2..=n as u64 {
+            let p = RegistryProc::spawn(NodeSpec {
+                node_id: id,
+                data_dir: c.dir.path().join(format!("n{id}")),
+                join: vec![seed.clone()],
+                extra: c.extra.clone(),
+                ..Default::default()
+            })?;
+            c.nodes.push(Some(p));
+            c.parked.push(None);
+        }
+        c.wait_voters(n, Duration::from_secs(60)).await?;
+        Ok(c)
+    }
+
+    pub fn node(&self, i: usize) -> &RegistryProc {
+        self.nodes[i].as_ref().expect("node is running")
+    }
+
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        self.dir.path().join(format!("n{}", i + 1))
+    }
+
+    /// Running nodes with their index.
+    pub fn running(&self) -> impl Iterator<Item = (usize, &RegistryProc)> {
+        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+    }
+
+    /// Wait until every running node agrees on one leader; its index.
+    pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        wait::until("a leader every running node agrees on", timeout, || async {
+            let mut leader = None;
+            for (_, n) in self.running() {
+                let st = n.status().await?;
+                let Some(id) = st["leader"]["id"].as_u64() else { return Ok(None) };
+                if leader.is_some_and(|l| l != id) {
+                    return Ok(None);
+                }
+                leader = Some(id);
+            }
+            Ok(leader.and_then(|id| {
+                self.running().find(|(_, n)| n.spec.node_id == id).map(|(i, _)| i)
+            }))
+        })
+        .await
+    }
+
+    /// Wait until the leader reports `n` voters.
+    pub async fn wait_voters(&self, n: usize, timeout: Duration) -> anyhow::Result<()> {
+        wait::until(&format!("{n} voters"), timeout, || async {
+            let l = self.wait_leader(Duration::from_secs(10)).await?;
+            let st = self.node(l).status().await?;
+            let voters = st["peers"].as_array().map_or(0, |p| p.iter().filter(|p| p["voter"] == true).count());
+            Ok((voters == n).then_some(()))
+        })
+        .await
+    }
+
+    /// kill -9 node `i`.
+    pub fn kill9(&mut self, i: usize) {
+        if let Some(mut p) = self.nodes[i].take() {
+            p.kill9();
+            self.parked[i] = Some(p.restart_spec());
+        }
+    }
+
+    /// Restart node `i` on its old ports and data.
+    pub fn restart(&mut self, i: usize) -> anyhow::Result<()> {
+        let spec = self.parked[i].take().context("node was not killed")?;
+        self.nodes[i] = Some(RegistryProc::spawn(spec)?);
+        Ok(())
+    }
+
+    /// Wait until every running node has applied at least `index`.
+    pub async fn wait_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<()> {
+        wait::until(&format!("every node applied index {index}"), timeout, || async {
+            for (_, n) in self.running() {
+                let st = n.status().await?;
+                if st["applied_index"].as_u64().unwrap_or(0) < index {
+                    return Ok(None);
+                }
+            }
+            Ok(Some(()))
+        })
+        .await
+    }
+}
+
+/// Remove a directory tree if present.
+pub fn wipe(dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    Ok(())
+}
