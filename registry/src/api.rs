@@ -36,12 +36,24 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(status::metrics))
         .route("/v1/kv", get(kv::get).put(kv::put).delete(kv::delete))
         .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
-        .route("/v1/kv/{*key}", get(kv::get).put(kv::put).delete(kv::delete))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
         .route("/v1/status/leader", get(operator::leader))
         .route("/v1/status/peers", get(operator::peers_handler))
-        .route("/v1/operator/raft/configuration", get(operator::configuration))
-        .route("/v1/operator/raft/join", post(operator::join).put(operator::join))
-        .route("/v1/operator/raft/peer", axum::routing::delete(operator::remove_peer))
+        .route(
+            "/v1/operator/raft/configuration",
+            get(operator::configuration),
+        )
+        .route(
+            "/v1/operator/raft/join",
+            post(operator::join).put(operator::join),
+        )
+        .route(
+            "/v1/operator/raft/peer",
+            axum::routing::delete(operator::remove_peer),
+        )
         .route(
             "/v1/operator/raft/transfer-leader",
             post(operator::transfer_leader).put(operator::transfer_leader),
@@ -49,7 +61,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), count_requests))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_requests,
+        ))
         .with_state(state)
 }
 

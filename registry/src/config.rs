@@ -137,17 +137,33 @@ impl Args {
         };
         let dev = self.dev || file.dev.unwrap_or(false);
         let bootstrap = dev || self.bootstrap || file.bootstrap.unwrap_or(false);
-        let join = if self.join.is_empty() { file.join.unwrap_or_default() } else { self.join };
+        let join = if self.join.is_empty() {
+            file.join.unwrap_or_default()
+        } else {
+            self.join
+        };
         let node_id = match self.node_id.or(file.node_id) {
-            Some(0) => return Err(ConfigError::Invalid("--node-id must be a positive integer".into())),
+            Some(0) => {
+                return Err(ConfigError::Invalid(
+                    "--node-id must be a positive integer".into(),
+                ))
+            }
             Some(id) => id,
             None if dev => 1,
-            None => return Err(ConfigError::Invalid("--node-id is required (or use --dev)".into())),
+            None => {
+                return Err(ConfigError::Invalid(
+                    "--node-id is required (or use --dev)".into(),
+                ))
+            }
         };
         let data_dir = match self.data_dir.or(file.data_dir) {
             Some(d) => d,
             None if dev => PathBuf::from("lucid-data"),
-            None => return Err(ConfigError::Invalid("--data-dir is required (or use --dev)".into())),
+            None => {
+                return Err(ConfigError::Invalid(
+                    "--data-dir is required (or use --dev)".into(),
+                ))
+            }
         };
         if bootstrap && !join.is_empty() {
             return Err(ConfigError::Invalid(
@@ -156,11 +172,18 @@ impl Args {
         }
         let heartbeat_ms = self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100);
         if !(10..=5000).contains(&heartbeat_ms) {
-            return Err(ConfigError::Invalid("--heartbeat-ms must be between 10 and 5000".into()));
+            return Err(ConfigError::Invalid(
+                "--heartbeat-ms must be between 10 and 5000".into(),
+            ));
         }
-        let snapshot_threshold = self.snapshot_threshold.or(file.snapshot_threshold).unwrap_or(5000);
+        let snapshot_threshold = self
+            .snapshot_threshold
+            .or(file.snapshot_threshold)
+            .unwrap_or(5000);
         if snapshot_threshold == 0 {
-            return Err(ConfigError::Invalid("--snapshot-threshold must be at least 1".into()));
+            return Err(ConfigError::Invalid(
+                "--snapshot-threshold must be at least 1".into(),
+            ));
         }
         let cache_mb = self.cache_mb.or(file.cache_mb).unwrap_or(16);
         if cache_mb == 0 {
@@ -177,7 +200,10 @@ impl Args {
             advertise: self.advertise.or(file.advertise),
             bootstrap,
             join,
-            log_format: self.log_format.or(file.log_format).unwrap_or(LogFormat::Text),
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
             snapshot_threshold,
             cache_mb,
             heartbeat_ms,
@@ -208,13 +234,21 @@ mod tests {
     fn non_dev_needs_id_and_dir() {
         assert!(args(&["--bootstrap"]).resolve().is_err());
         assert!(args(&["--node-id", "2"]).resolve().is_err());
-        assert!(args(&["--node-id", "0", "--data-dir", "x"]).resolve().is_err());
-        assert!(args(&["--node-id", "2", "--data-dir", "x", "--join", "127.0.0.1:1"]).resolve().is_ok());
+        assert!(args(&["--node-id", "0", "--data-dir", "x"])
+            .resolve()
+            .is_err());
+        assert!(
+            args(&["--node-id", "2", "--data-dir", "x", "--join", "127.0.0.1:1"])
+                .resolve()
+                .is_ok()
+        );
     }
 
     #[test]
     fn bootstrap_and_join_are_exclusive() {
-        let e = args(&["--dev", "--join", "127.0.0.1:8500"]).resolve().unwrap_err();
+        let e = args(&["--dev", "--join", "127.0.0.1:8500"])
+            .resolve()
+            .unwrap_err();
         assert!(e.to_string().contains("exclusive"));
     }
 

@@ -104,8 +104,15 @@ pub async fn run(
     tracing::info!(node_id = cfg.node_id, data_dir = %cfg.data_dir.display(), "node started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let raft_srv = serve(listeners.raft, raft::server::router(node.clone()), stop_rx.clone());
-    let api_state = Arc::new(ApiState { node: node.clone(), metrics });
+    let raft_srv = serve(
+        listeners.raft,
+        raft::server::router(node.clone()),
+        stop_rx.clone(),
+    );
+    let api_state = Arc::new(ApiState {
+        node: node.clone(),
+        metrics,
+    });
     let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
     tracing::info!("listening raft {raft_bound}");
     tracing::info!("listening http {http_bound}");
@@ -123,7 +130,9 @@ pub async fn run(
             tokio::spawn(join_loop(node.clone(), cfg.join.clone(), stop_rx.clone()));
         }
     } else if !node.is_initialized().await {
-        tracing::warn!("no state, no --bootstrap, no --join: waiting for a member to add this node");
+        tracing::warn!(
+            "no state, no --bootstrap, no --join: waiting for a member to add this node"
+        );
     }
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
 
@@ -177,10 +186,14 @@ async fn join_loop(node: Arc<Node>, targets: Vec<String>, mut stop: watch::Recei
                     tracing::info!(via = %target, answer = %v, "joined the cluster");
                     return;
                 }
-                Err(ClientError::Status { status, message, .. }) if status.is_client_error() => {
+                Err(ClientError::Status {
+                    status, message, ..
+                }) if status.is_client_error() => {
                     tracing::error!(via = %target, %status, %message, "join refused; will retry");
                 }
-                Err(e) => tracing::warn!(via = %target, error = %e, "join attempt failed; will retry"),
+                Err(e) => {
+                    tracing::warn!(via = %target, error = %e, "join attempt failed; will retry")
+                }
             }
         }
         tokio::select! {
@@ -200,10 +213,16 @@ async fn export_raft_metrics(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             let m = rx.borrow_and_update();
             metrics::gauge!("lucid_raft_term").set(m.current_term as f64);
             metrics::gauge!("lucid_raft_last_log_index").set(m.last_log_index.unwrap_or(0) as f64);
-            metrics::gauge!("lucid_raft_applied_index").set(m.last_applied.map_or(0, |l| l.index) as f64);
+            metrics::gauge!("lucid_raft_applied_index")
+                .set(m.last_applied.map_or(0, |l| l.index) as f64);
             metrics::gauge!("lucid_raft_commit_index").set(node.commit_index() as f64);
-            metrics::gauge!("lucid_raft_is_leader").set(if m.state == ServerState::Leader { 1.0 } else { 0.0 });
-            metrics::gauge!("lucid_raft_peers").set(m.membership_config.membership().voter_ids().count() as f64);
+            metrics::gauge!("lucid_raft_is_leader").set(if m.state == ServerState::Leader {
+                1.0
+            } else {
+                0.0
+            });
+            metrics::gauge!("lucid_raft_peers")
+                .set(m.membership_config.membership().voter_ids().count() as f64);
             if m.current_leader.is_some() && m.current_leader != last_leader {
                 metrics::counter!("lucid_raft_leader_changes_total").increment(1);
             }

@@ -89,7 +89,11 @@ pub struct Node {
 
 impl Node {
     /// Open the store and start Raft (not yet initialised or joined).
-    pub async fn start(opts: &NodeOptions, me: Member, http: HttpClient) -> Result<Arc<Node>, StartError> {
+    pub async fn start(
+        opts: &NodeOptions,
+        me: Member,
+        http: HttpClient,
+    ) -> Result<Arc<Node>, StartError> {
         let (log, sm, state) = store::open(&opts.data_dir, &opts.store)?;
         let committed = log.committed_index();
         let config = openraft::Config {
@@ -105,9 +109,15 @@ impl Node {
         }
         .validate()
         .map_err(|e| StartError::Config(e.to_string()))?;
-        let raft = Raft::new(opts.node_id, Arc::new(config), Network::new(http.clone()), log, sm)
-            .await
-            .map_err(|e| StartError::Raft(e.to_string()))?;
+        let raft = Raft::new(
+            opts.node_id,
+            Arc::new(config),
+            Network::new(http.clone()),
+            log,
+            sm,
+        )
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
         Ok(Arc::new(Node {
             id: opts.node_id,
             me,
@@ -157,17 +167,25 @@ impl Node {
         if self.is_leader() {
             return 0;
         }
-        let last = *self.last_contact.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         last.map_or(u64::MAX, |t| t.elapsed().as_millis() as u64)
     }
 
     pub(crate) fn note_leader_contact(&self) {
-        *self.last_contact.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        *self
+            .last_contact
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
     }
 
     /// The highest log index known committed here.
     pub fn commit_index(&self) -> u64 {
-        self.committed.load(Ordering::Relaxed).max(self.state.applied_index())
+        self.committed
+            .load(Ordering::Relaxed)
+            .max(self.state.applied_index())
     }
 
     /// Apply a command through Raft from any node: locally when leading, else forwarded.
@@ -178,15 +196,21 @@ impl Node {
             match self.write_local(cmd.clone()).await {
                 ForwardedWrite::Ok(r) => return Ok(r),
                 ForwardedWrite::Failed(e) => return Err(WriteError::Unavailable(e)),
-                ForwardedWrite::NoQuorum => last_problem = "the leader cannot reach a quorum".into(),
+                ForwardedWrite::NoQuorum => {
+                    last_problem = "the leader cannot reach a quorum".into()
+                }
                 ForwardedWrite::NotLeader => {}
             }
             if let Some((id, leader)) = self.leader().filter(|(id, _)| *id != self.id) {
                 match self.forward_write(&leader, &cmd).await {
                     Ok(ForwardedWrite::Ok(r)) => return Ok(r),
                     Ok(ForwardedWrite::Failed(e)) => return Err(WriteError::Unavailable(e)),
-                    Ok(ForwardedWrite::NotLeader) => last_problem = format!("node {id} stopped leading"),
-                    Ok(ForwardedWrite::NoQuorum) => last_problem = format!("leader {id} cannot reach a quorum"),
+                    Ok(ForwardedWrite::NotLeader) => {
+                        last_problem = format!("node {id} stopped leading")
+                    }
+                    Ok(ForwardedWrite::NoQuorum) => {
+                        last_problem = format!("leader {id} cannot reach a quorum")
+                    }
                     // Never retry once the request may have reached the leader: it may have
                     // been applied, and a retry would apply it twice.
                     Err(e) if !is_connect_error(&e) => {
@@ -232,11 +256,20 @@ impl Node {
         }
     }
 
-    async fn forward_write(&self, leader: &Member, cmd: &Command) -> Result<ForwardedWrite, ClientError> {
+    async fn forward_write(
+        &self,
+        leader: &Member,
+        cmd: &Command,
+    ) -> Result<ForwardedWrite, ClientError> {
         let body = serde_json::to_vec(cmd).map_err(|e| ClientError::Request(e.to_string()))?;
         let url = format!("http://{}{}", leader.raft_addr, PATH_WRITE);
         self.http
-            .send(Method::POST, &url, &[("content-type", "application/json")], body)
+            .send(
+                Method::POST,
+                &url,
+                &[("content-type", "application/json")],
+                body,
+            )
             .await?
             .error_for_status()?
             .json()
@@ -273,7 +306,13 @@ impl Node {
         let url = format!("http://{}{}", target.raft_addr, PATH_ELECT);
         let res = self
             .http
-            .send_with_timeout(Method::POST, &url, &[], Vec::new(), CAMPAIGN_DEADLINE + Duration::from_secs(2))
+            .send_with_timeout(
+                Method::POST,
+                &url,
+                &[],
+                Vec::new(),
+                CAMPAIGN_DEADLINE + Duration::from_secs(2),
+            )
             .await;
         self.raft.runtime_config().heartbeat(true);
         res?.error_for_status()?.json()

@@ -18,7 +18,7 @@ const WRITERS: usize = 4;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_loses_no_acknowledged_write() -> anyhow::Result<()> {
-    let _serial = cluster_lock();
+    let _serial = cluster_lock().await;
     // A low snapshot threshold so compaction and snapshot installs happen during the storm.
     let mut c = Cluster::start(3, &["--snapshot-threshold", "200"]).await?;
     let addrs: Vec<String> = c.nodes.iter().flatten().map(|n| n.http.clone()).collect();
@@ -28,7 +28,8 @@ async fn crash_loop_loses_no_acknowledged_write() -> anyhow::Result<()> {
     for w in 0..WRITERS {
         let (addrs, acked, stop) = (addrs.clone(), acked.clone(), stop.clone());
         writers.push(tokio::spawn(async move {
-            let clients: Vec<RegistryClient> = addrs.iter().map(|a| RegistryClient::new(a)).collect();
+            let clients: Vec<RegistryClient> =
+                addrs.iter().map(|a| RegistryClient::new(a)).collect();
             let mut n = 0u64;
             let mut attempts = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -61,13 +62,31 @@ async fn crash_loop_loses_no_acknowledged_write() -> anyhow::Result<()> {
     }
     converge(&c).await?;
     let acked = acked.lock().unwrap().clone();
-    eprintln!("{} acknowledged writes out of {attempts} attempts", acked.len());
-    assert!(acked.len() > 100, "the storm barely wrote anything: {}", acked.len());
+    eprintln!(
+        "{} acknowledged writes out of {attempts} attempts",
+        acked.len()
+    );
+    assert!(
+        acked.len() > 100,
+        "the storm barely wrote anything: {}",
+        acked.len()
+    );
     let views = replicas(&c, "storm/").await?;
     for (i, v) in views.iter().enumerate() {
-        let missing: Vec<_> = acked.iter().filter(|k| !v.contains_key(*k)).take(5).collect();
-        assert!(missing.is_empty(), "node {} lost acknowledged writes, e.g. {missing:?}", i + 1);
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|k| !v.contains_key(*k))
+            .take(5)
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "node {} lost acknowledged writes, e.g. {missing:?}",
+            i + 1
+        );
     }
-    assert!(views.iter().all(|v| v == &views[0]), "replicas differ after the crash loop");
+    assert!(
+        views.iter().all(|v| v == &views[0]),
+        "replicas differ after the crash loop"
+    );
     Ok(())
 }

@@ -37,7 +37,10 @@ async fn kv_round_trip_and_consul_semantics() -> anyhow::Result<()> {
     let (idx, pairs) = c.kv_get("app/config", "").await?.expect("present");
     assert_eq!(pairs.len(), 1);
     assert_eq!(pairs[0].flags, 42);
-    assert_eq!(pairs[0].modify_index, idx, "single-key index is the ModifyIndex");
+    assert_eq!(
+        pairs[0].modify_index, idx,
+        "single-key index is the ModifyIndex"
+    );
     let b64 = base64::engine::general_purpose::STANDARD;
     assert_eq!(b64.decode(pairs[0].value.as_ref().unwrap())?, b"hello");
     assert_eq!(c.kv_get_raw("app/config").await?.unwrap(), "hello");
@@ -59,7 +62,10 @@ async fn kv_round_trip_and_consul_semantics() -> anyhow::Result<()> {
     assert!(!c.kv_put_query("lock", "cas=0", "b").await?);
     let (_, p) = c.kv_get("lock", "").await?.unwrap();
     let m = p[0].modify_index;
-    assert!(!c.kv_put_query("lock", &format!("cas={}", m + 100), "c").await?);
+    assert!(
+        !c.kv_put_query("lock", &format!("cas={}", m + 100), "c")
+            .await?
+    );
     assert!(c.kv_put_query("lock", &format!("cas={m}"), "d").await?);
     assert_eq!(c.kv_get_raw("lock").await?.unwrap(), "d");
     let (_, p) = c.kv_get("lock", "").await?.unwrap();
@@ -72,7 +78,9 @@ async fn kv_round_trip_and_consul_semantics() -> anyhow::Result<()> {
     let (_, all) = c.kv_get("tree/", "recurse").await?.unwrap();
     let keys: Vec<_> = all.iter().map(|p| p.key.as_str()).collect();
     assert_eq!(keys, ["tree/a", "tree/b/1", "tree/b/2", "tree/c"]);
-    let r = c.call(Method::GET, "/v1/kv/tree/?keys&separator=/", "").await?;
+    let r = c
+        .call(Method::GET, "/v1/kv/tree/?keys&separator=/", "")
+        .await?;
     let folded: Vec<String> = r.json()?;
     assert_eq!(folded, ["tree/a", "tree/b/", "tree/c"]);
     let r = c.call(Method::GET, "/v1/kv/?keys", "").await?;
@@ -83,10 +91,19 @@ async fn kv_round_trip_and_consul_semantics() -> anyhow::Result<()> {
     let (before, _) = c.kv_get("tree/", "recurse").await?.unwrap();
     assert!(c.kv_delete("tree/a", "").await?);
     let (_, p) = c.kv_get("tree/c", "").await?.unwrap();
-    assert!(!c.kv_delete("tree/c", &format!("cas={}", p[0].modify_index + 1)).await?);
-    assert!(c.kv_delete("tree/c", &format!("cas={}", p[0].modify_index)).await?);
+    assert!(
+        !c.kv_delete("tree/c", &format!("cas={}", p[0].modify_index + 1))
+            .await?
+    );
+    assert!(
+        c.kv_delete("tree/c", &format!("cas={}", p[0].modify_index))
+            .await?
+    );
     let (after, left) = c.kv_get("tree/", "recurse").await?.unwrap();
-    assert!(after > before, "deletes move the prefix index ({before} -> {after})");
+    assert!(
+        after > before,
+        "deletes move the prefix index ({before} -> {after})"
+    );
     assert_eq!(left.len(), 2);
     assert!(c.kv_delete("tree/", "recurse").await?);
     assert!(c.kv_get("tree/", "recurse").await?.is_none());
@@ -95,7 +112,9 @@ async fn kv_round_trip_and_consul_semantics() -> anyhow::Result<()> {
     for q in ["stale", "consistent"] {
         assert_eq!(c.kv_get("lock", q).await?.unwrap().1[0].key, "lock");
     }
-    let r = c.call(Method::GET, "/v1/kv/lock?stale&consistent", "").await?;
+    let r = c
+        .call(Method::GET, "/v1/kv/lock?stale&consistent", "")
+        .await?;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     Ok(())
 }
@@ -108,15 +127,24 @@ async fn kv_rejects_bad_input_with_reasons() -> anyhow::Result<()> {
     let idx_before = node.status().await?["applied_index"].as_u64().unwrap();
 
     let check = |r: &lucid_client::Response, status: StatusCode, code: &str| {
-        assert_eq!(r.status, status, "body: {}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            r.status,
+            status,
+            "body: {}",
+            String::from_utf8_lossy(&r.body)
+        );
         let v: serde_json::Value = r.json().unwrap();
         assert_eq!(v["error"]["code"], code);
         assert!(!v["error"]["message"].as_str().unwrap().is_empty());
     };
     // Value over 512 KiB, body over 1 MiB.
-    let r = c.call(Method::PUT, "/v1/kv/big", vec![b'x'; 512 * 1024 + 1]).await?;
+    let r = c
+        .call(Method::PUT, "/v1/kv/big", vec![b'x'; 512 * 1024 + 1])
+        .await?;
     check(&r, StatusCode::PAYLOAD_TOO_LARGE, "LUCID_ERR_1004");
-    let r = c.call(Method::PUT, "/v1/kv/huge", vec![b'x'; 2 * 1024 * 1024]).await?;
+    let r = c
+        .call(Method::PUT, "/v1/kv/huge", vec![b'x'; 2 * 1024 * 1024])
+        .await?;
     check(&r, StatusCode::PAYLOAD_TOO_LARGE, "LUCID_ERR_1004");
     // Exactly 512 KiB is fine.
     assert!(c.kv_put("big", vec![b'y'; 512 * 1024]).await?);
@@ -130,7 +158,9 @@ async fn kv_rejects_bad_input_with_reasons() -> anyhow::Result<()> {
     check(&r, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
     let r = c.call(Method::PUT, "/v1/kv/x?acquire=abc", "v").await?;
     check(&r, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
-    let r = c.call(Method::GET, "/v1/kv/x?index=1&wait=forever", "").await?;
+    let r = c
+        .call(Method::GET, "/v1/kv/x?index=1&wait=forever", "")
+        .await?;
     check(&r, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
     let r = c.call(Method::GET, "/v1/nope", "").await?;
     check(&r, StatusCode::NOT_FOUND, "LUCID_ERR_1002");
@@ -151,23 +181,41 @@ async fn blocking_query_wakes_on_change_and_honours_wait() -> anyhow::Result<()>
 
     // No change: returns after about `wait` with the same index.
     let t = Instant::now();
-    let r = c.call(Method::GET, &format!("/v1/kv/watched?index={idx}&wait=400ms"), "").await?;
+    let r = c
+        .call(
+            Method::GET,
+            &format!("/v1/kv/watched?index={idx}&wait=400ms"),
+            "",
+        )
+        .await?;
     let took = t.elapsed();
     assert_eq!(r.consul_index(), Some(idx));
-    assert!(took >= Duration::from_millis(390), "returned early: {took:?}");
+    assert!(
+        took >= Duration::from_millis(390),
+        "returned early: {took:?}"
+    );
     assert!(took < Duration::from_secs(5), "overslept: {took:?}");
 
     // A change to another key does not end the wait; a change to this key does.
     let c2 = c.clone();
     let watcher = tokio::spawn(async move {
         let t = Instant::now();
-        let r = c2.call(Method::GET, &format!("/v1/kv/watched?index={idx}&wait=30s"), "").await;
+        let r = c2
+            .call(
+                Method::GET,
+                &format!("/v1/kv/watched?index={idx}&wait=30s"),
+                "",
+            )
+            .await;
         (r, t.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(c.kv_put("unrelated", "x").await?);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(!watcher.is_finished(), "an unrelated write woke the watcher");
+    assert!(
+        !watcher.is_finished(),
+        "an unrelated write woke the watcher"
+    );
     assert!(c.kv_put("watched", "v2").await?);
     let (r, took) = watcher.await?;
     let r = r?;
@@ -196,7 +244,10 @@ async fn kill9_keeps_every_acknowledged_write() -> anyhow::Result<()> {
     let node = RegistryProc::spawn(spec)?;
     wait_leader(&node).await?;
     let c = node.client();
-    let (_, pairs) = c.kv_get("durable/", "recurse").await?.expect("data survived");
+    let (_, pairs) = c
+        .kv_get("durable/", "recurse")
+        .await?
+        .expect("data survived");
     assert_eq!(pairs.len(), acked.len());
     for (i, key) in acked.iter().enumerate() {
         assert_eq!(c.kv_get_raw(key).await?.unwrap(), format!("value-{i}"));

@@ -70,7 +70,10 @@ impl RegistryProc {
                 for kind in ["http", "raft"] {
                     let marker = format!("listening {kind} ");
                     if let Some(pos) = line.find(&marker) {
-                        let addr = line[pos + marker.len()..].split_whitespace().next().unwrap_or("");
+                        let addr = line[pos + marker.len()..]
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or("");
                         let _ = tx.send((kind.to_owned(), addr.to_owned()));
                     }
                 }
@@ -170,10 +173,11 @@ impl Drop for RegistryProc {
     }
 }
 
-/// Only one multi-node cluster at a time: the machines have two cores.
-pub fn cluster_lock() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+/// Only one multi-node cluster at a time: the machines have two cores. (Each test has its own
+/// runtime, so this is a runtime-agnostic async lock held for the whole test.)
+pub async fn cluster_lock() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
 }
 
 /// Several registry nodes in one temporary directory.
@@ -230,7 +234,10 @@ impl Cluster {
 
     /// Running nodes with their index.
     pub fn running(&self) -> impl Iterator<Item = (usize, &RegistryProc)> {
-        self.nodes.iter().enumerate().filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
+        self.nodes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, n)| n.as_ref().map(|n| (i, n)))
     }
 
     /// Wait until every running node agrees on one leader; its index.
@@ -239,14 +246,18 @@ impl Cluster {
             let mut leader = None;
             for (_, n) in self.running() {
                 let st = n.status().await?;
-                let Some(id) = st["leader"]["id"].as_u64() else { return Ok(None) };
+                let Some(id) = st["leader"]["id"].as_u64() else {
+                    return Ok(None);
+                };
                 if leader.is_some_and(|l| l != id) {
                     return Ok(None);
                 }
                 leader = Some(id);
             }
             Ok(leader.and_then(|id| {
-                self.running().find(|(_, n)| n.spec.node_id == id).map(|(i, _)| i)
+                self.running()
+                    .find(|(_, n)| n.spec.node_id == id)
+                    .map(|(i, _)| i)
             }))
         })
         .await
@@ -257,7 +268,9 @@ impl Cluster {
         wait::until(&format!("{n} voters"), timeout, || async {
             let l = self.wait_leader(Duration::from_secs(10)).await?;
             let st = self.node(l).status().await?;
-            let voters = st["peers"].as_array().map_or(0, |p| p.iter().filter(|p| p["voter"] == true).count());
+            let voters = st["peers"]
+                .as_array()
+                .map_or(0, |p| p.iter().filter(|p| p["voter"] == true).count());
             Ok((voters == n).then_some(()))
         })
         .await
@@ -280,15 +293,19 @@ impl Cluster {
 
     /// Wait until every running node has applied at least `index`.
     pub async fn wait_applied(&self, index: u64, timeout: Duration) -> anyhow::Result<()> {
-        wait::until(&format!("every node applied index {index}"), timeout, || async {
-            for (_, n) in self.running() {
-                let st = n.status().await?;
-                if st["applied_index"].as_u64().unwrap_or(0) < index {
-                    return Ok(None);
+        wait::until(
+            &format!("every node applied index {index}"),
+            timeout,
+            || async {
+                for (_, n) in self.running() {
+                    let st = n.status().await?;
+                    if st["applied_index"].as_u64().unwrap_or(0) < index {
+                        return Ok(None);
+                    }
                 }
-            }
-            Ok(Some(()))
-        })
+                Ok(Some(()))
+            },
+        )
         .await
     }
 }

@@ -26,7 +26,11 @@ impl ApiError {
     }
 
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidConfiguration, message)
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidConfiguration,
+            message,
+        )
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -38,19 +42,29 @@ impl ApiError {
     }
 
     pub fn too_large(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::InvalidConfiguration, message)
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::InvalidConfiguration,
+            message,
+        )
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, ErrorCode::ControllerUnavailable, message)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ControllerUnavailable,
+            message,
+        )
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut resp = (self.status, Json(ErrorBody::new(self.code, self.message))).into_response();
-        resp.headers_mut()
-            .insert("x-lucid-error", HeaderValue::from_static(self.code.as_str()));
+        resp.headers_mut().insert(
+            "x-lucid-error",
+            HeaderValue::from_static(self.code.as_str()),
+        );
         resp
     }
 }

@@ -18,7 +18,11 @@ pub struct Params(Vec<(String, String)>);
 
 impl Params {
     pub fn parse(query: &str) -> Self {
-        Params(form_urlencoded::parse(query.as_bytes()).into_owned().collect())
+        Params(
+            form_urlencoded::parse(query.as_bytes())
+                .into_owned()
+                .collect(),
+        )
     }
 
     /// Present at all (`?recurse`, `?recurse=1`, `?recurse=true`), and not explicitly false.
@@ -27,18 +31,26 @@ impl Params {
     }
 
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.0.iter().filter(move |(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn u64(&self, key: &str) -> Result<Option<u64>, ApiError> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => v.parse().map(Some).map_err(|_| {
-                ApiError::bad_request(format!("query parameter {key}={v:?} is not a non-negative integer"))
+                ApiError::bad_request(format!(
+                    "query parameter {key}={v:?} is not a non-negative integer"
+                ))
             }),
         }
     }
@@ -65,7 +77,8 @@ pub struct BodyRejection(ApiError);
 impl IntoResponse for BodyRejection {
     fn into_response(self) -> Response {
         let mut resp = self.0.into_response();
-        resp.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
         resp
     }
 }
@@ -77,10 +90,12 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for BodyBytes<LIMIT> {
         let body: Body = req.into_body();
         match Limited::new(body, LIMIT).collect().await {
             Ok(c) => Ok(BodyBytes(c.to_bytes())),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyRejection(ApiError::too_large(
-                format!("request body exceeds the {LIMIT} byte limit"),
-            ))),
-            Err(e) => Err(BodyRejection(ApiError::bad_request(format!("reading request body: {e}")))),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyRejection(
+                ApiError::too_large(format!("request body exceeds the {LIMIT} byte limit")),
+            )),
+            Err(e) => Err(BodyRejection(ApiError::bad_request(format!(
+                "reading request body: {e}"
+            )))),
         }
     }
 }
@@ -88,6 +103,7 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for BodyBytes<LIMIT> {
 impl<const LIMIT: usize> BodyBytes<LIMIT> {
     /// Decode as JSON with a reason on failure.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.0).map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+        serde_json::from_slice(&self.0)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
     }
 }

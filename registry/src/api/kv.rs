@@ -30,7 +30,10 @@ fn key_of(path: Option<Path<String>>) -> String {
 
 fn check_key(key: &str) -> Result<(), ApiError> {
     if key.len() > MAX_KEY {
-        return Err(ApiError::bad_request(format!("key is {} bytes; the limit is {MAX_KEY}", key.len())));
+        return Err(ApiError::bad_request(format!(
+            "key is {} bytes; the limit is {MAX_KEY}",
+            key.len()
+        )));
     }
     Ok(())
 }
@@ -72,16 +75,34 @@ pub async fn get(
     check_key(&key)?;
     let blocking = Blocking::from_params(&params)?;
     let separator = params.get("separator").map(str::to_owned);
-    let (keys, recurse, raw) = (params.get("keys").is_some(), params.flag("recurse"), params.get("raw").is_some());
+    let (keys, recurse, raw) = (
+        params.get("keys").is_some(),
+        params.flag("recurse"),
+        params.get("raw").is_some(),
+    );
     let state = &node.state;
     let (index, found) = read::block_on(node, blocking, || {
         if keys {
             let (i, ks) = state.kv_keys(&key, separator.as_deref())?;
-            Ok((i, if ks.is_empty() { Found::Missing } else { Found::Keys(ks) }))
+            Ok((
+                i,
+                if ks.is_empty() {
+                    Found::Missing
+                } else {
+                    Found::Keys(ks)
+                },
+            ))
         } else if recurse {
             let (i, list) = state.kv_list(&key)?;
             let pairs: Vec<KvPair> = list.into_iter().map(|(k, e)| pair(k, e)).collect();
-            Ok((i, if pairs.is_empty() { Found::Missing } else { Found::Pairs(pairs) }))
+            Ok((
+                i,
+                if pairs.is_empty() {
+                    Found::Missing
+                } else {
+                    Found::Pairs(pairs)
+                },
+            ))
         } else {
             let (i, e) = state.kv_get(&key)?;
             Ok((
@@ -99,8 +120,10 @@ pub async fn get(
         Found::Missing => StatusCode::NOT_FOUND.into_response(),
         Found::Raw(v) => {
             let mut r = Response::new(Body::from(v));
-            r.headers_mut()
-                .insert("content-type", HeaderValue::from_static("application/octet-stream"));
+            r.headers_mut().insert(
+                "content-type",
+                HeaderValue::from_static("application/octet-stream"),
+            );
             r
         }
         Found::Pairs(p) => Json(p).into_response(),
@@ -122,7 +145,9 @@ pub async fn put(
     }
     check_key(&key)?;
     if params.get("acquire").is_some() || params.get("release").is_some() {
-        return Err(ApiError::bad_request("sessions (acquire/release) are not supported yet"));
+        return Err(ApiError::bad_request(
+            "sessions (acquire/release) are not supported yet",
+        ));
     }
     if body.0.len() > MAX_VALUE {
         return Err(ApiError::too_large(format!(
@@ -148,14 +173,19 @@ pub async fn delete(
     let key = key_of(path);
     let recurse = params.flag("recurse");
     if key.is_empty() && !recurse {
-        return Err(ApiError::bad_request("missing key name (use ?recurse to delete every key)"));
+        return Err(ApiError::bad_request(
+            "missing key name (use ?recurse to delete every key)",
+        ));
     }
     check_key(&key)?;
     let cas = params.u64("cas")?;
     if recurse && cas.is_some() {
         return Err(ApiError::bad_request("cas cannot be combined with recurse"));
     }
-    let res = api.node.write(Command::KvDelete { key, recurse, cas }).await?;
+    let res = api
+        .node
+        .write(Command::KvDelete { key, recurse, cas })
+        .await?;
     Ok(bool_response(&api, res.ok, res.index))
 }
 

@@ -53,11 +53,22 @@ fn membership_index(node: &Node) -> u64 {
 }
 
 pub async fn leader(State(api): State<Arc<ApiState>>) -> Json<String> {
-    Json(api.node.leader().map(|(_, m)| m.raft_addr).unwrap_or_default())
+    Json(
+        api.node
+            .leader()
+            .map(|(_, m)| m.raft_addr)
+            .unwrap_or_default(),
+    )
 }
 
 pub async fn peers_handler(State(api): State<Arc<ApiState>>) -> Json<Vec<String>> {
-    Json(peers(&api.node).into_iter().filter(|p| p.voter).map(|p| p.member.raft_addr).collect())
+    Json(
+        peers(&api.node)
+            .into_iter()
+            .filter(|p| p.voter)
+            .map(|p| p.member.raft_addr)
+            .collect(),
+    )
 }
 
 pub async fn configuration(State(api): State<Arc<ApiState>>) -> Response {
@@ -94,21 +105,35 @@ async fn on_leader(
         return Ok(None);
     }
     if headers.contains_key(FORWARDED) {
-        return Err(ApiError::unavailable("forwarded request reached a node that is not the leader"));
+        return Err(ApiError::unavailable(
+            "forwarded request reached a node that is not the leader",
+        ));
     }
     let (_, leader) = node
         .leader()
         .ok_or_else(|| ApiError::unavailable("no cluster leader; retry once one is elected"))?;
-    read::forward(node, &leader.http_addr, method, uri, headers, body, ADMIN_FORWARD_TIMEOUT)
-        .await
-        .map(Some)
+    read::forward(
+        node,
+        &leader.http_addr,
+        method,
+        uri,
+        headers,
+        body,
+        ADMIN_FORWARD_TIMEOUT,
+    )
+    .await
+    .map(Some)
 }
 
 fn check_addr(field: &str, addr: &str) -> Result<(), ApiError> {
     match addr.parse::<SocketAddr>() {
         Ok(a) if a.port() != 0 && !a.ip().is_unspecified() => Ok(()),
-        Ok(_) => Err(ApiError::bad_request(format!("{field} {addr:?} must be a routable address with a non-zero port"))),
-        Err(_) => Err(ApiError::bad_request(format!("{field} {addr:?} is not an IP:PORT address"))),
+        Ok(_) => Err(ApiError::bad_request(format!(
+            "{field} {addr:?} must be a routable address with a non-zero port"
+        ))),
+        Err(_) => Err(ApiError::bad_request(format!(
+            "{field} {addr:?} is not an IP:PORT address"
+        ))),
     }
 }
 
@@ -141,18 +166,29 @@ pub async fn join(
         }
         if p.voter {
             // A retried join, or a node whose data was wiped: nothing to change.
-            return Ok(Json(json!({ "node_id": req.node_id, "voter": true, "already_member": true })).into_response());
+            return Ok(Json(
+                json!({ "node_id": req.node_id, "voter": true, "already_member": true }),
+            )
+            .into_response());
         }
     }
-    if let Some(p) = current.iter().find(|p| p.id != req.node_id && p.member.raft_addr == req.raft_addr) {
+    if let Some(p) = current
+        .iter()
+        .find(|p| p.id != req.node_id && p.member.raft_addr == req.raft_addr)
+    {
         return Err(ApiError::conflict(format!(
             "raft address {} already belongs to node {}",
             req.raft_addr, p.id
         )));
     }
     tracing::info!(node_id = req.node_id, raft = %req.raft_addr, "adding node to the cluster");
-    node.add_voter(req.node_id, member).await.map_err(ApiError::unavailable)?;
-    Ok(Json(json!({ "node_id": req.node_id, "voter": true, "already_member": false })).into_response())
+    node.add_voter(req.node_id, member)
+        .await
+        .map_err(ApiError::unavailable)?;
+    Ok(
+        Json(json!({ "node_id": req.node_id, "voter": true, "already_member": false }))
+            .into_response(),
+    )
 }
 
 pub async fn remove_peer(
@@ -166,7 +202,9 @@ pub async fn remove_peer(
     let id = params.u64("id")?;
     let address = params.get("address").map(str::to_owned);
     if id.is_none() && address.is_none() {
-        return Err(ApiError::bad_request("give the peer as ?id=<node id> or ?address=<raft addr>"));
+        return Err(ApiError::bad_request(
+            "give the peer as ?id=<node id> or ?address=<raft addr>",
+        ));
     }
     if let Some(resp) = on_leader(node, &method, &uri, &headers, Vec::new()).await? {
         return Ok(resp);
@@ -185,7 +223,9 @@ pub async fn remove_peer(
         )));
     }
     tracing::info!(node_id = peer.id, "removing node from the cluster");
-    node.remove_member(peer.id, peer.voter).await.map_err(ApiError::unavailable)?;
+    node.remove_member(peer.id, peer.voter)
+        .await
+        .map_err(ApiError::unavailable)?;
     Ok(Json(true).into_response())
 }
 
@@ -201,13 +241,17 @@ pub async fn transfer_leader(
     if let Some(resp) = on_leader(node, &method, &uri, &headers, Vec::new()).await? {
         return Ok(resp);
     }
-    let candidates: Vec<Peer> = peers(node).into_iter().filter(|p| p.voter && p.id != node.id).collect();
+    let candidates: Vec<Peer> = peers(node)
+        .into_iter()
+        .filter(|p| p.voter && p.id != node.id)
+        .collect();
     let target = match wanted {
-        Some(id) if id == node.id => return Err(ApiError::bad_request(format!("node {id} already leads"))),
-        Some(id) => candidates
-            .into_iter()
-            .find(|p| p.id == id)
-            .ok_or_else(|| ApiError::not_found(format!("node {id} is not a voter of this cluster")))?,
+        Some(id) if id == node.id => {
+            return Err(ApiError::bad_request(format!("node {id} already leads")))
+        }
+        Some(id) => candidates.into_iter().find(|p| p.id == id).ok_or_else(|| {
+            ApiError::not_found(format!("node {id} is not a voter of this cluster"))
+        })?,
         None => candidates
             .into_iter()
             .next()
@@ -217,9 +261,14 @@ pub async fn transfer_leader(
     let ok = node
         .transfer_leadership(&target.member)
         .await
-        .map_err(|e| ApiError::unavailable(format!("transfer to node {} failed: {e}", target.id)))?;
+        .map_err(|e| {
+            ApiError::unavailable(format!("transfer to node {} failed: {e}", target.id))
+        })?;
     if !ok {
-        return Err(ApiError::unavailable(format!("node {} did not win the election; retry", target.id)));
+        return Err(ApiError::unavailable(format!(
+            "node {} did not win the election; retry",
+            target.id
+        )));
     }
     Ok(Json(json!({ "Success": true, "Leader": target.id })).into_response())
 }

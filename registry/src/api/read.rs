@@ -30,7 +30,9 @@ pub enum Consistency {
 impl Consistency {
     pub fn from_params(p: &Params) -> Result<Self, ApiError> {
         match (p.get("stale").is_some(), p.get("consistent").is_some()) {
-            (true, true) => Err(ApiError::bad_request("cannot ask for both ?stale and ?consistent")),
+            (true, true) => Err(ApiError::bad_request(
+                "cannot ask for both ?stale and ?consistent",
+            )),
             (true, false) => Ok(Consistency::Stale),
             (false, true) => Ok(Consistency::Consistent),
             (false, false) => Ok(Consistency::Default),
@@ -61,7 +63,10 @@ impl Blocking {
         // Consul adds up to wait/16 so that many watchers do not all return at once.
         let jitter_ms = (wait.as_millis() / 16) as u64;
         let jitter = Duration::from_millis(rand::rng().random_range(0..=jitter_ms));
-        Ok(Some(Blocking { index, wait: wait + jitter }))
+        Ok(Some(Blocking {
+            index,
+            wait: wait + jitter,
+        }))
     }
 }
 
@@ -90,16 +95,26 @@ pub async fn route(
         return Ok(Route::Local);
     }
     if headers.contains_key(FORWARDED) {
-        return Err(ApiError::unavailable("forwarded read reached a node that is not the leader"));
+        return Err(ApiError::unavailable(
+            "forwarded read reached a node that is not the leader",
+        ));
     }
     let (_, leader) = node
         .leader()
         .ok_or_else(|| ApiError::unavailable("no cluster leader; retry, or read with ?stale"))?;
     let blocking = Blocking::from_params(params)?;
     let timeout = blocking.map_or(Duration::ZERO, |b| b.wait) + Duration::from_secs(15);
-    forward(node, &leader.http_addr, method, uri, headers, Vec::new(), timeout)
-        .await
-        .map(Route::Forwarded)
+    forward(
+        node,
+        &leader.http_addr,
+        method,
+        uri,
+        headers,
+        Vec::new(),
+        timeout,
+    )
+    .await
+    .map(Route::Forwarded)
 }
 
 /// Relay a request to another node's HTTP API and hand back its answer unchanged.
@@ -169,7 +184,14 @@ pub async fn block_on<T>(
 pub fn meta_headers(node: &Node, index: u64, headers: &mut HeaderMap) {
     // Index 0 would make clients' next blocking query return at once; Consul never sends it.
     headers.insert("x-consul-index", HeaderValue::from(index.max(1)));
-    let known = if node.leader().is_some() { "true" } else { "false" };
+    let known = if node.leader().is_some() {
+        "true"
+    } else {
+        "false"
+    };
     headers.insert("x-consul-knownleader", HeaderValue::from_static(known));
-    headers.insert("x-consul-lastcontact", HeaderValue::from(node.last_contact_ms()));
+    headers.insert(
+        "x-consul-lastcontact",
+        HeaderValue::from(node.last_contact_ms()),
+    );
 }

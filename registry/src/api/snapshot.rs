@@ -41,8 +41,10 @@ pub async fn save(
         .and_then(|()| gz.finish())
         .map_err(|e| ApiError::unavailable(format!("compressing snapshot: {e}")))?;
     let mut resp = Response::new(Body::from(gz));
-    resp.headers_mut()
-        .insert("content-type", HeaderValue::from_static("application/octet-stream"));
+    resp.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/octet-stream"),
+    );
     read::meta_headers(node, index, resp.headers_mut());
     Ok(resp)
 }
@@ -57,12 +59,16 @@ pub async fn restore(
         .read_to_end(&mut blob)
         .map_err(|e| ApiError::bad_request(format!("snapshot is not a gzip stream: {e}")))?;
     if blob.len() > MAX_SNAPSHOT {
-        return Err(ApiError::too_large("snapshot expands past the 128 MiB limit"));
+        return Err(ApiError::too_large(
+            "snapshot expands past the 128 MiB limit",
+        ));
     }
     decode_blob(&blob).map_err(|e| ApiError::bad_request(format!("snapshot rejected: {e}")))?;
     let res = api.node.write(Command::Restore { blob }).await?;
     if !res.ok {
-        return Err(ApiError::bad_request("snapshot rejected by the state machine"));
+        return Err(ApiError::bad_request(
+            "snapshot rejected by the state machine",
+        ));
     }
     let mut resp = axum::http::StatusCode::OK.into_response();
     read::meta_headers(&api.node, res.index, resp.headers_mut());

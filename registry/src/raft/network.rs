@@ -52,7 +52,12 @@ pub struct PeerConn {
 type RpcErr<E = openraft::error::Infallible> = RPCError<NodeId, Member, RaftError<NodeId, E>>;
 
 impl PeerConn {
-    async fn post<Req, Resp, E>(&self, path: &str, req: &Req, ttl: Duration) -> Result<Resp, RpcErr<E>>
+    async fn post<Req, Resp, E>(
+        &self,
+        path: &str,
+        req: &Req,
+        ttl: Duration,
+    ) -> Result<Resp, RpcErr<E>>
     where
         Req: Serialize,
         Resp: DeserializeOwned,
@@ -62,7 +67,13 @@ impl PeerConn {
         let url = format!("http://{}{}", self.raft_addr, path);
         let resp = self
             .http
-            .send_with_timeout(Method::POST, &url, &[("content-type", "application/json")], body, ttl)
+            .send_with_timeout(
+                Method::POST,
+                &url,
+                &[("content-type", "application/json")],
+                body,
+                ttl,
+            )
             .await
             .map_err(|e| match e {
                 // Refused or unroutable: openraft backs off instead of hammering the peer.
@@ -78,8 +89,8 @@ impl PeerConn {
             ));
             return Err(RPCError::Network(NetworkError::new(&e)));
         }
-        let result: Result<Resp, RaftError<NodeId, E>> =
-            serde_json::from_slice(&resp.body).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let result: Result<Resp, RaftError<NodeId, E>> = serde_json::from_slice(&resp.body)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 }

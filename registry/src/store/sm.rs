@@ -9,8 +9,8 @@ use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
 use super::state::{
-    self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED,
-    KV_INDEX, KV_PREFIX, MEMBERSHIP, SNAPSHOT_DATA, SNAPSHOT_META,
+    self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
+    KV_PREFIX, MEMBERSHIP, SNAPSHOT_DATA, SNAPSHOT_META,
 };
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
@@ -39,11 +39,15 @@ impl StateMachine {
 
     fn read_markers(&self) -> Result<(Option<LogId>, StoredMembership), StateError> {
         let applied = match self.tree().get(APPLIED)? {
-            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            Some(raw) => {
+                serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt(e.to_string()))?
+            }
             None => None,
         };
         let membership = match self.tree().get(MEMBERSHIP)? {
-            Some(raw) => serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt(e.to_string()))?,
+            Some(raw) => {
+                serde_json::from_slice(&raw).map_err(|e| StateError::Corrupt(e.to_string()))?
+            }
             None => StoredMembership::default(),
         };
         Ok((applied, membership))
@@ -58,9 +62,17 @@ fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
 /// fatal to the node); it answers `ok: false` instead.
 fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<bool, StateError> {
     match cmd {
-        Command::KvSet { key, value, flags, cas } => {
+        Command::KvSet {
+            key,
+            value,
+            flags,
+            cas,
+        } => {
             let k = kv_key(&key);
-            let existing = batch.get(&k)?.map(|raw| KvEntry::decode(&raw)).transpose()?;
+            let existing = batch
+                .get(&k)?
+                .map(|raw| KvEntry::decode(&raw))
+                .transpose()?;
             match (cas, &existing) {
                 (Some(0), Some(_)) => return Ok(false),
                 (Some(n), Some(e)) if n != 0 && e.modify_index != n => return Ok(false),
@@ -84,7 +96,10 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
                 batch.keys_with_prefix(&kv_key(&key))?
             } else {
                 let k = kv_key(&key);
-                let existing = batch.get(&k)?.map(|raw| KvEntry::decode(&raw)).transpose()?;
+                let existing = batch
+                    .get(&k)?
+                    .map(|raw| KvEntry::decode(&raw))
+                    .transpose()?;
                 if let Some(n) = cas {
                     match &existing {
                         Some(e) if e.modify_index == n => {}
@@ -205,7 +220,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let sig = Some(meta.signature());
-        let pairs = state::decode_blob(&data).map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
+        let pairs = state::decode_blob(&data)
+            .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
         let tree = self.reader.tree().clone();
         let mut batch = StateBatch::new(&tree);
         let build = |batch: &mut StateBatch<'_>| -> Result<(), StateError> {
@@ -236,8 +252,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
         let read = || -> Result<Option<Snapshot>, StateError> {
-            let (Some(meta), Some(data)) = (self.tree().get(SNAPSHOT_META)?, self.tree().get(SNAPSHOT_DATA)?)
-            else {
+            let (Some(meta), Some(data)) = (
+                self.tree().get(SNAPSHOT_META)?,
+                self.tree().get(SNAPSHOT_DATA)?,
+            ) else {
                 return Ok(None);
             };
             let meta: SnapshotMeta =
@@ -296,4 +314,3 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         })
     }
 }
-

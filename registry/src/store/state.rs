@@ -22,6 +22,9 @@ pub(crate) const SNAPSHOT_DATA: &[u8] = b"s:data";
 const BLOB_MAGIC: &[u8] = b"LUCIDSN1";
 const ENTRY_HEADER: usize = 32;
 
+/// Raw key/value records of the state tree.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Why a state read failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -263,9 +266,11 @@ fn push_framed(out: &mut Vec<u8>, data: &[u8]) -> Result<(), StateError> {
 
 /// Parse and validate a blob made by [`export_tree`]: every record must be a data key with a
 /// well-formed value, so a bad backup is rejected before anything changes.
-pub fn decode_blob(blob: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, StateError> {
+pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
     let bad = |why: &str| StateError::Corrupt(format!("snapshot blob: {why}"));
-    let mut rest = blob.strip_prefix(BLOB_MAGIC).ok_or_else(|| bad("bad magic"))?;
+    let mut rest = blob
+        .strip_prefix(BLOB_MAGIC)
+        .ok_or_else(|| bad("bad magic"))?;
     let take = |rest: &mut &[u8]| -> Result<Vec<u8>, StateError> {
         if rest.len() < 4 {
             return Err(bad("truncated length"));

@@ -1,7 +1,7 @@
 //! openraft's storage conformance suite against the sled store, plus state-machine checks.
 
-use openraft::testing::{StoreBuilder, Suite};
 use openraft::storage::RaftStateMachine;
+use openraft::testing::{StoreBuilder, Suite};
 use openraft::{Entry, EntryPayload, LogId};
 
 use super::*;
@@ -31,7 +31,12 @@ fn entry(index: u64, cmd: Command) -> Entry<TypeConfig> {
 }
 
 fn set(key: &str, value: &str, cas: Option<u64>) -> Command {
-    Command::KvSet { key: key.into(), value: value.as_bytes().to_vec(), flags: 0, cas }
+    Command::KvSet {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+        cas,
+    }
 }
 
 #[tokio::test]
@@ -53,10 +58,20 @@ async fn kv_cas_delete_and_reopen() {
         assert_eq!(oks, vec![true, false, true, true, false]);
         let (idx, e) = reader.kv_get("a/x").unwrap();
         let e = e.unwrap();
-        assert_eq!((idx, e.create_index, e.value.as_slice()), (4, 1, b"4".as_slice()));
-        sm.apply(vec![entry(6, Command::KvDelete { key: "a/y".into(), recurse: false, cas: None })])
-            .await
-            .unwrap();
+        assert_eq!(
+            (idx, e.create_index, e.value.as_slice()),
+            (4, 1, b"4".as_slice())
+        );
+        sm.apply(vec![entry(
+            6,
+            Command::KvDelete {
+                key: "a/y".into(),
+                recurse: false,
+                cas: None,
+            },
+        )])
+        .await
+        .unwrap();
         let (idx, list) = reader.kv_list("a/").unwrap();
         assert_eq!(idx, 6, "a tombstone keeps the prefix index moving forward");
         assert_eq!(list.len(), 1);
@@ -75,13 +90,26 @@ async fn kv_cas_delete_and_reopen() {
 async fn restore_replaces_state_and_rejects_garbage() {
     let dir = tempfile::tempdir().unwrap();
     let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
-    sm.apply(vec![entry(1, set("keep", "1", None)), entry(2, set("other", "2", None))])
+    sm.apply(vec![
+        entry(1, set("keep", "1", None)),
+        entry(2, set("other", "2", None)),
+    ])
+    .await
+    .unwrap();
+    let blob = reader.export().unwrap();
+    sm.apply(vec![entry(3, set("later", "3", None))])
         .await
         .unwrap();
-    let blob = reader.export().unwrap();
-    sm.apply(vec![entry(3, set("later", "3", None))]).await.unwrap();
     let r = sm
-        .apply(vec![entry(4, Command::Restore { blob: blob.clone() }), entry(5, Command::Restore { blob: b"junk".to_vec() })])
+        .apply(vec![
+            entry(4, Command::Restore { blob: blob.clone() }),
+            entry(
+                5,
+                Command::Restore {
+                    blob: b"junk".to_vec(),
+                },
+            ),
+        ])
         .await
         .unwrap();
     assert!(r[0].ok);
