@@ -12,6 +12,7 @@
 //! - `state`: the application state plus its `applied`/`membership` markers, changed only by
 //!   atomic batches so a crash never leaves half an entry applied (see [`state`]).
 
+mod flush;
 mod log;
 mod sm;
 pub mod state;
@@ -51,6 +52,8 @@ pub enum OpenError {
         #[source]
         source: sled::Error,
     },
+    #[error("cannot start the log flusher thread: {0}")]
+    Flusher(#[source] std::io::Error),
     #[error("state in {path} is unreadable: {reason}")]
     Corrupt { path: String, reason: String },
 }
@@ -80,7 +83,8 @@ pub fn open(
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let log = LogStore::new(db.clone(), log_tree, meta_tree);
+    let flusher = flush::Flusher::start(db.clone()).map_err(OpenError::Flusher)?;
+    let log = LogStore::new(flusher, log_tree, meta_tree);
     let sm = StateMachine::new(Arc::new(db), reader.clone());
     Ok((log, sm, reader))
 }

@@ -1,5 +1,5 @@
 //! The Raft log and vote in sled. Every vote and every append is flushed (fsync) before
-//! openraft is told it is durable.
+//! openraft is told it is durable; appends are group-committed by [`Flusher`].
 
 // openraft's trait methods return its own (large) StorageError; helpers share that type.
 #![allow(clippy::result_large_err)]
@@ -14,6 +14,7 @@ use openraft::{OptionalSend, RaftLogReader};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::flush::Flusher;
 use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
@@ -24,7 +25,7 @@ const PURGED: &[u8] = b"purged";
 /// while the core appends).
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
+    flusher: Flusher,
     log: sled::Tree,
     meta: sled::Tree,
     /// Last committed index seen, for `/status` and metrics without touching disk.
@@ -32,9 +33,9 @@ pub struct LogStore {
 }
 
 impl LogStore {
-    pub(crate) fn new(db: sled::Db, log: sled::Tree, meta: sled::Tree) -> Self {
+    pub(crate) fn new(flusher: Flusher, log: sled::Tree, meta: sled::Tree) -> Self {
         LogStore {
-            db,
+            flusher,
             log,
             meta,
             committed: Arc::new(AtomicU64::new(0)),
@@ -63,14 +64,9 @@ impl LogStore {
         Ok(())
     }
 
-    /// fsync everything written so far, off the async worker threads.
+    /// fsync everything written so far.
     async fn flush(&self) -> Result<(), std::io::Error> {
-        let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(std::io::Error::other(e)),
-            Err(e) => Err(std::io::Error::other(e)),
-        }
+        self.flusher.sync().await
     }
 }
 
@@ -174,13 +170,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.log
             .apply_batch(batch)
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        let flushed = self.flush().await;
-        let failed = flushed.as_ref().err().map(StorageIOError::write_logs);
-        callback.log_io_completed(flushed);
-        match failed {
-            Some(e) => Err(e.into()),
-            None => Ok(()),
-        }
+        self.flusher
+            .after_flush(callback)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
+        Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {

@@ -1,0 +1,31 @@
+# Shared helpers for the benchmark scripts (sourced, not run).
+
+# A free loopback TCP port.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# Resident set size of a PID in KiB.
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+now_ms() { date +%s%3N; }
+
+# Sample the peak RSS (KiB) of the given PIDs every 200 ms into FILE until it is removed.
+sample_peak_rss() {
+  local file=$1; shift
+  local peak=0
+  while [ -e "$file" ]; do
+    for p in "$@"; do
+      r=$(rss_kib "$p"); [ "${r:-0}" -gt "$peak" ] && peak=$r
+    done
+    echo "$peak" > "$file.peak"
+    sleep 0.2
+  done
+}
+
+# Poll a command until it succeeds (at most N tenths of a second).
+wait_for() {
+  local tries=$1; shift
+  for _ in $(seq 1 "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  echo "timed out waiting for: $*" >&2; return 1
+}
