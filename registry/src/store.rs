@@ -8,7 +8,7 @@
 //! crash, so anything written before a flush (state-machine batches included) is durable once a
 //! later vote or append has been flushed.
 //! - `raft_log`: index (u64 big-endian) -> JSON entry.
-//! - `raft_meta`: `vote`, `committed`, `purged` -> JSON.
+//! - `raft_meta`: `vote`, `purged` -> JSON.
 //! - `state`: the application state plus its `applied`/`membership` markers, changed only by
 //!   atomic batches so a crash never leaves half an entry applied (see [`state`]).
 
@@ -71,7 +71,7 @@ pub fn open(
     let db = sled::Config::new()
         .path(&path)
         .cache_capacity(opts.cache_capacity)
-        .mode(sled::Mode::LowSpace)
+        .mode(sled::Mode::HighThroughput)
         // Durability comes from explicit flushes before acknowledging; this is only a backstop.
         .flush_every_ms(Some(500))
         .open()

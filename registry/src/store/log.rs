@@ -18,7 +18,6 @@ use super::flush::Flusher;
 use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
 const VOTE: &[u8] = b"vote";
-const COMMITTED: &[u8] = b"committed";
 const PURGED: &[u8] = b"purged";
 
 /// The log half of the store. Clones share the same trees (openraft reads logs from a clone
@@ -136,8 +135,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
-        // Not flushed: a lost commit marker only means re-learning it from the leader.
-        self.write_meta(COMMITTED, &committed)?;
+        // Kept in memory only: this runs on every commit advance, and a lost commit index only
+        // means re-learning it from the leader after a restart (openraft's default behaviour).
         if let Some(c) = committed {
             self.committed.fetch_max(c.index, Ordering::Relaxed);
         }
@@ -145,12 +144,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
-        let c: Option<Option<LogId>> = self.read_meta(COMMITTED)?;
-        let c = c.flatten();
-        if let Some(c) = c {
-            self.committed.fetch_max(c.index, Ordering::Relaxed);
-        }
-        Ok(c)
+        Ok(None)
     }
 
     async fn append<I>(
