@@ -1,27 +1,32 @@
-//! Durable storage for Raft: the log and vote ([`LogStore`]) and the replicated application
-//! state ([`StateMachine`]), both in one sled database.
+//! Durable storage for Raft: the log and vote ([`LogStore`], append-only segment files under
+//! `<data>/raft/`, see [`wal`]), the current snapshot (`<data>/raft/snapshot`) and the
+//! replicated application state ([`StateMachine`], a sled database under `<data>/sled/`).
 //!
 //! The seam other modules see is openraft's storage-v2 traits (`RaftLogStorage`,
-//! `RaftStateMachine`) plus the read handle [`StateReader`]; sled never leaks past this module.
+//! `RaftStateMachine`) plus the read handle [`StateReader`]; neither files nor sled leak past
+//! this module.
 //!
-//! One sled `Db` holds three trees. sled recovers a prefix of its single write log after a
-//! crash, so anything written before a flush (state-machine batches included) is durable once a
-//! later vote or append has been flushed.
-//! - `raft_log`: index (u64 big-endian) -> JSON entry.
-//! - `raft_meta`: `vote`, `purged` -> JSON.
-//! - `state`: the application state plus its `applied`/`membership` markers, changed only by
-//!   atomic batches so a crash never leaves half an entry applied (see [`state`]).
+//! Why two stores: the log is the write hot path and needs only append, sync, truncate and
+//! purge. Kept in sled, every fsync sealed a sled IO buffer and woke sled's thread pool, which
+//! cost more than half the leader's CPU (see docs/BENCHMARKS.md). The state machine stays in
+//! sled: it needs ordered keys and atomic multi-key batches, and is never synced on the hot path.
+//!
+//! Crash safety: the durable pair is the log and the snapshot file ([`snapfile`]), both synced
+//! before openraft is told. sled is never synced on the hot path; after a crash it may be
+//! behind, and [`open`] reloads it from the snapshot if it is older than that, after which
+//! openraft re-applies the log. The log is purged only against a snapshot already on disk.
 
 mod flush;
 mod log;
 mod sm;
+mod snapfile;
 pub mod state;
+mod wal;
 
 #[cfg(test)]
 mod tests;
 
 use std::path::Path;
-use std::sync::Arc;
 
 pub use self::log::LogStore;
 pub use self::sm::StateMachine;
@@ -52,8 +57,14 @@ pub enum OpenError {
         #[source]
         source: sled::Error,
     },
-    #[error("cannot start the log flusher thread: {0}")]
+    #[error("cannot start the log sync thread: {0}")]
     Flusher(#[source] std::io::Error),
+    #[error("cannot open the raft log in {path}: {source}")]
+    Log {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("state in {path} is unreadable: {reason}")]
     Corrupt { path: String, reason: String },
 }
@@ -72,19 +83,47 @@ pub fn open(
         .path(&path)
         .cache_capacity(opts.cache_capacity)
         .mode(sled::Mode::HighThroughput)
-        // Durability comes from explicit flushes before acknowledging; this is only a backstop.
-        .flush_every_ms(Some(500))
+        // No periodic flush: the Raft log is the durable record, and the state is synced when
+        // a snapshot is built or installed (see the module docs). Each sled flush rewrites IO
+        // buffers, which cost hundreds of MB/s of writes under load.
+        .flush_every_ms(None)
         .open()
         .map_err(sled_err)?;
-    let log_tree = db.open_tree("raft_log").map_err(sled_err)?;
-    let meta_tree = db.open_tree("raft_meta").map_err(sled_err)?;
     let state_tree = db.open_tree("state").map_err(sled_err)?;
     let reader = StateReader::new(state_tree).map_err(|e| OpenError::Corrupt {
         path: path.display().to_string(),
         reason: e.to_string(),
     })?;
-    let flusher = flush::Flusher::start(db.clone()).map_err(OpenError::Flusher)?;
-    let log = LogStore::new(flusher, log_tree, meta_tree);
-    let sm = StateMachine::new(Arc::new(db), reader.clone());
+    let raft_dir = dir.join("raft");
+    let wal = wal::Wal::open(&raft_dir).map_err(|source| OpenError::Log {
+        path: raft_dir.display().to_string(),
+        source,
+    })?;
+    let snap = snapfile::SnapFile::new(&raft_dir);
+    let log = LogStore::new(
+        wal,
+        flush::Flusher::start().map_err(OpenError::Flusher)?,
+        snap.clone(),
+    );
+    // sled is not synced on the hot path, so a crash can leave it older than the snapshot the
+    // log was purged against: bring it back up to the snapshot before Raft starts.
+    let corrupt = |reason: String| OpenError::Corrupt {
+        path: raft_dir.display().to_string(),
+        reason,
+    };
+    if let Some((meta, data)) = snap
+        .load()
+        .map_err(|e| corrupt(format!("snapshot file: {e}")))?
+    {
+        if meta
+            .last_log_id
+            .is_some_and(|l| l.index > reader.applied_index())
+        {
+            tracing::warn!(snapshot = ?meta.last_log_id, applied = reader.applied_index(), "state is older than the snapshot; reloading it");
+            sm::load_into_state(&reader, &meta, &data)
+                .map_err(|e| corrupt(format!("loading snapshot: {e}")))?;
+        }
+    }
+    let sm = StateMachine::new(reader.clone(), snap);
     Ok((log, sm, reader))
 }

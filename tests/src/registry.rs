@@ -242,6 +242,42 @@ impl Cluster {
 
     /// Wait until every running node agrees on one leader; its index.
     pub async fn wait_leader(&self, timeout: Duration) -> anyhow::Result<usize> {
+        match self.wait_leader_inner(timeout).await {
+            Ok(i) => Ok(i),
+            Err(e) => Err(e.context(self.diagnostics().await)),
+        }
+    }
+
+    /// Every node's `/status` and the end of its log, for failure messages.
+    pub async fn diagnostics(&self) -> String {
+        let mut out = String::from("cluster state:");
+        for (i, n) in self.running() {
+            let st = match n.status().await {
+                Ok(v) => v.to_string(),
+                Err(e) => format!("status failed: {e}"),
+            };
+            let log = n.log();
+            let lines: Vec<&str> = log.lines().collect();
+            for (j, l) in lines.iter().enumerate() {
+                if l.contains("panicked at") || l.contains("cutting a torn") {
+                    out.push_str(&format!(
+                        "\n[node {}] {}",
+                        n.spec.node_id,
+                        lines[j..(j + 3).min(lines.len())].join(" | ")
+                    ));
+                }
+            }
+            let tail: Vec<&str> = lines.iter().rev().take(15).copied().collect();
+            out.push_str(&format!(
+                "\n--- node index {i} (id {}): {st}\n{}",
+                n.spec.node_id,
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            ));
+        }
+        out
+    }
+
+    async fn wait_leader_inner(&self, timeout: Duration) -> anyhow::Result<usize> {
         wait::until("a leader every running node agrees on", timeout, || async {
             let mut leader = None;
             for (_, n) in self.running() {

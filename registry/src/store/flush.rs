@@ -1,23 +1,21 @@
-//! Group commit: one thread owns fsync. Appends hand it their completion callback and return
-//! at once; it takes every request waiting, flushes once, and completes them in order. Under
-//! load many appends (on the leader and on followers) share one fsync.
+//! Group commit: one thread owns `fdatasync` of the log files. Appends hand it their
+//! completion callback and return at once; it takes every request waiting, syncs each file
+//! once, and completes them in order, so under load many appends share one sync.
 
+use std::fs::File;
 use std::sync::{mpsc, Arc};
 
 use openraft::storage::LogFlushed;
-use tokio::sync::oneshot;
 
 use crate::types::TypeConfig;
 
-enum Request {
-    /// Complete openraft's append callback once durable.
-    Append(LogFlushed<TypeConfig>),
-    /// Wake a caller that must not return before its write is durable (vote, truncate).
-    Sync(oneshot::Sender<Result<(), String>>),
+struct Request {
+    file: Arc<File>,
+    done: LogFlushed<TypeConfig>,
 }
 
 /// Handle to the flusher thread; clones share it. Dropping the last handle stops and joins
-/// the thread, so the database (and its file lock) is released when the store is.
+/// the thread.
 #[derive(Clone)]
 pub(crate) struct Flusher {
     inner: Arc<Inner>,
@@ -38,27 +36,31 @@ impl Drop for Inner {
 }
 
 impl Flusher {
-    pub(crate) fn start(db: sled::Db) -> std::io::Result<Flusher> {
+    pub(crate) fn start() -> std::io::Result<Flusher> {
         let (tx, rx) = mpsc::channel::<Request>();
         let thread = std::thread::Builder::new()
-            .name("lucid-log-flush".into())
+            .name("lucid-log-sync".into())
             .spawn(move || {
                 while let Ok(first) = rx.recv() {
                     let mut batch = vec![first];
                     batch.extend(rx.try_iter());
-                    let result = db.flush().map(|_| ()).map_err(|e| e.to_string());
-                    if let Err(e) = &result {
-                        tracing::error!(error = %e, "log flush failed");
+                    let mut synced: Vec<(Arc<File>, Result<(), String>)> = Vec::new();
+                    for req in &batch {
+                        if !synced.iter().any(|(f, _)| Arc::ptr_eq(f, &req.file)) {
+                            let r = req.file.sync_data().map_err(|e| e.to_string());
+                            if let Err(e) = &r {
+                                tracing::error!(error = %e, "log sync failed");
+                            }
+                            synced.push((req.file.clone(), r));
+                        }
                     }
                     for req in batch {
-                        match req {
-                            Request::Append(cb) => {
-                                cb.log_io_completed(result.clone().map_err(std::io::Error::other))
-                            }
-                            Request::Sync(tx) => {
-                                let _ = tx.send(result.clone());
-                            }
-                        }
+                        let result = synced
+                            .iter()
+                            .find(|(f, _)| Arc::ptr_eq(f, &req.file))
+                            .map_or(Ok(()), |(_, r)| r.clone());
+                        req.done
+                            .log_io_completed(result.map_err(std::io::Error::other));
                     }
                 }
             })?;
@@ -70,26 +72,17 @@ impl Flusher {
         })
     }
 
-    fn send(&self, req: Request) -> Result<(), std::io::Error> {
+    /// Complete `done` once `file` has been synced.
+    pub(crate) fn after_sync(
+        &self,
+        file: Arc<File>,
+        done: LogFlushed<TypeConfig>,
+    ) -> std::io::Result<()> {
         self.inner
             .tx
             .as_ref()
-            .ok_or_else(|| std::io::Error::other("log flusher stopped"))?
-            .send(req)
-            .map_err(|_| std::io::Error::other("log flusher stopped"))
-    }
-
-    /// Complete `cb` after the next flush.
-    pub(crate) fn after_flush(&self, cb: LogFlushed<TypeConfig>) -> Result<(), std::io::Error> {
-        self.send(Request::Append(cb))
-    }
-
-    /// Wait until everything written so far is on disk.
-    pub(crate) async fn sync(&self) -> Result<(), std::io::Error> {
-        let (tx, rx) = oneshot::channel();
-        self.send(Request::Sync(tx))?;
-        rx.await
-            .map_err(|_| std::io::Error::other("log flusher stopped"))?
-            .map_err(std::io::Error::other)
+            .ok_or_else(|| std::io::Error::other("log sync thread stopped"))?
+            .send(Request { file, done })
+            .map_err(|_| std::io::Error::other("log sync thread stopped"))
     }
 }

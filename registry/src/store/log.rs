@@ -1,5 +1,6 @@
-//! The Raft log and vote in sled. Every vote and every append is flushed (fsync) before
-//! openraft is told it is durable; appends are group-committed by [`Flusher`].
+//! The Raft log store: [`Wal`] files for entries, vote and purge point. Every vote is synced
+//! before `save_vote` returns; every append is synced (group-committed by [`Flusher`]) before
+//! openraft is told it is durable.
 
 // openraft's trait methods return its own (large) StorageError; helpers share that type.
 #![allow(clippy::result_large_err)]
@@ -7,70 +8,53 @@
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
-use serde::de::DeserializeOwned;
-use serde::Serialize;
 
 use super::flush::Flusher;
+use super::snapfile::SnapFile;
+use super::wal::Wal;
 use crate::types::{Entry, LogId, StorageError, StorageIOError, TypeConfig, Vote};
 
-const VOTE: &[u8] = b"vote";
-const PURGED: &[u8] = b"purged";
+/// How long a purge waits for the snapshot it depends on to reach disk.
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// The log half of the store. Clones share the same trees (openraft reads logs from a clone
-/// while the core appends).
+/// The log half of the store. Clones share the same files (openraft reads entries from a
+/// clone while the core appends).
 #[derive(Clone)]
 pub struct LogStore {
+    wal: Arc<Mutex<Wal>>,
     flusher: Flusher,
-    log: sled::Tree,
-    meta: sled::Tree,
-    /// Last committed index seen, for `/status` and metrics without touching disk.
+    snap: SnapFile,
+    /// Last committed index seen, for `/status` and metrics.
     committed: Arc<AtomicU64>,
 }
 
 impl LogStore {
-    pub(crate) fn new(flusher: Flusher, log: sled::Tree, meta: sled::Tree) -> Self {
+    pub(crate) fn new(wal: Wal, flusher: Flusher, snap: SnapFile) -> Self {
         LogStore {
+            wal: Arc::new(Mutex::new(wal)),
             flusher,
-            log,
-            meta,
+            snap,
             committed: Arc::new(AtomicU64::new(0)),
         }
     }
 
-    /// A shared view of the commit index, updated whenever openraft persists it.
+    /// A shared view of the commit index, updated whenever openraft reports it.
     pub fn committed_index(&self) -> Arc<AtomicU64> {
         self.committed.clone()
     }
 
-    fn read_meta<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StorageError> {
-        let Some(raw) = self.meta.get(key).map_err(|e| StorageIOError::read(&e))? else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&raw)
-            .map(Some)
-            .map_err(|e| StorageIOError::read(&e).into())
+    #[cfg(test)]
+    pub(crate) fn snapshot_gate(&self) -> &SnapFile {
+        &self.snap
     }
 
-    fn write_meta<T: Serialize>(&self, key: &[u8], v: &T) -> Result<(), StorageIOError> {
-        let raw = serde_json::to_vec(v).map_err(|e| StorageIOError::write(&e))?;
-        self.meta
-            .insert(key, raw)
-            .map_err(|e| StorageIOError::write(&e))?;
-        Ok(())
+    fn wal(&self) -> MutexGuard<'_, Wal> {
+        self.wal.lock().unwrap_or_else(PoisonError::into_inner)
     }
-
-    /// fsync everything written so far.
-    async fn flush(&self) -> Result<(), std::io::Error> {
-        self.flusher.sync().await
-    }
-}
-
-fn index_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
 }
 
 fn decode_entry(raw: &[u8]) -> Result<Entry, StorageError> {
@@ -84,20 +68,30 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
+        let wal = self.wal();
         let start = match range.start_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i.saturating_add(1),
+            Bound::Unbounded => 0,
+        }
+        .max(wal.first_index());
+        let Some(last) = wal.last_index() else {
+            return Ok(Vec::new());
         };
         let end = match range.end_bound() {
-            Bound::Included(i) => Bound::Included(index_key(*i)),
-            Bound::Excluded(i) => Bound::Excluded(index_key(*i)),
-            Bound::Unbounded => Bound::Unbounded,
+            Bound::Included(i) => (*i).min(last),
+            Bound::Excluded(0) => return Ok(Vec::new()),
+            Bound::Excluded(i) => (i - 1).min(last),
+            Bound::Unbounded => last,
         };
         let mut out = Vec::new();
-        for item in self.log.range::<[u8; 8], _>((start, end)) {
-            let (_, raw) = item.map_err(|e| StorageIOError::read_logs(&e))?;
-            out.push(decode_entry(&raw)?);
+        let mut index = start;
+        while index <= end {
+            match wal.read(index).map_err(|e| StorageIOError::read_logs(&e))? {
+                Some(raw) => out.push(decode_entry(&raw)?),
+                None => break,
+            }
+            index += 1;
         }
         Ok(out)
     }
@@ -107,9 +101,18 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = LogStore;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
-        let last_purged: Option<LogId> = self.read_meta(PURGED)?;
-        let last = match self.log.last().map_err(|e| StorageIOError::read_logs(&e))? {
-            Some((_, raw)) => Some(decode_entry(&raw)?.log_id),
+        let wal = self.wal();
+        let last_purged = wal.meta.purged;
+        let last = match wal.last_index() {
+            Some(i) => {
+                let raw = wal
+                    .read(i)
+                    .map_err(|e| StorageIOError::read_logs(&e))?
+                    .ok_or_else(|| {
+                        StorageIOError::read_logs(&std::io::Error::other("last entry vanished"))
+                    })?;
+                Some(decode_entry(&raw)?.log_id)
+            }
             None => last_purged,
         };
         Ok(LogState {
@@ -123,15 +126,16 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
-        self.write_meta(VOTE, vote)?;
-        self.flush()
-            .await
+        let mut wal = self.wal();
+        let mut meta = wal.meta.clone();
+        meta.vote = Some(*vote);
+        wal.save_meta(meta)
             .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
-        self.read_meta(VOTE)
+        Ok(self.wal().meta.vote)
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
@@ -156,45 +160,42 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut batch = sled::Batch::default();
+        let mut records = Vec::new();
         for entry in entries {
             let raw = serde_json::to_vec(&entry).map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.insert(&index_key(entry.log_id.index), raw);
+            records.push((entry.log_id.index, raw));
         }
-        self.log
-            .apply_batch(batch)
+        let file = self
+            .wal()
+            .append(&records)
             .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.flusher
-            .after_flush(callback)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
+        match file {
+            Some(f) => self
+                .flusher
+                .after_sync(f, callback)
+                .map_err(|e| StorageIOError::write_logs(&e))?,
+            None => callback.log_io_completed(Ok(())),
+        }
         Ok(())
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(index_key(log_id.index)..) {
-            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| StorageIOError::write_logs(&e))?;
-        self.flush()
-            .await
+        self.wal()
+            .truncate(log_id.index)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: a crash in between leaves extra entries, never a gap.
-        self.write_meta(PURGED, &log_id)?;
-        let mut batch = sled::Batch::default();
-        for item in self.log.range(..=index_key(log_id.index)) {
-            let (k, _) = item.map_err(|e| StorageIOError::write_logs(&e))?;
-            batch.remove(k);
+        if !self.snap.wait_durable(log_id.index, PURGE_WAIT).await {
+            let e = std::io::Error::other(format!(
+                "refusing to purge the log to {}: no durable snapshot covers it after {PURGE_WAIT:?}",
+                log_id.index
+            ));
+            return Err(StorageIOError::write_logs(&e).into());
         }
-        self.log
-            .apply_batch(batch)
+        self.wal()
+            .purge(log_id)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         Ok(())
     }

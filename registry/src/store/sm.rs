@@ -8,9 +8,10 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
+use super::snapfile::SnapFile;
 use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
-    KV_PREFIX, MEMBERSHIP, SNAPSHOT_DATA, SNAPSHOT_META,
+    KV_PREFIX, MEMBERSHIP,
 };
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
@@ -19,16 +20,16 @@ use crate::types::{
 
 /// Owned by openraft's state-machine worker: applies run one at a time.
 pub struct StateMachine {
-    db: Arc<sled::Db>,
     reader: StateReader,
+    snap: SnapFile,
     snapshot_seq: Arc<AtomicU64>,
 }
 
 impl StateMachine {
-    pub(crate) fn new(db: Arc<sled::Db>, reader: StateReader) -> Self {
+    pub(crate) fn new(reader: StateReader, snap: SnapFile) -> Self {
         StateMachine {
-            db,
             reader,
+            snap,
             snapshot_seq: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -204,7 +205,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         });
         SnapshotBuilder {
             taken: taken.map_err(|e| e.to_string()),
-            tree: self.tree().clone(),
+            snap: self.snap.clone(),
             seq: self.snapshot_seq.clone(),
         }
     }
@@ -220,59 +221,59 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         let sig = Some(meta.signature());
-        let pairs = state::decode_blob(&data)
-            .map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
-        let tree = self.reader.tree().clone();
-        let mut batch = StateBatch::new(&tree);
-        let build = |batch: &mut StateBatch<'_>| -> Result<(), StateError> {
-            batch.clear_data()?;
-            for (k, v) in pairs {
-                batch.insert(k, v);
-            }
-            batch.insert(APPLIED.to_vec(), json(&meta.last_log_id)?);
-            batch.insert(MEMBERSHIP.to_vec(), json(&meta.last_membership)?);
-            batch.insert(SNAPSHOT_META.to_vec(), json(meta)?);
-            batch.insert(SNAPSHOT_DATA.to_vec(), data.clone());
-            Ok(())
-        };
-        build(&mut batch).map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        batch
-            .commit(&self.reader)
-            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
+        // Validate, then make it durable, then load it: the log may be purged once we return.
+        state::decode_blob(&data).map_err(|e| StorageIOError::read_snapshot(sig.clone(), &e))?;
+        let snap = self.snap.clone();
+        let (m, d) = (meta.clone(), data.clone());
+        tokio::task::spawn_blocking(move || snap.save(&m, &d))
             .await
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?
             .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
-        if let Some(l) = meta.last_log_id {
-            self.reader.publish_applied(l.index);
-        }
+        load_into_state(&self.reader, meta, &data)
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
-        let read = || -> Result<Option<Snapshot>, StateError> {
-            let (Some(meta), Some(data)) = (
-                self.tree().get(SNAPSHOT_META)?,
-                self.tree().get(SNAPSHOT_DATA)?,
-            ) else {
-                return Ok(None);
-            };
-            let meta: SnapshotMeta =
-                serde_json::from_slice(&meta).map_err(|e| StateError::Corrupt(e.to_string()))?;
-            Ok(Some(Snapshot {
-                meta,
-                snapshot: Box::new(Cursor::new(data.to_vec())),
-            }))
-        };
-        read().map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+        let snap = self.snap.clone();
+        let loaded = tokio::task::spawn_blocking(move || snap.load())
+            .await
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(loaded.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
     }
+}
+
+/// Replace the state with a snapshot's (install, or recovery when sled is older than the
+/// snapshot file after a crash). One atomic batch.
+pub(crate) fn load_into_state(
+    reader: &StateReader,
+    meta: &SnapshotMeta,
+    data: &[u8],
+) -> Result<(), StateError> {
+    let pairs = state::decode_blob(data)?;
+    let tree = reader.tree().clone();
+    let mut batch = StateBatch::new(&tree);
+    batch.clear_data()?;
+    for (k, v) in pairs {
+        batch.insert(k, v);
+    }
+    batch.insert(APPLIED.to_vec(), json(&meta.last_log_id)?);
+    batch.insert(MEMBERSHIP.to_vec(), json(&meta.last_membership)?);
+    batch.commit(reader)?;
+    if let Some(l) = meta.last_log_id {
+        reader.publish_applied(l.index);
+    }
+    Ok(())
 }
 
 /// Holds a point-in-time copy taken by `get_snapshot_builder`.
 pub struct SnapshotBuilder {
     taken: Result<(Option<LogId>, StoredMembership, Vec<u8>), String>,
-    tree: sled::Tree,
+    snap: SnapFile,
     seq: Arc<AtomicU64>,
 }
 
@@ -292,22 +293,14 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: membership,
             snapshot_id,
         };
-        let store = || -> Result<(), StateError> {
-            // Never replace a newer snapshot (one installed from the leader meanwhile).
-            if let Some(raw) = self.tree.get(SNAPSHOT_META)? {
-                if let Ok(cur) = serde_json::from_slice::<SnapshotMeta>(&raw) {
-                    if cur.last_log_id > last {
-                        return Ok(());
-                    }
-                }
-            }
-            let mut batch = sled::Batch::default();
-            batch.insert(SNAPSHOT_META, json(&meta)?);
-            batch.insert(SNAPSHOT_DATA, data.clone());
-            self.tree.apply_batch(batch)?;
-            Ok(())
-        };
-        store().map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        // openraft purges the log up to this snapshot once we return: it must be on disk.
+        let snap = self.snap.clone();
+        let (m, d) = (meta.clone(), data.clone());
+        let sig = Some(meta.signature());
+        tokio::task::spawn_blocking(move || snap.save(&m, &d))
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?
+            .map_err(|e| StorageIOError::write_snapshot(sig.clone(), &e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),

@@ -2,7 +2,7 @@
 //!
 //! Keys are prefixed by kind: `k:<key>` a KV entry, `t:<key>` a KV tombstone (the index it was
 //! deleted at, so a prefix's index never goes backwards), `m:<name>` markers (`applied`,
-//! `membership`, `kv_index`), `s:<name>` the current Raft snapshot. The state machine changes
+//! `membership`, `kv_index`). The state machine changes
 //! the tree only through [`StateBatch`], one atomic sled batch per `apply` call; readers take
 //! the read side of `gate` for multi-key reads so they never see half of a batch.
 
@@ -16,8 +16,6 @@ pub(crate) const TOMB_PREFIX: &[u8] = b"t:";
 pub(crate) const APPLIED: &[u8] = b"m:applied";
 pub(crate) const MEMBERSHIP: &[u8] = b"m:membership";
 pub(crate) const KV_INDEX: &[u8] = b"m:kv_index";
-pub(crate) const SNAPSHOT_META: &[u8] = b"s:meta";
-pub(crate) const SNAPSHOT_DATA: &[u8] = b"s:data";
 
 const BLOB_MAGIC: &[u8] = b"LUCIDSN1";
 const ENTRY_HEADER: usize = 32;
