@@ -5,7 +5,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONNECTION;
 use axum::http::request::Parts;
-use axum::http::HeaderValue;
+use axum::http::{HeaderMap, HeaderValue, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use http_body_util::{BodyExt, Limited};
 use serde::de::DeserializeOwned;
@@ -61,6 +61,34 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
         Ok(Params::parse(parts.uri.query().unwrap_or("")))
+    }
+}
+
+/// What a handler needs to answer here or relay the request to the leader: the query
+/// parameters, method, original URI and headers.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub params: Params,
+    pub method: Method,
+    pub uri: Uri,
+    pub headers: HeaderMap,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Incoming {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        // Nested routers see a stripped URI; forwarding needs the one the client sent.
+        let uri = parts
+            .extensions
+            .get::<axum::extract::OriginalUri>()
+            .map_or_else(|| parts.uri.clone(), |o| o.0.clone());
+        Ok(Incoming {
+            params: Params::parse(uri.query().unwrap_or("")),
+            method: parts.method.clone(),
+            uri,
+            headers: parts.headers.clone(),
+        })
     }
 }
 

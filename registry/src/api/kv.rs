@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
@@ -13,7 +13,7 @@ use base64::Engine;
 use lucid_client::KvPair;
 
 use super::error::ApiError;
-use super::extract::{ApiBody, Params};
+use super::extract::{ApiBody, Incoming, Params};
 use super::read::{self, Blocking, Route};
 use super::ApiState;
 use crate::store::KvEntry;
@@ -62,18 +62,16 @@ enum Found {
 pub async fn get(
     State(api): State<Arc<ApiState>>,
     path: Option<Path<String>>,
-    params: Params,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    req: Incoming,
 ) -> Result<Response, ApiError> {
     let node = &api.node;
-    if let Route::Forwarded(resp) = read::route(node, &params, &method, &uri, &headers).await? {
+    if let Route::Forwarded(resp) = read::route(node, &req).await? {
         return Ok(resp);
     }
+    let params = &req.params;
     let key = key_of(path);
     check_key(&key)?;
-    let blocking = Blocking::from_params(&params)?;
+    let blocking = Blocking::from_params(params)?;
     let separator = params.get("separator").map(str::to_owned);
     let (keys, recurse, raw) = (
         params.get("keys").is_some(),

@@ -5,16 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, Method, Uri};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lucid_client::JoinRequest;
 use serde_json::json;
 
 use super::error::ApiError;
-use super::extract::{ApiBody, Params};
-use super::read::{self, FORWARDED};
+use super::extract::{ApiBody, Incoming};
+use super::read;
 use super::ApiState;
 use crate::node::Node;
 use crate::types::{Member, NodeId};
@@ -96,33 +95,15 @@ pub async fn configuration(State(api): State<Arc<ApiState>>) -> Response {
 /// Run on the leader: `None` when this node leads, else the leader's answer.
 async fn on_leader(
     node: &Node,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    req: &Incoming,
     body: Vec<u8>,
 ) -> Result<Option<Response>, ApiError> {
     if node.is_leader() {
         return Ok(None);
     }
-    if headers.contains_key(FORWARDED) {
-        return Err(ApiError::unavailable(
-            "forwarded request reached a node that is not the leader",
-        ));
-    }
-    let (_, leader) = node
-        .leader()
-        .ok_or_else(|| ApiError::unavailable("no cluster leader; retry once one is elected"))?;
-    read::forward(
-        node,
-        &leader.http_addr,
-        method,
-        uri,
-        headers,
-        body,
-        ADMIN_FORWARD_TIMEOUT,
-    )
-    .await
-    .map(Some)
+    read::to_leader(node, req, body, ADMIN_FORWARD_TIMEOUT)
+        .await
+        .map(Some)
 }
 
 fn check_addr(field: &str, addr: &str) -> Result<(), ApiError> {
@@ -139,16 +120,14 @@ fn check_addr(field: &str, addr: &str) -> Result<(), ApiError> {
 
 pub async fn join(
     State(api): State<Arc<ApiState>>,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    incoming: Incoming,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let req: JoinRequest = body.json()?;
     check_addr("raft_addr", &req.raft_addr)?;
     check_addr("http_addr", &req.http_addr)?;
     let node = &api.node;
-    if let Some(resp) = on_leader(node, &method, &uri, &headers, body.0.to_vec()).await? {
+    if let Some(resp) = on_leader(node, &incoming, body.0.to_vec()).await? {
         return Ok(resp);
     }
     let _serial = node.membership_lock.lock().await;
@@ -193,12 +172,10 @@ pub async fn join(
 
 pub async fn remove_peer(
     State(api): State<Arc<ApiState>>,
-    params: Params,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    req: Incoming,
 ) -> Result<Response, ApiError> {
     let node = &api.node;
+    let params = &req.params;
     let id = params.u64("id")?;
     let address = params.get("address").map(str::to_owned);
     if id.is_none() && address.is_none() {
@@ -206,7 +183,7 @@ pub async fn remove_peer(
             "give the peer as ?id=<node id> or ?address=<raft addr>",
         ));
     }
-    if let Some(resp) = on_leader(node, &method, &uri, &headers, Vec::new()).await? {
+    if let Some(resp) = on_leader(node, &req, Vec::new()).await? {
         return Ok(resp);
     }
     let _serial = node.membership_lock.lock().await;
@@ -231,14 +208,12 @@ pub async fn remove_peer(
 
 pub async fn transfer_leader(
     State(api): State<Arc<ApiState>>,
-    params: Params,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
+    req: Incoming,
 ) -> Result<Response, ApiError> {
     let node = &api.node;
+    let params = &req.params;
     let wanted = params.u64("id")?;
-    if let Some(resp) = on_leader(node, &method, &uri, &headers, Vec::new()).await? {
+    if let Some(resp) = on_leader(node, &req, Vec::new()).await? {
         return Ok(resp);
     }
     let candidates: Vec<Peer> = peers(node)

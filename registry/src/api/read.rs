@@ -5,12 +5,12 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderValue, Method, Response, Uri};
+use axum::http::{HeaderMap, HeaderValue, Response};
 use rand::Rng;
 use tokio::time::Instant;
 
 use super::error::ApiError;
-use super::extract::Params;
+use super::extract::{Incoming, Params};
 use crate::node::Node;
 
 /// Marks a request one node forwarded to another, so a stale view of the leader cannot loop.
@@ -77,14 +77,8 @@ pub enum Route {
 }
 
 /// Decide whether this node may answer the read, forwarding it to the leader if not.
-pub async fn route(
-    node: &Node,
-    params: &Params,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-) -> Result<Route, ApiError> {
-    let mode = Consistency::from_params(params)?;
+pub async fn route(node: &Node, req: &Incoming) -> Result<Route, ApiError> {
+    let mode = Consistency::from_params(&req.params)?;
     if mode == Consistency::Stale {
         return Ok(Route::Local);
     }
@@ -94,51 +88,52 @@ pub async fn route(
         }
         return Ok(Route::Local);
     }
-    if headers.contains_key(FORWARDED) {
+    let blocking = Blocking::from_params(&req.params)?;
+    let timeout = blocking.map_or(Duration::ZERO, |b| b.wait) + Duration::from_secs(15);
+    to_leader(node, req, Vec::new(), timeout)
+        .await
+        .map(Route::Forwarded)
+}
+
+/// Relay a request to the leader, refusing if it was already relayed once (a stale view of
+/// the leader must not loop).
+pub async fn to_leader(
+    node: &Node,
+    req: &Incoming,
+    body: Vec<u8>,
+    timeout: Duration,
+) -> Result<Response<Body>, ApiError> {
+    if req.headers.contains_key(FORWARDED) {
         return Err(ApiError::unavailable(
-            "forwarded read reached a node that is not the leader",
+            "forwarded request reached a node that is not the leader",
         ));
     }
     let (_, leader) = node
         .leader()
         .ok_or_else(|| ApiError::unavailable("no cluster leader; retry, or read with ?stale"))?;
-    let blocking = Blocking::from_params(params)?;
-    let timeout = blocking.map_or(Duration::ZERO, |b| b.wait) + Duration::from_secs(15);
-    forward(
-        node,
-        &leader.http_addr,
-        method,
-        uri,
-        headers,
-        Vec::new(),
-        timeout,
-    )
-    .await
-    .map(Route::Forwarded)
+    forward(node, &leader.http_addr, req, body, timeout).await
 }
 
 /// Relay a request to another node's HTTP API and hand back its answer unchanged.
 pub async fn forward(
     node: &Node,
     http_addr: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
+    req: &Incoming,
     body: Vec<u8>,
     timeout: Duration,
 ) -> Result<Response<Body>, ApiError> {
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
+    let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
     let url = format!("http://{http_addr}{path}");
     let from = node.id.to_string();
     let mut fwd: Vec<(&str, &str)> = vec![(FORWARDED, from.as_str())];
     for name in ["x-consul-token", "authorization", "content-type"] {
-        if let Some(v) = headers.get(name).and_then(|v| v.to_str().ok()) {
+        if let Some(v) = req.headers.get(name).and_then(|v| v.to_str().ok()) {
             fwd.push((name, v));
         }
     }
     let resp = node
         .http
-        .send_with_timeout(method.clone(), &url, &fwd, body, timeout)
+        .send_with_timeout(req.method.clone(), &url, &fwd, body, timeout)
         .await
         .map_err(|e| ApiError::unavailable(format!("forwarding to the leader failed: {e}")))?;
     let mut out = Response::new(Body::from(resp.body));

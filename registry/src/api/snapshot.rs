@@ -5,15 +5,15 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::extract::{OriginalUri, State};
-use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::extract::State;
+use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::error::ApiError;
-use super::extract::{BodyBytes, Params};
+use super::extract::{BodyBytes, Incoming};
 use super::read::{self, Route};
 use super::ApiState;
 use crate::store::state::decode_blob;
@@ -22,15 +22,9 @@ use crate::types::Command;
 /// Largest backup accepted, compressed and uncompressed.
 const MAX_SNAPSHOT: usize = 128 * 1024 * 1024;
 
-pub async fn save(
-    State(api): State<Arc<ApiState>>,
-    params: Params,
-    method: Method,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
+pub async fn save(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
     let node = &api.node;
-    if let Route::Forwarded(resp) = read::route(node, &params, &method, &uri, &headers).await? {
+    if let Route::Forwarded(resp) = read::route(node, &req).await? {
         return Ok(resp);
     }
     let index = node.state.applied_index();
