@@ -1,11 +1,13 @@
 //! lucid-core: the types every Lucid Mesh part shares.
 //!
 //! # Layout
+//! - [`catalog`]: service instances and checks, parsed from Consul registration bodies.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
 
 #![forbid(unsafe_code)]
 
+pub mod catalog;
 pub mod duration;
 pub mod error;
 

@@ -1,0 +1,174 @@
+//! The service catalog's data model (DESIGN §4): service instances and their checks, parsed
+//! from the registration bodies Consul clients send and validated before anything is written.
+//!
+//! Consul decodes JSON keys case-insensitively and accepts snake_case aliases; python clients
+//! send `name`, `checks`, `deregister_critical_service_after`, ... So a body is first
+//! normalised ([`parse`]) and only then mapped onto typed structs. User data (`Meta` keys,
+//! `Header` names) keeps its case.
+
+mod parse;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use self::parse::{parse_check, parse_registration, RegistrationError};
+
+/// Longest service name (a DNS label).
+pub const MAX_NAME: usize = 63;
+/// Longest instance id.
+pub const MAX_ID: usize = 128;
+
+/// Is `name` a valid service name: `^[a-z0-9-]+$`, 1..=63 chars?
+pub fn valid_service_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// Is `id` a valid instance id: non-empty, at most 128 chars, no `/`?
+pub fn valid_instance_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID && !id.contains('/')
+}
+
+/// Check status; health rolls up as critical > warning > passing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CheckStatus {
+    Passing,
+    Warning,
+    Critical,
+}
+
+impl CheckStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CheckStatus::Passing => "passing",
+            CheckStatus::Warning => "warning",
+            CheckStatus::Critical => "critical",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<CheckStatus> {
+        match s.to_ascii_lowercase().as_str() {
+            "passing" => Some(CheckStatus::Passing),
+            "warning" => Some(CheckStatus::Warning),
+            "critical" => Some(CheckStatus::Critical),
+            _ => None,
+        }
+    }
+}
+
+/// What a check probes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum CheckKind {
+    /// GET (or `method`) on a URL: 2xx passing, 429 warning, else critical.
+    Http {
+        url: String,
+        method: String,
+        header: BTreeMap<String, Vec<String>>,
+        body: String,
+        tls_skip_verify: bool,
+    },
+    /// A TCP connect to `host:port`.
+    Tcp { address: String },
+    /// Kept current by the client (`/v1/agent/check/pass/<id>`); critical when it lapses.
+    Ttl,
+}
+
+/// One check as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Check {
+    pub id: String,
+    pub name: String,
+    pub notes: String,
+    /// Empty for a node-level check.
+    pub service_id: String,
+    pub kind: CheckKind,
+    /// Probe period (HTTP/TCP) or the TTL.
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub status: CheckStatus,
+    pub output: String,
+    /// Reap the service after this long critical (`DeregisterCriticalServiceAfter`).
+    #[serde(with = "opt_duration_ms")]
+    pub deregister_critical_after: Option<Duration>,
+    pub success_before_passing: u32,
+    pub failures_before_critical: u32,
+}
+
+/// One service instance as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Instance {
+    pub id: String,
+    pub name: String,
+    pub address: String,
+    pub port: u16,
+    pub tags: Vec<String>,
+    /// `cluster`, `plane` and `version` are first-class keys.
+    pub meta: BTreeMap<String, String>,
+    pub weights: Weights,
+    /// The sidecar's inbound port, when the instance has one.
+    pub mesh_port: Option<u16>,
+    pub enable_tag_override: bool,
+}
+
+/// DNS SRV weights by health.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    pub passing: u32,
+    pub warning: u32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
+    }
+}
+
+/// A validated registration: the instance and its checks (ids assigned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub instance: Instance,
+    pub checks: Vec<Check>,
+}
+
+mod duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+mod opt_duration_ms {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&(d.as_millis() as u64)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        Ok(Option::<u64>::deserialize(d)?.map(Duration::from_millis))
+    }
+}

@@ -1,0 +1,439 @@
+//! Consul registration bodies to [`Registration`] / [`Check`], with every rule checked before
+//! anything is built.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+
+use super::{
+    valid_instance_id, valid_service_name, Check, CheckKind, CheckStatus, Instance, Registration,
+    Weights, MAX_NAME,
+};
+use crate::duration::parse_duration;
+
+/// Consul raises shorter check intervals to this.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Consul raises shorter `DeregisterCriticalServiceAfter` values to this.
+const MIN_REAP: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_META: usize = 64;
+const MAX_META_KEY: usize = 128;
+const MAX_META_VALUE: usize = 512;
+
+/// Why a registration was refused; the message names the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RegistrationError {
+    #[error("the body must be a JSON object")]
+    NotObject,
+    #[error("{field}: {reason}")]
+    Field { field: String, reason: String },
+}
+
+fn bad(field: &str, reason: impl Into<String>) -> RegistrationError {
+    RegistrationError::Field {
+        field: field.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+/// An object with Consul's key rules: case-insensitive, `_` ignored (so `ServiceID`,
+/// `serviceid` and `service_id` are one key).
+struct Obj<'a> {
+    keys: BTreeMap<String, &'a Value>,
+    /// Prefix for error messages, e.g. `Checks[1].`.
+    at: String,
+}
+
+fn norm(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+impl<'a> Obj<'a> {
+    fn new(v: &'a Value, at: String) -> Result<Self, RegistrationError> {
+        let map: &Map<String, Value> = v.as_object().ok_or_else(|| {
+            if at.is_empty() {
+                RegistrationError::NotObject
+            } else {
+                bad(at.trim_end_matches('.'), "must be an object")
+            }
+        })?;
+        Ok(Obj {
+            keys: map.iter().map(|(k, v)| (norm(k), v)).collect(),
+            at,
+        })
+    }
+
+    fn name(&self, field: &str) -> String {
+        format!("{}{field}", self.at)
+    }
+
+    /// The value under any of `aliases` (already normalised), ignoring JSON null.
+    fn get(&self, aliases: &[&str]) -> Option<&'a Value> {
+        aliases
+            .iter()
+            .find_map(|a| self.keys.get(*a).copied())
+            .filter(|v| !v.is_null())
+    }
+
+    fn has(&self, alias: &str) -> bool {
+        self.get(&[alias]).is_some()
+    }
+
+    fn string(&self, field: &str, aliases: &[&str]) -> Result<Option<String>, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(_) => Err(bad(&self.name(field), "must be a string")),
+        }
+    }
+
+    fn uint(&self, field: &str, aliases: &[&str]) -> Result<Option<u64>, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(None),
+            Some(v) => v
+                .as_u64()
+                .map(Some)
+                .ok_or_else(|| bad(&self.name(field), "must be a non-negative integer")),
+        }
+    }
+
+    fn boolean(&self, field: &str, aliases: &[&str]) -> Result<bool, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(bad(&self.name(field), "must be true or false")),
+        }
+    }
+
+    /// `"10s"`-style string or integer nanoseconds.
+    fn duration(
+        &self,
+        field: &str,
+        aliases: &[&str],
+    ) -> Result<Option<Duration>, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => parse_duration(s)
+                .map(Some)
+                .map_err(|e| bad(&self.name(field), e.to_string())),
+            Some(v) => v
+                .as_u64()
+                .map(|n| Some(Duration::from_nanos(n)))
+                .ok_or_else(|| {
+                    bad(
+                        &self.name(field),
+                        "must be a duration like \"10s\" or integer nanoseconds",
+                    )
+                }),
+        }
+    }
+
+    fn strings(&self, field: &str, aliases: &[&str]) -> Result<Vec<String>, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(Vec::new()),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(|i| i.as_str().map(str::to_owned))
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| bad(&self.name(field), "must be a list of strings")),
+            Some(_) => Err(bad(&self.name(field), "must be a list of strings")),
+        }
+    }
+
+    fn string_map(
+        &self,
+        field: &str,
+        aliases: &[&str],
+    ) -> Result<BTreeMap<String, String>, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(BTreeMap::new()),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
+                .collect::<Option<BTreeMap<_, _>>>()
+                .ok_or_else(|| bad(&self.name(field), "values must be strings")),
+            Some(_) => Err(bad(&self.name(field), "must be an object of strings")),
+        }
+    }
+
+    fn port(&self, field: &str, aliases: &[&str]) -> Result<Option<u16>, RegistrationError> {
+        match self.get(aliases) {
+            None => Ok(None),
+            Some(v) => match v.as_u64() {
+                Some(p @ 1..=65535) => Ok(Some(p as u16)),
+                _ => Err(bad(
+                    &self.name(field),
+                    format!("{v} is not a port (1-65535)"),
+                )),
+            },
+        }
+    }
+}
+
+/// Parse a service registration (`/v1/agent/service/register`, `/services/register`).
+/// `default_id` names the instance when the body does not (Consul uses the service name).
+pub fn parse_registration(
+    body: &Value,
+    default_id: impl FnOnce(&str) -> String,
+) -> Result<Registration, RegistrationError> {
+    let o = Obj::new(body, String::new())?;
+    let name = o
+        .string("Name", &["name", "service"])?
+        .ok_or_else(|| bad("Name", "is required"))?;
+    if !valid_service_name(&name) {
+        return Err(bad(
+            "Name",
+            format!("{name:?} must match ^[a-z0-9-]+$ and be 1-{MAX_NAME} characters"),
+        ));
+    }
+    let id = match o.string("ID", &["id", "serviceid"])? {
+        Some(id) => id,
+        None => default_id(&name),
+    };
+    if !valid_instance_id(&id) {
+        return Err(bad(
+            "ID",
+            format!("{id:?} must be 1-128 characters without '/'"),
+        ));
+    }
+    let meta = o.string_map("Meta", &["meta"])?;
+    if meta.len() > MAX_META {
+        return Err(bad("Meta", format!("at most {MAX_META} keys")));
+    }
+    if let Some((k, _)) = meta
+        .iter()
+        .find(|(k, v)| k.is_empty() || k.len() > MAX_META_KEY || v.len() > MAX_META_VALUE)
+    {
+        return Err(bad("Meta", format!("key {k:?}: keys must be 1-{MAX_META_KEY} characters, values at most {MAX_META_VALUE}")));
+    }
+    let weights = match o.get(&["weights"]) {
+        None => Weights::default(),
+        Some(w) => {
+            let w = Obj::new(w, "Weights.".into())?;
+            let passing = w.uint("Passing", &["passing"])?.unwrap_or(1);
+            let warning = w.uint("Warning", &["warning"])?.unwrap_or(1);
+            if passing == 0 || passing > 65535 || warning > 65535 {
+                return Err(bad(
+                    "Weights",
+                    "Passing must be 1-65535 and Warning 0-65535",
+                ));
+            }
+            Weights {
+                passing: passing as u32,
+                warning: warning as u32,
+            }
+        }
+    };
+    let tags = o.strings("Tags", &["tags"])?;
+    if tags.iter().any(String::is_empty) {
+        return Err(bad("Tags", "tags must not be empty strings"));
+    }
+    let instance = Instance {
+        address: o.string("Address", &["address"])?.unwrap_or_default(),
+        // An absent port means "none", as in Consul; an explicit 0 is a mistake.
+        port: o.port("Port", &["port"])?.unwrap_or(0),
+        tags,
+        meta,
+        weights,
+        mesh_port: o.port("MeshPort", &["meshport"])?,
+        enable_tag_override: o.boolean("EnableTagOverride", &["enabletagoverride"])?,
+        id,
+        name,
+    };
+    let mut defs: Vec<(&Value, String)> = Vec::new();
+    if let Some(c) = o.get(&["check"]) {
+        defs.push((c, "Check.".into()));
+    }
+    match o.get(&["checks"]) {
+        None => {}
+        Some(Value::Array(list)) => defs.extend(
+            list.iter()
+                .enumerate()
+                .map(|(i, c)| (c, format!("Checks[{i}]."))),
+        ),
+        Some(_) => return Err(bad("Checks", "must be a list of checks")),
+    }
+    let total = defs.len();
+    let mut checks = Vec::with_capacity(total);
+    for (n, (def, at)) in defs.into_iter().enumerate() {
+        let c = Obj::new(def, at)?;
+        let default_id = if total == 1 {
+            format!("service:{}", instance.id)
+        } else {
+            format!("service:{}:{}", instance.id, n + 1)
+        };
+        let default_name = format!("Service '{}' check", instance.name);
+        checks.push(build_check(
+            &c,
+            default_id,
+            default_name,
+            instance.id.clone(),
+        )?);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = checks.iter().find(|c| !seen.insert(c.id.clone())) {
+        return Err(bad(
+            "Checks",
+            format!("check id {:?} appears twice", dup.id),
+        ));
+    }
+    Ok(Registration { instance, checks })
+}
+
+/// Parse a standalone check (`/v1/agent/check/register`): `Name` is required and is the
+/// default id.
+pub fn parse_check(body: &Value) -> Result<Check, RegistrationError> {
+    let o = Obj::new(body, String::new())?;
+    let name = o
+        .string("Name", &["name"])?
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| bad("Name", "is required"))?;
+    let service_id = o.string("ServiceID", &["serviceid"])?.unwrap_or_default();
+    build_check(&o, name.clone(), name, service_id)
+}
+
+fn build_check(
+    c: &Obj<'_>,
+    default_id: String,
+    default_name: String,
+    service_id: String,
+) -> Result<Check, RegistrationError> {
+    for unsupported in [
+        "grpc",
+        "args",
+        "scriptargs",
+        "script",
+        "dockercontainerid",
+        "h2ping",
+        "aliasservice",
+        "aliasnode",
+        "udp",
+        "osservice",
+    ] {
+        if c.has(unsupported) {
+            return Err(bad(
+                &c.name(unsupported),
+                "this check kind is not supported (use http, tcp or ttl)",
+            ));
+        }
+    }
+    let interval = c.duration("Interval", &["interval"])?;
+    let ttl = c.duration("TTL", &["ttl"])?;
+    let (kind, period) = if let Some(url) = c.string("HTTP", &["http"])? {
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(bad(
+                &c.name("HTTP"),
+                format!("{url:?} is not an http:// or https:// URL"),
+            ));
+        }
+        let header = match c.get(&["header"]) {
+            None => BTreeMap::new(),
+            Some(Value::Object(m)) => m
+                .iter()
+                .map(|(k, v)| match v {
+                    Value::String(s) => Some((k.clone(), vec![s.clone()])),
+                    Value::Array(a) => a
+                        .iter()
+                        .map(|x| x.as_str().map(str::to_owned))
+                        .collect::<Option<Vec<_>>>()
+                        .map(|l| (k.clone(), l)),
+                    _ => None,
+                })
+                .collect::<Option<BTreeMap<_, _>>>()
+                .ok_or_else(|| {
+                    bad(
+                        &c.name("Header"),
+                        "must map names to strings or lists of strings",
+                    )
+                })?,
+            Some(_) => return Err(bad(&c.name("Header"), "must be an object")),
+        };
+        let kind = CheckKind::Http {
+            url,
+            method: c
+                .string("Method", &["method"])?
+                .unwrap_or_else(|| "GET".into())
+                .to_ascii_uppercase(),
+            header,
+            body: c.string("Body", &["body"])?.unwrap_or_default(),
+            tls_skip_verify: c.boolean("TLSSkipVerify", &["tlsskipverify"])?,
+        };
+        let period =
+            interval.ok_or_else(|| bad(&c.name("Interval"), "is required for an HTTP check"))?;
+        (kind, period.max(MIN_INTERVAL))
+    } else if let Some(address) = c.string("TCP", &["tcp"])? {
+        let valid = address
+            .rsplit_once(':')
+            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok_and(|p| p != 0));
+        if !valid {
+            return Err(bad(&c.name("TCP"), format!("{address:?} is not host:port")));
+        }
+        let period =
+            interval.ok_or_else(|| bad(&c.name("Interval"), "is required for a TCP check"))?;
+        (CheckKind::Tcp { address }, period.max(MIN_INTERVAL))
+    } else if let Some(ttl) = ttl {
+        if ttl.is_zero() {
+            return Err(bad(&c.name("TTL"), "must be positive"));
+        }
+        (CheckKind::Ttl, ttl)
+    } else {
+        return Err(bad(
+            c.at.trim_end_matches('.').trim(),
+            "a check needs one of HTTP, TCP or TTL",
+        ));
+    };
+    let timeout = c
+        .duration("Timeout", &["timeout"])?
+        .unwrap_or(DEFAULT_TIMEOUT);
+    if timeout.is_zero() {
+        return Err(bad(&c.name("Timeout"), "must be positive"));
+    }
+    let status = match c.string("Status", &["status"])? {
+        None => CheckStatus::Critical,
+        Some(s) => CheckStatus::parse(&s).ok_or_else(|| {
+            bad(
+                &c.name("Status"),
+                format!("{s:?} is not passing, warning or critical"),
+            )
+        })?,
+    };
+    let small = |field: &str, aliases: &[&str]| -> Result<u32, RegistrationError> {
+        let v = c.uint(field, aliases)?.unwrap_or(0);
+        u32::try_from(v).map_err(|_| bad(&c.name(field), "is too large"))
+    };
+    let id = c
+        .string("CheckID", &["checkid", "id"])?
+        .filter(|s| !s.is_empty())
+        .unwrap_or(default_id);
+    Ok(Check {
+        name: c
+            .string("Name", &["name"])?
+            .filter(|s| !s.is_empty())
+            .unwrap_or(default_name),
+        notes: c.string("Notes", &["notes"])?.unwrap_or_default(),
+        service_id,
+        kind,
+        interval: period,
+        timeout,
+        status,
+        output: String::new(),
+        deregister_critical_after: c
+            .duration(
+                "DeregisterCriticalServiceAfter",
+                &["deregistercriticalserviceafter"],
+            )?
+            .map(|d| d.max(MIN_REAP)),
+        success_before_passing: small("SuccessBeforePassing", &["successbeforepassing"])?,
+        failures_before_critical: small("FailuresBeforeCritical", &["failuresbeforecritical"])?,
+        id,
+    })
+}
+
+#[cfg(test)]
+mod tests;
