@@ -1,8 +1,10 @@
-//! The registry's HTTP API on `--http-addr`: Consul-compatible KV, status and operator
-//! endpoints, and Lucid's native `/health`, `/status`, `/metrics`.
+//! The registry's HTTP API on `--http-addr`: Consul-compatible KV, agent, catalog, health,
+//! status and operator endpoints, and Lucid's native `/health`, `/status`, `/metrics`.
 
+mod agent;
 pub mod error;
 pub mod extract;
+mod health;
 mod kv;
 mod operator;
 pub mod read;
@@ -15,7 +17,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -59,6 +61,25 @@ pub fn router(state: Arc<ApiState>) -> Router {
             post(operator::transfer_leader).put(operator::transfer_leader),
         )
         .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/agent/service/register", put(agent::register_service))
+        .route(
+            "/v1/agent/service/deregister/{id}",
+            put(agent::deregister_service),
+        )
+        .route("/v1/agent/check/register", put(agent::register_check))
+        .route(
+            "/v1/agent/check/deregister/{id}",
+            put(agent::deregister_check),
+        )
+        .route("/v1/agent/check/pass/{id}", put(agent::pass))
+        .route("/v1/agent/check/warn/{id}", put(agent::warn))
+        .route("/v1/agent/check/fail/{id}", put(agent::fail))
+        .route("/v1/agent/check/update/{id}", put(agent::update))
+        .route("/v1/catalog/services", get(health::catalog_services))
+        .route("/v1/catalog/service/{name}", get(health::catalog_service))
+        .route("/v1/health/service/{name}", get(health::health_service))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

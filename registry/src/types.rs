@@ -4,6 +4,7 @@
 use std::fmt;
 use std::io::Cursor;
 
+use lucid_core::catalog::{Check, CheckStatus, Registration};
 use serde::{Deserialize, Serialize};
 
 /// Node ids are small integers chosen by the operator (`--node-id`).
@@ -39,6 +40,23 @@ pub enum Command {
         key: String,
         recurse: bool,
         cas: Option<u64>,
+    },
+    /// Register (or replace) a service instance and its checks.
+    CatalogRegister {
+        registration: Registration,
+        replace_checks: bool,
+    },
+    /// Remove an instance and its checks.
+    CatalogDeregister { service_id: String },
+    /// Add or replace a standalone check.
+    CheckRegister { check: Check },
+    /// Remove a check.
+    CheckDeregister { check_id: String },
+    /// Set a check's status (TTL pass/warn/fail, `/v1/agent/check/update`).
+    CheckUpdate {
+        check_id: String,
+        status: CheckStatus,
+        output: String,
     },
     /// `PUT /v1/snapshot`: replace the whole application state with a backup blob.
     Restore {

@@ -186,6 +186,10 @@ async fn backup_and_restore_through_any_node() -> anyhow::Result<()> {
     for i in 0..20 {
         assert!(fc.kv_put(&format!("b/{i}"), format!("orig{i}")).await?);
     }
+    let reg = json!({"name": "kept", "id": "kept-1", "port": 9, "check": {"ttl": "30s", "status": "passing"}});
+    fc.call(Method::PUT, "/v1/agent/service/register", reg.to_string())
+        .await?
+        .error_for_status()?;
     let backup = fc
         .call(Method::GET, "/v1/snapshot", "")
         .await?
@@ -196,6 +200,9 @@ async fn backup_and_restore_through_any_node() -> anyhow::Result<()> {
     // Change things after the backup.
     assert!(fc.kv_delete("b/", "recurse").await?);
     assert!(fc.kv_put("after-backup", "x").await?);
+    fc.call(Method::PUT, "/v1/agent/service/deregister/kept-1", "")
+        .await?
+        .error_for_status()?;
 
     // Garbage is refused and changes nothing.
     for junk in [b"not gzip".to_vec(), gzip(b"LUCIDSN1\x00\x00\x00\x05k:abc")] {
@@ -218,6 +225,12 @@ async fn backup_and_restore_through_any_node() -> anyhow::Result<()> {
     assert_eq!(views[0].len(), 20);
     assert!(!views[0].contains_key("after-backup"));
     assert_eq!(fc.kv_get_raw("b/7").await?.unwrap(), "orig7");
+    // The catalog comes back too, check status included.
+    let health: serde_json::Value = fc
+        .call(Method::GET, "/v1/health/service/kept?passing", "")
+        .await?
+        .json()?;
+    assert_eq!(health[0]["Service"]["ID"], "kept-1");
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
+use super::catalog;
 use super::snapfile::SnapFile;
 use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
@@ -120,6 +121,18 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
             }
             Ok(true)
         }
+        Command::CatalogRegister {
+            registration,
+            replace_checks,
+        } => catalog::register(batch, registration, replace_checks, index),
+        Command::CatalogDeregister { service_id } => catalog::deregister(batch, &service_id, index),
+        Command::CheckRegister { check } => catalog::register_check(batch, check, index),
+        Command::CheckDeregister { check_id } => catalog::deregister_check(batch, &check_id, index),
+        Command::CheckUpdate {
+            check_id,
+            status,
+            output,
+        } => catalog::update_check(batch, &check_id, status, output, index),
         Command::Restore { blob } => {
             let pairs = match state::decode_blob(&blob) {
                 Ok(p) => p,
@@ -137,9 +150,19 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
                     e.create_index = index;
                     e.modify_index = index;
                     batch.insert(k, e.encode());
+                } else if k.starts_with(catalog::SERVICE_INDEX_PREFIX) {
+                    batch.insert(k, index.to_be_bytes().to_vec());
+                } else if k.starts_with(catalog::INSTANCE_PREFIX)
+                    || k.starts_with(catalog::CHECK_PREFIX)
+                {
+                    batch.insert(k, v);
                 }
             }
             batch.insert(KV_INDEX.to_vec(), index.to_be_bytes().to_vec());
+            batch.insert(
+                catalog::CATALOG_INDEX.to_vec(),
+                index.to_be_bytes().to_vec(),
+            );
             Ok(true)
         }
     }

@@ -100,7 +100,10 @@ fn strip_key(raw: &[u8], prefix: &[u8]) -> Result<String, StateError> {
 
 /// Is this a key that belongs in a snapshot or backup blob?
 fn is_data_key(k: &[u8]) -> bool {
-    k.starts_with(KV_PREFIX) || k.starts_with(TOMB_PREFIX) || k == KV_INDEX
+    k.starts_with(KV_PREFIX)
+        || k.starts_with(TOMB_PREFIX)
+        || k == KV_INDEX
+        || super::catalog::is_catalog_key(k)
 }
 
 /// Read access to the state, shared by the HTTP API; cheap to clone.
@@ -154,6 +157,13 @@ impl StateReader {
     }
 
     /// Run `f` while no batch is being applied.
+    pub(crate) fn read_consistent<T>(
+        &self,
+        f: impl FnOnce() -> Result<T, StateError>,
+    ) -> Result<T, StateError> {
+        self.read(f)
+    }
+
     fn read<T>(&self, f: impl FnOnce() -> Result<T, StateError>) -> Result<T, StateError> {
         let _g = self.gate.read().unwrap_or_else(PoisonError::into_inner);
         f()
@@ -291,6 +301,8 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
         if k.starts_with(KV_PREFIX) {
             strip_key(&k, KV_PREFIX)?;
             KvEntry::decode(&v)?;
+        } else if super::catalog::is_catalog_key(&k) {
+            super::catalog::check_record(&k, &v)?;
         } else {
             be_u64(&v)?;
         }
@@ -349,12 +361,20 @@ impl<'a> StateBatch<'a> {
 
     /// Remove every data key (before a restore or a snapshot install).
     pub(crate) fn clear_data(&mut self) -> Result<(), StateError> {
-        for prefix in [KV_PREFIX, TOMB_PREFIX] {
+        use super::catalog::{CATALOG_INDEX, CHECK_PREFIX, INSTANCE_PREFIX, SERVICE_INDEX_PREFIX};
+        for prefix in [
+            KV_PREFIX,
+            TOMB_PREFIX,
+            INSTANCE_PREFIX,
+            CHECK_PREFIX,
+            SERVICE_INDEX_PREFIX,
+        ] {
             for k in self.keys_with_prefix(prefix)? {
                 self.remove(k);
             }
         }
         self.remove(KV_INDEX.to_vec());
+        self.remove(CATALOG_INDEX.to_vec());
         Ok(())
     }
 

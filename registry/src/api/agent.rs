@@ -1,0 +1,235 @@
+//! Consul agent endpoints over the replicated catalog: service and check registration,
+//! TTL updates, and the agent's view of services and checks. Every node serves the whole
+//! catalog (there is no per-agent local state).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lucid_core::catalog::{
+    parse_check, parse_registration, Check, CheckKind, CheckStatus, Instance,
+};
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{ApiBody, Incoming, Params};
+use super::read::{self, Route};
+use super::ApiState;
+use crate::types::Command;
+
+/// The node name every instance reports (one logical node: the registry).
+pub const NODE: &str = "lucid";
+pub const DATACENTER: &str = "dc1";
+
+pub fn service_json(i: &Instance) -> Value {
+    json!({
+        "ID": i.id, "Service": i.name, "Tags": i.tags, "Meta": i.meta,
+        "Port": i.port, "Address": i.address, "TaggedAddresses": {},
+        "Weights": {"Passing": i.weights.passing, "Warning": i.weights.warning},
+        "EnableTagOverride": i.enable_tag_override, "Datacenter": DATACENTER,
+        "MeshPort": i.mesh_port,
+    })
+}
+
+pub fn check_json(c: &Check, service: Option<&Instance>) -> Value {
+    let kind = match &c.kind {
+        CheckKind::Http { .. } => "http",
+        CheckKind::Tcp { .. } => "tcp",
+        CheckKind::Ttl => "ttl",
+    };
+    json!({
+        "Node": NODE, "CheckID": c.id, "Name": c.name, "Status": c.status.as_str(),
+        "Notes": c.notes, "Output": c.output, "ServiceID": c.service_id,
+        "ServiceName": service.map_or("", |s| s.name.as_str()),
+        "ServiceTags": service.map_or(Vec::new(), |s| s.tags.clone()),
+        "Type": kind,
+        "Interval": lucid_core::format_duration(c.interval),
+        "Timeout": lucid_core::format_duration(c.timeout),
+    })
+}
+
+fn refused(e: lucid_core::catalog::RegistrationError) -> ApiError {
+    ApiError::bad_request(format!("invalid registration: {e}"))
+}
+
+async fn write(api: &ApiState, cmd: Command, missing: &str) -> Result<Response, ApiError> {
+    let res = api.node.write(cmd).await?;
+    if !res.ok {
+        return Err(ApiError::not_found(missing.to_owned()));
+    }
+    let mut resp = StatusCode::OK.into_response();
+    read::meta_headers(&api.node, res.index, resp.headers_mut());
+    Ok(resp)
+}
+
+pub async fn register_service(
+    State(api): State<Arc<ApiState>>,
+    params: Params,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
+    let v: Value = body.json()?;
+    let registration = parse_registration(&v, |name| name.to_owned()).map_err(refused)?;
+    let replace_checks = params.flag("replace-existing-checks");
+    write(
+        &api,
+        Command::CatalogRegister {
+            registration,
+            replace_checks,
+        },
+        "",
+    )
+    .await
+}
+
+pub async fn deregister_service(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let cmd = Command::CatalogDeregister {
+        service_id: id.clone(),
+    };
+    write(&api, cmd, &format!("unknown service ID {id:?}")).await
+}
+
+pub async fn register_check(
+    State(api): State<Arc<ApiState>>,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
+    let v: Value = body.json()?;
+    let check = parse_check(&v).map_err(refused)?;
+    let missing = format!("check names unknown service ID {:?}", check.service_id);
+    write(&api, Command::CheckRegister { check }, &missing).await
+}
+
+pub async fn deregister_check(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let cmd = Command::CheckDeregister {
+        check_id: id.clone(),
+    };
+    write(&api, cmd, &format!("unknown check ID {id:?}")).await
+}
+
+async fn set_status(
+    api: &ApiState,
+    id: String,
+    status: CheckStatus,
+    output: String,
+) -> Result<Response, ApiError> {
+    let missing = format!("unknown check ID {id:?}");
+    write(
+        api,
+        Command::CheckUpdate {
+            check_id: id,
+            status,
+            output,
+        },
+        &missing,
+    )
+    .await
+}
+
+pub async fn pass(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    set_status(
+        &api,
+        id,
+        CheckStatus::Passing,
+        params.get("note").unwrap_or_default().to_owned(),
+    )
+    .await
+}
+
+pub async fn warn(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    set_status(
+        &api,
+        id,
+        CheckStatus::Warning,
+        params.get("note").unwrap_or_default().to_owned(),
+    )
+    .await
+}
+
+pub async fn fail(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    set_status(
+        &api,
+        id,
+        CheckStatus::Critical,
+        params.get("note").unwrap_or_default().to_owned(),
+    )
+    .await
+}
+
+/// `PUT /v1/agent/check/update/<id>` with `{"Status": "...", "Output": "..."}`.
+pub async fn update(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
+    let v: Value = body.json()?;
+    let get = |k: &str| {
+        v.as_object()
+            .and_then(|o| o.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)))
+            .map(|(_, v)| v)
+    };
+    let status = get("status")
+        .and_then(Value::as_str)
+        .and_then(CheckStatus::parse)
+        .ok_or_else(|| ApiError::bad_request("Status must be passing, warning or critical"))?;
+    let output = get("output")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    set_status(&api, id, status, output).await
+}
+
+pub async fn services(
+    State(api): State<Arc<ApiState>>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let (index, instances, _) = api.node.state.catalog()?;
+    let out: BTreeMap<String, Value> = instances
+        .iter()
+        .map(|i| (i.id.clone(), service_json(i)))
+        .collect();
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}
+
+pub async fn checks(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let (index, instances, checks) = api.node.state.catalog()?;
+    let out: BTreeMap<String, Value> = checks
+        .iter()
+        .map(|c| {
+            (
+                c.id.clone(),
+                check_json(c, instances.iter().find(|i| i.id == c.service_id)),
+            )
+        })
+        .collect();
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}

@@ -1,0 +1,133 @@
+//! Consul catalog and health reads: `/v1/catalog/services`, `/v1/catalog/service/<name>`,
+//! `/v1/health/service/<name>` (with `?passing` and repeatable `?tag=`), all blocking-capable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lucid_core::catalog::{Check, CheckStatus};
+use serde_json::{json, Value};
+
+use super::agent::{check_json, service_json, DATACENTER, NODE};
+use super::error::ApiError;
+use super::extract::Incoming;
+use super::read::{self, Blocking, Route};
+use super::ApiState;
+use crate::store::catalog::ServiceEntries;
+
+fn node_json(api: &ApiState) -> Value {
+    let addr = api
+        .node
+        .me
+        .http_addr
+        .rsplit_once(':')
+        .map_or("", |(h, _)| h)
+        .to_owned();
+    json!({"ID": api.node.id.to_string(), "Node": NODE, "Address": addr, "Datacenter": DATACENTER,
+           "TaggedAddresses": {}, "Meta": {}})
+}
+
+/// The node-level check Consul always lists first (py-consul's tests expect it).
+fn serf_health() -> Value {
+    json!({"Node": NODE, "CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing",
+           "Notes": "", "Output": "Agent alive and reachable", "ServiceID": "", "ServiceName": "",
+           "ServiceTags": [], "Type": ""})
+}
+
+fn healthy(checks: &[Check]) -> bool {
+    checks.iter().all(|c| c.status == CheckStatus::Passing)
+}
+
+pub async fn catalog_services(
+    State(api): State<Arc<ApiState>>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let blocking = Blocking::from_params(&req.params)?;
+    let state = &api.node.state;
+    let (index, out) = read::block_on(&api.node, blocking, || {
+        let (index, instances, _) = state.catalog()?;
+        let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for i in instances {
+            out.entry(i.name).or_default().extend(i.tags);
+        }
+        Ok((index, out))
+    })
+    .await?;
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}
+
+/// Instances of one service (with their checks) that pass `?tag=` and `?passing`.
+async fn select(
+    api: &ApiState,
+    name: &str,
+    req: &Incoming,
+) -> Result<(u64, ServiceEntries), ApiError> {
+    let blocking = Blocking::from_params(&req.params)?;
+    let tags: Vec<String> = req.params.all("tag").map(str::to_owned).collect();
+    let passing = req.params.flag("passing");
+    let state = &api.node.state;
+    read::block_on(&api.node, blocking, || {
+        let (index, all) = state.service(name)?;
+        let kept = all
+            .into_iter()
+            .filter(|(i, _)| tags.iter().all(|t| i.tags.contains(t)))
+            .filter(|(_, c)| !passing || healthy(c))
+            .collect();
+        Ok((index, kept))
+    })
+    .await
+}
+
+pub async fn health_service(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let (index, entries) = select(&api, &name, &req).await?;
+    let node = node_json(&api);
+    let out: Vec<Value> = entries
+        .iter()
+        .map(|(i, checks)| {
+            let mut cs = vec![serf_health()];
+            cs.extend(checks.iter().map(|c| check_json(c, Some(i))));
+            json!({"Node": node, "Service": service_json(i), "Checks": cs})
+        })
+        .collect();
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}
+
+pub async fn catalog_service(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let (index, entries) = select(&api, &name, &req).await?;
+    let node = node_json(&api);
+    let out: Vec<Value> = entries
+        .iter()
+        .map(|(i, _)| {
+            json!({"ID": node["ID"], "Node": NODE, "Address": node["Address"], "Datacenter": DATACENTER,
+                   "ServiceID": i.id, "ServiceName": i.name, "ServiceTags": i.tags, "ServiceAddress": i.address,
+                   "ServicePort": i.port, "ServiceMeta": i.meta, "ServiceEnableTagOverride": i.enable_tag_override,
+                   "ServiceWeights": {"Passing": i.weights.passing, "Warning": i.weights.warning}})
+        })
+        .collect();
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}

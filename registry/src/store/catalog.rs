@@ -1,0 +1,238 @@
+//! The service catalog in the state tree: instances (`i:<id>`), checks (`c:<id>`), each
+//! service's last-change index (`v:<name>`, kept after the last instance goes so a blocking
+//! query's index never moves backwards) and the catalog index (`m:catalog_index`).
+
+use lucid_core::catalog::{Check, CheckStatus, Instance, Registration};
+
+use super::state::{be_u64, StateBatch, StateError, StateReader};
+
+/// A service's instances, each with its checks.
+pub type ServiceEntries = Vec<(Instance, Vec<Check>)>;
+
+pub(crate) const INSTANCE_PREFIX: &[u8] = b"i:";
+pub(crate) const CHECK_PREFIX: &[u8] = b"c:";
+pub(crate) const SERVICE_INDEX_PREFIX: &[u8] = b"v:";
+pub(crate) const CATALOG_INDEX: &[u8] = b"m:catalog_index";
+
+fn key(prefix: &[u8], id: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, StateError> {
+    serde_json::from_slice(raw).map_err(|e| StateError::Corrupt(format!("catalog record: {e}")))
+}
+
+fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
+    serde_json::to_vec(v).map_err(|e| StateError::Corrupt(e.to_string()))
+}
+
+/// Validate a catalog record from a snapshot blob.
+pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
+    if k.starts_with(INSTANCE_PREFIX) {
+        decode::<Instance>(v).map(|_| ())
+    } else if k.starts_with(CHECK_PREFIX) {
+        decode::<Check>(v).map(|_| ())
+    } else {
+        be_u64(v).map(|_| ())
+    }
+}
+
+pub(crate) fn is_catalog_key(k: &[u8]) -> bool {
+    k.starts_with(INSTANCE_PREFIX)
+        || k.starts_with(CHECK_PREFIX)
+        || k.starts_with(SERVICE_INDEX_PREFIX)
+        || k == CATALOG_INDEX
+}
+
+fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, index: u64) {
+    batch.insert(CATALOG_INDEX.to_vec(), index.to_be_bytes().to_vec());
+    if let Some(name) = service {
+        batch.insert(
+            key(SERVICE_INDEX_PREFIX, name),
+            index.to_be_bytes().to_vec(),
+        );
+    }
+}
+
+fn checks_of(batch: &StateBatch<'_>, service_id: &str) -> Result<Vec<Check>, StateError> {
+    let mut out = Vec::new();
+    for k in batch.keys_with_prefix(CHECK_PREFIX)? {
+        if let Some(raw) = batch.get(&k)? {
+            let c: Check = decode(&raw)?;
+            if c.service_id == service_id {
+                out.push(c);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn instance(batch: &StateBatch<'_>, id: &str) -> Result<Option<Instance>, StateError> {
+    batch
+        .get(&key(INSTANCE_PREFIX, id))?
+        .map(|raw| decode(&raw))
+        .transpose()
+}
+
+/// Register (or replace) an instance and its checks.
+pub(crate) fn register(
+    batch: &mut StateBatch<'_>,
+    reg: Registration,
+    replace_checks: bool,
+    index: u64,
+) -> Result<bool, StateError> {
+    let id = reg.instance.id.clone();
+    if let Some(old) = instance(batch, &id)? {
+        if old.name != reg.instance.name {
+            // The id moves to another service: the old service changed too.
+            touch(batch, Some(&old.name), index);
+        }
+    }
+    if replace_checks {
+        for c in checks_of(batch, &id)? {
+            batch.remove(key(CHECK_PREFIX, &c.id));
+        }
+    }
+    for c in &reg.checks {
+        batch.insert(key(CHECK_PREFIX, &c.id), encode(c)?);
+    }
+    batch.insert(key(INSTANCE_PREFIX, &id), encode(&reg.instance)?);
+    touch(batch, Some(&reg.instance.name), index);
+    Ok(true)
+}
+
+/// Remove an instance and its checks; `false` when unknown.
+pub(crate) fn deregister(
+    batch: &mut StateBatch<'_>,
+    service_id: &str,
+    index: u64,
+) -> Result<bool, StateError> {
+    let Some(old) = instance(batch, service_id)? else {
+        return Ok(false);
+    };
+    for c in checks_of(batch, service_id)? {
+        batch.remove(key(CHECK_PREFIX, &c.id));
+    }
+    batch.remove(key(INSTANCE_PREFIX, service_id));
+    touch(batch, Some(&old.name), index);
+    Ok(true)
+}
+
+/// Add or replace one check; `false` when it names an unknown service.
+pub(crate) fn register_check(
+    batch: &mut StateBatch<'_>,
+    check: Check,
+    index: u64,
+) -> Result<bool, StateError> {
+    let service = if check.service_id.is_empty() {
+        None
+    } else {
+        match instance(batch, &check.service_id)? {
+            Some(i) => Some(i.name),
+            None => return Ok(false),
+        }
+    };
+    batch.insert(key(CHECK_PREFIX, &check.id), encode(&check)?);
+    touch(batch, service.as_deref(), index);
+    Ok(true)
+}
+
+/// Remove one check; `false` when unknown.
+pub(crate) fn deregister_check(
+    batch: &mut StateBatch<'_>,
+    check_id: &str,
+    index: u64,
+) -> Result<bool, StateError> {
+    let k = key(CHECK_PREFIX, check_id);
+    let Some(raw) = batch.get(&k)? else {
+        return Ok(false);
+    };
+    let c: Check = decode(&raw)?;
+    batch.remove(k);
+    let service = instance(batch, &c.service_id)?.map(|i| i.name);
+    touch(batch, service.as_deref(), index);
+    Ok(true)
+}
+
+/// Set a check's status and output; `false` when unknown.
+pub(crate) fn update_check(
+    batch: &mut StateBatch<'_>,
+    check_id: &str,
+    status: CheckStatus,
+    output: String,
+    index: u64,
+) -> Result<bool, StateError> {
+    let k = key(CHECK_PREFIX, check_id);
+    let Some(raw) = batch.get(&k)? else {
+        return Ok(false);
+    };
+    let mut c: Check = decode(&raw)?;
+    c.status = status;
+    c.output = output;
+    batch.insert(k, encode(&c)?);
+    let service = instance(batch, &c.service_id)?.map(|i| i.name);
+    touch(batch, service.as_deref(), index);
+    Ok(true)
+}
+
+// === impl StateReader: catalog reads ===
+
+impl StateReader {
+    fn scan<T: serde::de::DeserializeOwned>(&self, prefix: &[u8]) -> Result<Vec<T>, StateError> {
+        let mut out = Vec::new();
+        for item in self.tree().scan_prefix(prefix) {
+            let (_, v) = item?;
+            out.push(decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn index_at(&self, k: &[u8]) -> Result<u64, StateError> {
+        match self.tree().get(k)? {
+            Some(raw) => be_u64(&raw),
+            None => Ok(0),
+        }
+    }
+
+    /// Every instance and every check, and the catalog index.
+    pub fn catalog(&self) -> Result<(u64, Vec<Instance>, Vec<Check>), StateError> {
+        self.read_consistent(|| {
+            Ok((
+                self.index_at(CATALOG_INDEX)?,
+                self.scan(INSTANCE_PREFIX)?,
+                self.scan(CHECK_PREFIX)?,
+            ))
+        })
+    }
+
+    /// One service's instances with their checks, and the service's index (the catalog index
+    /// when the service never existed).
+    pub fn service(&self, name: &str) -> Result<(u64, ServiceEntries), StateError> {
+        self.read_consistent(|| {
+            let instances: Vec<Instance> = self
+                .scan::<Instance>(INSTANCE_PREFIX)?
+                .into_iter()
+                .filter(|i| i.name == name)
+                .collect();
+            let checks: Vec<Check> = self.scan(CHECK_PREFIX)?;
+            let mut index = self.index_at(&key(SERVICE_INDEX_PREFIX, name))?;
+            if index == 0 {
+                index = self.index_at(CATALOG_INDEX)?;
+            }
+            let out = instances
+                .into_iter()
+                .map(|i| {
+                    let own = checks
+                        .iter()
+                        .filter(|c| c.service_id == i.id)
+                        .cloned()
+                        .collect();
+                    (i, own)
+                })
+                .collect();
+            Ok((index, out))
+        })
+    }
+}
