@@ -7,13 +7,15 @@
 //! - [`store`]: the sled-backed Raft log and state machine (the only module that sees sled).
 //! - [`raft`]: Raft RPC over HTTP (client and server) on `--raft-addr`.
 //! - [`node`]: a running node: writes forwarded to the leader, reads, membership changes.
-//! - [`api`]: the HTTP API on `--http-addr` (KV, operator, status, snapshot, metrics).
+//! - [`api`]: the HTTP API on `--http-addr` (KV, catalog, operator, status, snapshot, metrics).
+//! - `health`: HTTP/TCP probes, TTL expiry and reaping, run by whichever node leads.
 //! - [`lifecycle`]: bootstrap or join, Raft metrics export, and [`run`], the entry point.
 
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
+mod health;
 mod lifecycle;
 pub mod node;
 pub mod raft;

@@ -136,6 +136,7 @@ pub async fn run(
         );
     }
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
+    tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");

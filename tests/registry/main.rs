@@ -4,4 +4,5 @@ mod admin;
 mod catalog;
 mod cluster;
 mod crash;
+mod health;
 mod kv;

@@ -101,6 +101,10 @@ pub struct Check {
     pub deregister_critical_after: Option<Duration>,
     pub success_before_passing: u32,
     pub failures_before_critical: u32,
+    /// Log index of the last registration or status update (a TTL refresh moves it even when
+    /// the status stays the same).
+    #[serde(default)]
+    pub updated_index: u64,
 }
 
 /// One service instance as stored.

@@ -96,7 +96,9 @@ pub(crate) fn register(
         }
     }
     for c in &reg.checks {
-        batch.insert(key(CHECK_PREFIX, &c.id), encode(c)?);
+        let mut c = c.clone();
+        c.updated_index = index;
+        batch.insert(key(CHECK_PREFIX, &c.id), encode(&c)?);
     }
     batch.insert(key(INSTANCE_PREFIX, &id), encode(&reg.instance)?);
     touch(batch, Some(&reg.instance.name), index);
@@ -123,9 +125,10 @@ pub(crate) fn deregister(
 /// Add or replace one check; `false` when it names an unknown service.
 pub(crate) fn register_check(
     batch: &mut StateBatch<'_>,
-    check: Check,
+    mut check: Check,
     index: u64,
 ) -> Result<bool, StateError> {
+    check.updated_index = index;
     let service = if check.service_id.is_empty() {
         None
     } else {
@@ -171,6 +174,7 @@ pub(crate) fn update_check(
     let mut c: Check = decode(&raw)?;
     c.status = status;
     c.output = output;
+    c.updated_index = index;
     batch.insert(k, encode(&c)?);
     let service = instance(batch, &c.service_id)?.map(|i| i.name);
     touch(batch, service.as_deref(), index);

@@ -431,6 +431,7 @@ fn build_check(
             .map(|d| d.max(MIN_REAP)),
         success_before_passing: small("SuccessBeforePassing", &["successbeforepassing"])?,
         failures_before_critical: small("FailuresBeforeCritical", &["failuresbeforecritical"])?,
+        updated_index: 0,
         id,
     })
 }

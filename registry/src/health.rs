@@ -1,0 +1,274 @@
+//! Health checking by the registry (DESIGN §6). One task per node acts only while its node
+//! leads, so checks are never run twice and carry on under a new leader:
+//! - HTTP and TCP checks are probed every interval (2xx passing, 429 warning, else critical),
+//!   damped by `SuccessBeforePassing` / `FailuresBeforeCritical`;
+//! - TTL checks go critical when not refreshed in time (a new leader grants a full TTL);
+//! - services critical for longer than `DeregisterCriticalServiceAfter` are deregistered.
+//!
+//! Only status transitions are written through Raft; probe results that confirm the stored
+//! status cost nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Method;
+use lucid_core::catalog::{Check, CheckKind, CheckStatus};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::node::Node;
+use crate::types::Command;
+
+const TICK: Duration = Duration::from_millis(250);
+const PENDING_FOR: Duration = Duration::from_secs(10);
+
+impl Tracked {
+    fn pending_is(&self, s: CheckStatus, now: Instant) -> bool {
+        self.pending
+            .is_some_and(|(p, at)| p == s && now.duration_since(at) < PENDING_FOR)
+    }
+}
+
+/// What the leader remembers about one check between ticks (lost on leader change, which
+/// only restarts timers).
+struct Tracked {
+    seen_index: u64,
+    status: CheckStatus,
+    ttl_from: Instant,
+    next_probe: Instant,
+    probing: bool,
+    successes: u32,
+    failures: u32,
+    critical_since: Option<Instant>,
+    /// Consecutive results needed before a transition (`SuccessBeforePassing`,
+    /// `FailuresBeforeCritical`; 0 and 1 both mean "at once").
+    need_pass: u32,
+    need_fail: u32,
+    /// A transition written but not yet seen in the state, and when it was written (a write
+    /// that failed is retried once this is older than [`PENDING_FOR`]).
+    pending: Option<(CheckStatus, Instant)>,
+    reaping: bool,
+}
+
+struct Probe {
+    check_id: String,
+    status: CheckStatus,
+    output: String,
+}
+
+/// Run until `stop`.
+pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let (tx, mut rx) = mpsc::unbounded_channel::<Probe>();
+    let mut tracked: HashMap<String, Tracked> = HashMap::new();
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            Some(p) = rx.recv() => {
+                if let Some(t) = tracked.get_mut(&p.check_id) {
+                    judge(&node, &p, t);
+                }
+                continue;
+            }
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !node.is_leader() {
+            tracked.clear();
+            continue;
+        }
+        let checks = match node.state.catalog() {
+            Ok((_, _, checks)) => checks,
+            Err(e) => {
+                tracing::warn!(error = %e, "health checker cannot read the catalog");
+                continue;
+            }
+        };
+        let now = Instant::now();
+        tracked.retain(|id, _| checks.iter().any(|c| &c.id == id));
+        for c in &checks {
+            let t = tracked.entry(c.id.clone()).or_insert_with(|| Tracked {
+                seen_index: c.updated_index,
+                status: c.status,
+                ttl_from: now,
+                next_probe: now,
+                probing: false,
+                successes: 0,
+                failures: 0,
+                critical_since: None,
+                need_pass: 1,
+                need_fail: 1,
+                pending: None,
+                reaping: false,
+            });
+            if c.updated_index != t.seen_index {
+                t.seen_index = c.updated_index;
+                t.ttl_from = now;
+            }
+            t.status = c.status;
+            t.need_pass = c.success_before_passing.max(1);
+            t.need_fail = c.failures_before_critical.max(1);
+            if t.pending
+                .is_some_and(|(p, at)| p == c.status || now.duration_since(at) >= PENDING_FOR)
+            {
+                t.pending = None;
+            }
+            match &c.kind {
+                CheckKind::Ttl => {
+                    if c.status != CheckStatus::Critical
+                        && t.pending.is_none()
+                        && now.duration_since(t.ttl_from) > c.interval
+                    {
+                        t.pending = Some((CheckStatus::Critical, now));
+                        let output = format!(
+                            "TTL expired ({} without an update)",
+                            lucid_core::format_duration(c.interval)
+                        );
+                        spawn_update(&node, c.id.clone(), CheckStatus::Critical, output);
+                    }
+                }
+                CheckKind::Http { .. } | CheckKind::Tcp { .. } => {
+                    if !t.probing && now >= t.next_probe {
+                        t.probing = true;
+                        t.next_probe = now + c.interval;
+                        tokio::spawn(probe(node.clone(), c.clone(), tx.clone()));
+                    }
+                }
+            }
+            reap(&node, c, t, now);
+        }
+    }
+}
+
+/// Deregister a service whose check stayed critical past `DeregisterCriticalServiceAfter`.
+fn reap(node: &Arc<Node>, c: &Check, t: &mut Tracked, now: Instant) {
+    if c.status != CheckStatus::Critical {
+        t.critical_since = None;
+        return;
+    }
+    let since = *t.critical_since.get_or_insert(now);
+    let Some(after) = c.deregister_critical_after else {
+        return;
+    };
+    if t.reaping || c.service_id.is_empty() || now.duration_since(since) < after {
+        return;
+    }
+    t.reaping = true;
+    let (node, service_id) = (node.clone(), c.service_id.clone());
+    tracing::info!(service_id = %service_id, check = %c.id, "reaping a service critical for too long");
+    tokio::spawn(async move {
+        if let Err(e) = node.write(Command::CatalogDeregister { service_id }).await {
+            tracing::warn!(error = %e, "reaping failed; will retry");
+        }
+    });
+}
+
+/// Apply one probe result to the damping counters; write a transition if there is one.
+fn judge(node: &Arc<Node>, p: &Probe, t: &mut Tracked) {
+    t.probing = false;
+    if !node.is_leader() {
+        return;
+    }
+    let wanted = if p.status == CheckStatus::Passing {
+        t.successes += 1;
+        t.failures = 0;
+        (t.successes >= t.need_pass).then_some(CheckStatus::Passing)
+    } else {
+        t.failures += 1;
+        t.successes = 0;
+        (t.failures >= t.need_fail).then_some(p.status)
+    };
+    let now = Instant::now();
+    if let Some(s) = wanted {
+        if s != t.status && !t.pending_is(s, now) {
+            t.pending = Some((s, now));
+            spawn_update(node, p.check_id.clone(), s, p.output.clone());
+        }
+    }
+}
+
+fn spawn_update(node: &Arc<Node>, check_id: String, status: CheckStatus, output: String) {
+    let node = node.clone();
+    tokio::spawn(async move {
+        let cmd = Command::CheckUpdate {
+            check_id: check_id.clone(),
+            status,
+            output,
+        };
+        if let Err(e) = node.write(cmd).await {
+            tracing::warn!(check = %check_id, error = %e, "could not record a check transition");
+        }
+    });
+}
+
+async fn probe(node: Arc<Node>, c: Check, tx: mpsc::UnboundedSender<Probe>) {
+    let (status, output) = match &c.kind {
+        CheckKind::Http {
+            url,
+            method,
+            header,
+            body,
+            ..
+        } => probe_http(&node, url, method, header, body, c.timeout).await,
+        CheckKind::Tcp { address } => probe_tcp(address, c.timeout).await,
+        CheckKind::Ttl => return,
+    };
+    let _ = tx.send(Probe {
+        check_id: c.id,
+        status,
+        output,
+    });
+}
+
+async fn probe_http(
+    node: &Node,
+    url: &str,
+    method: &str,
+    header: &std::collections::BTreeMap<String, Vec<String>>,
+    body: &str,
+    timeout: Duration,
+) -> (CheckStatus, String) {
+    if url.starts_with("https://") {
+        return (
+            CheckStatus::Critical,
+            format!("{url}: https checks are not supported yet"),
+        );
+    }
+    let Ok(method) = Method::from_bytes(method.as_bytes()) else {
+        return (CheckStatus::Critical, format!("invalid method {method:?}"));
+    };
+    let headers: Vec<(&str, &str)> = header
+        .iter()
+        .filter_map(|(k, v)| v.first().map(|v| (k.as_str(), v.as_str())))
+        .collect();
+    match node
+        .http
+        .send_with_timeout(method.clone(), url, &headers, body.to_owned(), timeout)
+        .await
+    {
+        Ok(r) => {
+            let code = r.status.as_u16();
+            let status = match code {
+                200..=299 => CheckStatus::Passing,
+                429 => CheckStatus::Warning,
+                _ => CheckStatus::Critical,
+            };
+            (status, format!("HTTP {method} {url}: {}", r.status))
+        }
+        Err(e) => (CheckStatus::Critical, format!("HTTP {method} {url}: {e}")),
+    }
+}
+
+async fn probe_tcp(address: &str, timeout: Duration) -> (CheckStatus, String) {
+    match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address)).await {
+        Ok(Ok(_)) => (
+            CheckStatus::Passing,
+            format!("TCP connect {address}: Success"),
+        ),
+        Ok(Err(e)) => (CheckStatus::Critical, format!("TCP connect {address}: {e}")),
+        Err(_) => (
+            CheckStatus::Critical,
+            format!("TCP connect {address}: timed out after {timeout:?}"),
+        ),
+    }
+}
