@@ -61,6 +61,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
             post(operator::transfer_leader).put(operator::transfer_leader),
         )
         .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+        .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/members", get(agent::members))
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/checks", get(agent::checks))
         .route("/v1/agent/service/register", put(agent::register_service))
@@ -80,6 +82,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/catalog/services", get(health::catalog_services))
         .route("/v1/catalog/service/{name}", get(health::catalog_service))
         .route("/v1/health/service/{name}", get(health::health_service))
+        .route("/v1/health/checks/{name}", get(health::health_checks))
+        .route("/v1/health/state/{state}", get(health::health_state))
+        .route("/v1/catalog/nodes", get(health::catalog_nodes))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

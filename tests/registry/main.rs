@@ -6,3 +6,4 @@ mod cluster;
 mod crash;
 mod health;
 mod kv;
+mod pyconsul;

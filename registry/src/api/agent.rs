@@ -233,3 +233,37 @@ pub async fn checks(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<R
     read::meta_headers(&api.node, index, resp.headers_mut());
     Ok(resp)
 }
+
+/// One raft member as a Consul agent member (`Status` 1 = alive).
+fn member_json(id: crate::types::NodeId, raft_addr: &str) -> Value {
+    let (addr, port) = raft_addr.rsplit_once(':').unwrap_or((raft_addr, "0"));
+    json!({"Name": format!("node-{id}"), "Addr": addr, "Port": port.parse::<u16>().unwrap_or(0),
+           "Tags": {"role": "consul", "dc": DATACENTER}, "Status": 1})
+}
+
+/// `GET /v1/agent/members`: every Raft member.
+pub async fn members(State(api): State<Arc<ApiState>>) -> Json<Vec<Value>> {
+    Json(
+        super::operator::peers(&api.node)
+            .iter()
+            .map(|p| member_json(p.id, &p.member.raft_addr))
+            .collect(),
+    )
+}
+
+/// `GET /v1/agent/self`: enough of Consul's shape for clients that inspect it
+/// (`Stats.consul.leader_addr` is what `/v1/status/leader` answers).
+pub async fn agent_self(State(api): State<Arc<ApiState>>) -> Json<Value> {
+    let node = &api.node;
+    let leader = node.leader().map(|(_, m)| m.raft_addr).unwrap_or_default();
+    Json(json!({
+        "Config": {"Datacenter": DATACENTER, "NodeName": format!("node-{}", node.id), "NodeID": node.id.to_string(),
+                   "Server": true, "Revision": "lucid", "Version": env!("CARGO_PKG_VERSION")},
+        "DebugConfig": {},
+        "Coord": null,
+        "Member": member_json(node.id, &node.me.raft_addr),
+        "Meta": {},
+        "Stats": {"consul": {"leader": node.is_leader().to_string(), "leader_addr": leader, "server": "true",
+                             "known_datacenters": "1"}},
+    }))
+}

@@ -131,3 +131,69 @@ pub async fn catalog_service(
     read::meta_headers(&api.node, index, resp.headers_mut());
     Ok(resp)
 }
+
+/// `GET /v1/health/checks/<service>`: the service's checks, blocking on its index.
+pub async fn health_checks(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let (index, entries) = select(&api, &name, &req).await?;
+    let out: Vec<Value> = entries
+        .iter()
+        .flat_map(|(i, checks)| checks.iter().map(move |c| check_json(c, Some(i))))
+        .collect();
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}
+
+/// `GET /v1/health/state/<state>`: checks in a state (`any` for all), serfHealth included.
+pub async fn health_state(
+    State(api): State<Arc<ApiState>>,
+    Path(state): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let want = match state.as_str() {
+        "any" => None,
+        s => Some(CheckStatus::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!(
+                "state {s:?} is not any, passing, warning or critical"
+            ))
+        })?),
+    };
+    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
+        return Ok(resp);
+    }
+    let blocking = Blocking::from_params(&req.params)?;
+    let st = &api.node.state;
+    let (index, out) = read::block_on(&api.node, blocking, || {
+        let (index, instances, checks) = st.catalog()?;
+        let mut out = Vec::new();
+        if want.is_none_or(|w| w == CheckStatus::Passing) {
+            out.push(serf_health());
+        }
+        out.extend(
+            checks
+                .iter()
+                .filter(|c| want.is_none_or(|w| c.status == w))
+                .map(|c| check_json(c, instances.iter().find(|i| i.id == c.service_id))),
+        );
+        Ok((index, out))
+    })
+    .await?;
+    let mut resp = Json(out).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}
+
+/// `GET /v1/catalog/nodes`: the registry is one logical node.
+pub async fn catalog_nodes(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let (index, _, _) = api.node.state.catalog()?;
+    let mut resp = Json(vec![node_json(&api)]).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    Ok(resp)
+}
