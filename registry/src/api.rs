@@ -2,10 +2,12 @@
 //! status and operator endpoints, and Lucid's native `/health`, `/status`, `/metrics`.
 
 mod agent;
+mod catalog;
 pub mod error;
 pub mod extract;
 mod health;
 mod kv;
+mod native;
 mod operator;
 pub mod read;
 mod snapshot;
@@ -85,6 +87,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/health/checks/{name}", get(health::health_checks))
         .route("/v1/health/state/{state}", get(health::health_state))
         .route("/v1/catalog/nodes", get(health::catalog_nodes))
+        .route("/v1/catalog/register", put(catalog::register))
+        .route("/v1/catalog/deregister", put(catalog::deregister))
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent::maintenance),
+        )
+        .route("/services", get(native::list))
+        .route("/services/register", post(native::register))
+        .route("/services/{name}", get(native::get).delete(native::delete))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -127,6 +127,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                         spawn_update(&node, c.id.clone(), CheckStatus::Critical, output);
                     }
                 }
+                CheckKind::Maintenance => {}
                 CheckKind::Http { .. } | CheckKind::Tcp { .. } => {
                     if !t.probing && now >= t.next_probe {
                         t.probing = true;
@@ -211,7 +212,7 @@ async fn probe(node: Arc<Node>, c: Check, tx: mpsc::UnboundedSender<Probe>) {
             ..
         } => probe_http(&node, url, method, header, body, c.timeout).await,
         CheckKind::Tcp { address } => probe_tcp(address, c.timeout).await,
-        CheckKind::Ttl => return,
+        CheckKind::Ttl | CheckKind::Maintenance => return,
     };
     let _ = tx.send(Probe {
         check_id: c.id,

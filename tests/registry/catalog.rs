@@ -260,3 +260,133 @@ async fn registrations_replicate_through_followers() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+fn code_of(r: &lucid_client::Response) -> String {
+    r.json::<Value>()
+        .map(|v| v["error"]["code"].as_str().unwrap_or("").to_owned())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn native_controller_api_maintenance_and_catalog_register() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = single_node(dir.path()).await?;
+    let c = node.client();
+
+    // Native API: generated ids, 409/400/404 with the platform's codes.
+    let r = c
+        .call(
+            Method::POST,
+            "/services/register",
+            json!({"name": "chain", "port": 7000, "meta": {"plane": "ops"}}).to_string(),
+        )
+        .await?;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let id = r.json::<Value>()?["id"].as_str().unwrap().to_owned();
+    assert!(
+        id.starts_with("chain-") && id.len() == "chain-".len() + 8,
+        "{id}"
+    );
+    let dup = json!({"name": "chain", "id": id, "port": 7000}).to_string();
+    let r = c.call(Method::POST, "/services/register", dup).await?;
+    assert_eq!(
+        (r.status, code_of(&r).as_str()),
+        (StatusCode::CONFLICT, "LUCID_ERR_1003")
+    );
+    let r = c
+        .call(
+            Method::POST,
+            "/services/register",
+            json!({"name": "Bad!"}).to_string(),
+        )
+        .await?;
+    assert_eq!(
+        (r.status, code_of(&r).as_str()),
+        (StatusCode::BAD_REQUEST, "LUCID_ERR_1004")
+    );
+    let (_, all) = get(&c, "/services").await?;
+    assert_eq!(all["services"][0]["name"], "chain");
+    let (_, one) = get(&c, "/services/chain").await?;
+    assert_eq!(one["instances"][0]["meta"]["plane"], "ops");
+    let r = c.call(Method::GET, "/services/nope", "").await?;
+    assert_eq!(
+        (r.status, code_of(&r).as_str()),
+        (StatusCode::NOT_FOUND, "LUCID_ERR_1002")
+    );
+
+    // Maintenance takes the instance out of ?passing and puts it back.
+    let reg = json!({"name": "m", "id": "m-1", "check": {"ttl": "60s", "status": "passing"}});
+    put(&c, "/v1/agent/service/register", reg)
+        .await?
+        .error_for_status()?;
+    assert_eq!(
+        ids(&get(&c, "/v1/health/service/m?passing").await?.1),
+        ["m-1"]
+    );
+    put(
+        &c,
+        "/v1/agent/service/maintenance/m-1?enable=true&reason=upgrade",
+        json!(null),
+    )
+    .await?
+    .error_for_status()?;
+    assert_eq!(get(&c, "/v1/health/service/m?passing").await?.1, json!([]));
+    put(
+        &c,
+        "/v1/agent/service/maintenance/m-1?enable=false",
+        json!(null),
+    )
+    .await?
+    .error_for_status()?;
+    assert_eq!(
+        ids(&get(&c, "/v1/health/service/m?passing").await?.1),
+        ["m-1"]
+    );
+    let r = put(
+        &c,
+        "/v1/agent/service/maintenance/ghost?enable=true",
+        json!(null),
+    )
+    .await?;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Catalog register/deregister.
+    let body = json!({"Node": "n1", "Address": "10.0.0.1", "Service": {"Service": "ext", "ID": "ext-1", "Port": 443}});
+    put(&c, "/v1/catalog/register", body)
+        .await?
+        .error_for_status()?;
+    assert_eq!(ids(&get(&c, "/v1/health/service/ext").await?.1), ["ext-1"]);
+    let r = put(
+        &c,
+        "/v1/catalog/register",
+        json!({"Node": "n1", "Service": {"Service": "ext"}, "Check": {"Status": "passing"}}),
+    )
+    .await?;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    put(
+        &c,
+        "/v1/catalog/deregister",
+        json!({"Node": "n1", "ServiceID": "ext-1"}),
+    )
+    .await?
+    .error_for_status()?;
+    assert_eq!(get(&c, "/v1/health/service/ext").await?.1, json!([]));
+
+    // DELETE /services/<name> removes every instance.
+    let r = c
+        .call(Method::DELETE, "/services/chain", "")
+        .await?
+        .error_for_status()?;
+    assert_eq!(r.json::<Value>()?["deregistered"], 1);
+    let r = c.call(Method::DELETE, "/services/chain", "").await?;
+    assert_eq!(
+        (r.status, code_of(&r).as_str()),
+        (StatusCode::NOT_FOUND, "LUCID_ERR_1002")
+    );
+    Ok(())
+}

@@ -133,3 +133,47 @@ async fn checks_continue_after_the_leader_is_killed() -> anyhow::Result<()> {
     wait_status(&c, "service:app-1", "passing").await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn critical_services_are_reaped_after_deregister_critical_service_after() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let node = single_node(dir.path()).await?;
+    let c = node.client();
+    // 1m is Consul's minimum (shorter values are raised to it), so this test takes a minute.
+    let reg = json!({"name": "doomed", "id": "d-1", "check": {"ttl": "30s", "DeregisterCriticalServiceAfter": "1m"}});
+    c.call(Method::PUT, "/v1/agent/service/register", reg.to_string())
+        .await?
+        .error_for_status()?;
+    let keep = json!({"name": "kept", "id": "k-1", "check": {"ttl": "30s"}});
+    c.call(Method::PUT, "/v1/agent/service/register", keep.to_string())
+        .await?
+        .error_for_status()?;
+    let t = std::time::Instant::now();
+    wait::until(
+        "the critical service to be reaped",
+        Duration::from_secs(120),
+        || async {
+            let v: Value = c
+                .call(Method::GET, "/v1/agent/services", "")
+                .await?
+                .json()?;
+            Ok(v.get("d-1").is_none().then_some(()))
+        },
+    )
+    .await?;
+    assert!(
+        t.elapsed() >= Duration::from_secs(55),
+        "reaped too early: {:?}",
+        t.elapsed()
+    );
+    let v: Value = c
+        .call(Method::GET, "/v1/agent/services", "")
+        .await?
+        .json()?;
+    assert!(
+        v.get("k-1").is_some(),
+        "a critical service without the setting stays"
+    );
+    Ok(())
+}

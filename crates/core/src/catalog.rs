@@ -78,6 +78,8 @@ pub enum CheckKind {
     Tcp { address: String },
     /// Kept current by the client (`/v1/agent/check/pass/<id>`); critical when it lapses.
     Ttl,
+    /// `/v1/agent/service/maintenance/<id>?enable=true`: critical until maintenance ends.
+    Maintenance,
 }
 
 /// One check as stored.

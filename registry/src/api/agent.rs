@@ -39,6 +39,7 @@ pub fn check_json(c: &Check, service: Option<&Instance>) -> Value {
         CheckKind::Http { .. } => "http",
         CheckKind::Tcp { .. } => "tcp",
         CheckKind::Ttl => "ttl",
+        CheckKind::Maintenance => "maintenance",
     };
     json!({
         "Node": NODE, "CheckID": c.id, "Name": c.name, "Status": c.status.as_str(),
@@ -266,4 +267,54 @@ pub async fn agent_self(State(api): State<Arc<ApiState>>) -> Json<Value> {
         "Stats": {"consul": {"leader": node.is_leader().to_string(), "leader_addr": leader, "server": "true",
                              "known_datacenters": "1"}},
     }))
+}
+
+/// `PUT /v1/agent/service/maintenance/<id>?enable=true|false&reason=...`: a critical
+/// `_service_maintenance:<id>` check takes the instance out of healthy answers until disabled.
+pub async fn maintenance(
+    State(api): State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    params: Params,
+) -> Result<Response, ApiError> {
+    let enable = match params.get("enable") {
+        Some("true") => true,
+        Some("false") => false,
+        _ => return Err(ApiError::bad_request("enable must be true or false")),
+    };
+    let check_id = format!("_service_maintenance:{id}");
+    if !enable {
+        let res = api
+            .node
+            .write(Command::CheckDeregister { check_id })
+            .await?;
+        let mut resp = StatusCode::OK.into_response();
+        read::meta_headers(&api.node, res.index, resp.headers_mut());
+        return Ok(resp);
+    }
+    let reason = params.get("reason").unwrap_or_default();
+    let check = Check {
+        id: check_id,
+        name: "Service Maintenance Mode".into(),
+        notes: if reason.is_empty() {
+            "Maintenance mode is enabled for this service".into()
+        } else {
+            reason.to_owned()
+        },
+        service_id: id.clone(),
+        kind: CheckKind::Maintenance,
+        interval: std::time::Duration::ZERO,
+        timeout: std::time::Duration::ZERO,
+        status: CheckStatus::Critical,
+        output: String::new(),
+        deregister_critical_after: None,
+        success_before_passing: 0,
+        failures_before_critical: 0,
+        updated_index: 0,
+    };
+    write(
+        &api,
+        Command::CheckRegister { check },
+        &format!("unknown service ID {id:?}"),
+    )
+    .await
 }
