@@ -1,8 +1,12 @@
 # Shared helpers for the benchmark scripts (sourced, not run).
 
-# A free loopback TCP port.
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+# N distinct free loopback TCP ports, one per line (all sockets are held until every port is
+# chosen, so the kernel cannot hand the same port out twice).
+free_ports() {
+  python3 -c 'import socket,sys
+socks=[socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks: s.bind(("127.0.0.1",0))
+print("\n".join(str(s.getsockname()[1]) for s in socks))' "$1"
 }
 
 # Resident set size of a PID in KiB.

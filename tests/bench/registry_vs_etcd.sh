@@ -26,8 +26,12 @@ cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wa
 trap cleanup EXIT
 
 # --- lucid-registry ----------------------------------------------------------------------
-declare -a LH LR
-for i in 1 2 3; do LH[$i]=127.0.0.1:$(free_port); LR[$i]=127.0.0.1:$(free_port); done
+declare -a LH LR EC EP
+mapfile -t P < <(free_ports 12)
+for i in 1 2 3; do
+  LH[$i]=127.0.0.1:${P[$((i - 1))]}; LR[$i]=127.0.0.1:${P[$((i + 2))]}
+  EC[$i]=127.0.0.1:${P[$((i + 5))]}; EP[$i]=127.0.0.1:${P[$((i + 8))]}
+done
 start_lucid() { # node-id
   local i=$1 extra=()
   if [ "$i" = 1 ]; then extra=(--bootstrap); else extra=(--join "${LH[1]}"); fi
@@ -45,8 +49,6 @@ lucid_leader() { # prints the leader's node id
 lucid_voters() { curl -s "http://${LH[1]}/v1/status/peers" | python3 -c 'import json,sys; sys.exit(0 if len(json.load(sys.stdin))==3 else 1)'; }
 
 # --- etcd --------------------------------------------------------------------------------
-declare -a EC EP
-for i in 1 2 3; do EC[$i]=127.0.0.1:$(free_port); EP[$i]=127.0.0.1:$(free_port); done
 ECLUSTER="e1=http://${EP[1]},e2=http://${EP[2]},e3=http://${EP[3]}"
 start_etcd() { # index, state
   local i=$1 state=${2:-new}

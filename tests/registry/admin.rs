@@ -230,7 +230,7 @@ async fn backup_and_restore_through_any_node() -> anyhow::Result<()> {
         .call(Method::GET, "/v1/health/service/kept?passing", "")
         .await?
         .json()?;
-    assert_eq!(health[0]["Service"]["ID"], "kept-1");
+    assert_eq!(health[0]["Service"]["ID"], "kept-1", "{health}");
     Ok(())
 }
 

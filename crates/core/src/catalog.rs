@@ -29,9 +29,10 @@ pub fn valid_service_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Is `id` a valid instance id: non-empty, at most 128 chars, no `/`?
+/// Is `id` a valid instance id: non-empty, at most 128 chars, no `/`, no control characters
+/// (the catalog's index keys use NUL as a separator)?
 pub fn valid_instance_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_ID && !id.contains('/')
+    !id.is_empty() && id.len() <= MAX_ID && !id.contains('/') && !id.chars().any(char::is_control)
 }
 
 /// Check status; health rolls up as critical > warning > passing.

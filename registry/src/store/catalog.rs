@@ -13,6 +13,35 @@ pub(crate) const INSTANCE_PREFIX: &[u8] = b"i:";
 pub(crate) const CHECK_PREFIX: &[u8] = b"c:";
 pub(crate) const SERVICE_INDEX_PREFIX: &[u8] = b"v:";
 pub(crate) const CATALOG_INDEX: &[u8] = b"m:catalog_index";
+/// `n:<service name>\0<instance id>`: the instances of a service, without scanning them all.
+pub(crate) const NAME_INDEX_PREFIX: &[u8] = b"n:";
+/// `x:<instance id>\0<check id>`: the checks of an instance.
+pub(crate) const OWNER_INDEX_PREFIX: &[u8] = b"x:";
+
+fn pair_key(prefix: &[u8], a: &str, b: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k.extend_from_slice(b.as_bytes());
+    k
+}
+
+fn pair_prefix(prefix: &[u8], a: &str) -> Vec<u8> {
+    let mut k = prefix.to_vec();
+    k.extend_from_slice(a.as_bytes());
+    k.push(0);
+    k
+}
+
+/// The second half of a pair key.
+fn pair_tail(k: &[u8]) -> Result<String, StateError> {
+    let pos = k
+        .iter()
+        .position(|b| *b == 0)
+        .ok_or_else(|| StateError::Corrupt("index key without separator".into()))?;
+    String::from_utf8(k[pos + 1..].to_vec())
+        .map_err(|_| StateError::Corrupt("non-UTF-8 index key".into()))
+}
 
 fn key(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();
@@ -30,7 +59,9 @@ fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
 
 /// Validate a catalog record from a snapshot blob.
 pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
-    if k.starts_with(INSTANCE_PREFIX) {
+    if k.starts_with(NAME_INDEX_PREFIX) || k.starts_with(OWNER_INDEX_PREFIX) {
+        pair_tail(k).map(|_| ())
+    } else if k.starts_with(INSTANCE_PREFIX) {
         decode::<Instance>(v).map(|_| ())
     } else if k.starts_with(CHECK_PREFIX) {
         decode::<Check>(v).map(|_| ())
@@ -43,6 +74,8 @@ pub(crate) fn is_catalog_key(k: &[u8]) -> bool {
     k.starts_with(INSTANCE_PREFIX)
         || k.starts_with(CHECK_PREFIX)
         || k.starts_with(SERVICE_INDEX_PREFIX)
+        || k.starts_with(NAME_INDEX_PREFIX)
+        || k.starts_with(OWNER_INDEX_PREFIX)
         || k == CATALOG_INDEX
 }
 
@@ -58,12 +91,9 @@ fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, index: u64) {
 
 fn checks_of(batch: &StateBatch<'_>, service_id: &str) -> Result<Vec<Check>, StateError> {
     let mut out = Vec::new();
-    for k in batch.keys_with_prefix(CHECK_PREFIX)? {
-        if let Some(raw) = batch.get(&k)? {
-            let c: Check = decode(&raw)?;
-            if c.service_id == service_id {
-                out.push(c);
-            }
+    for k in batch.keys_with_prefix(&pair_prefix(OWNER_INDEX_PREFIX, service_id))? {
+        if let Some(raw) = batch.get(&key(CHECK_PREFIX, &pair_tail(&k)?))? {
+            out.push(decode(&raw)?);
         }
     }
     Ok(out)
@@ -74,6 +104,31 @@ fn instance(batch: &StateBatch<'_>, id: &str) -> Result<Option<Instance>, StateE
         .get(&key(INSTANCE_PREFIX, id))?
         .map(|raw| decode(&raw))
         .transpose()
+}
+
+fn check(batch: &StateBatch<'_>, id: &str) -> Result<Option<Check>, StateError> {
+    batch
+        .get(&key(CHECK_PREFIX, id))?
+        .map(|raw| decode(&raw))
+        .transpose()
+}
+
+/// Store a check and its owner index (moving it if it belonged to another instance).
+fn put_check(batch: &mut StateBatch<'_>, c: &Check) -> Result<(), StateError> {
+    if let Some(old) = check(batch, &c.id)? {
+        batch.remove(pair_key(OWNER_INDEX_PREFIX, &old.service_id, &old.id));
+    }
+    batch.insert(key(CHECK_PREFIX, &c.id), encode(c)?);
+    batch.insert(
+        pair_key(OWNER_INDEX_PREFIX, &c.service_id, &c.id),
+        Vec::new(),
+    );
+    Ok(())
+}
+
+fn remove_check(batch: &mut StateBatch<'_>, c: &Check) {
+    batch.remove(key(CHECK_PREFIX, &c.id));
+    batch.remove(pair_key(OWNER_INDEX_PREFIX, &c.service_id, &c.id));
 }
 
 /// Register (or replace) an instance and its checks.
@@ -87,20 +142,25 @@ pub(crate) fn register(
     if let Some(old) = instance(batch, &id)? {
         if old.name != reg.instance.name {
             // The id moves to another service: the old service changed too.
+            batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, &id));
             touch(batch, Some(&old.name), index);
         }
     }
     if replace_checks {
         for c in checks_of(batch, &id)? {
-            batch.remove(key(CHECK_PREFIX, &c.id));
+            remove_check(batch, &c);
         }
     }
     for c in &reg.checks {
         let mut c = c.clone();
         c.updated_index = index;
-        batch.insert(key(CHECK_PREFIX, &c.id), encode(&c)?);
+        put_check(batch, &c)?;
     }
     batch.insert(key(INSTANCE_PREFIX, &id), encode(&reg.instance)?);
+    batch.insert(
+        pair_key(NAME_INDEX_PREFIX, &reg.instance.name, &id),
+        Vec::new(),
+    );
     touch(batch, Some(&reg.instance.name), index);
     Ok(true)
 }
@@ -115,9 +175,10 @@ pub(crate) fn deregister(
         return Ok(false);
     };
     for c in checks_of(batch, service_id)? {
-        batch.remove(key(CHECK_PREFIX, &c.id));
+        remove_check(batch, &c);
     }
     batch.remove(key(INSTANCE_PREFIX, service_id));
+    batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, service_id));
     touch(batch, Some(&old.name), index);
     Ok(true)
 }
@@ -137,7 +198,7 @@ pub(crate) fn register_check(
             None => return Ok(false),
         }
     };
-    batch.insert(key(CHECK_PREFIX, &check.id), encode(&check)?);
+    put_check(batch, &check)?;
     touch(batch, service.as_deref(), index);
     Ok(true)
 }
@@ -148,12 +209,10 @@ pub(crate) fn deregister_check(
     check_id: &str,
     index: u64,
 ) -> Result<bool, StateError> {
-    let k = key(CHECK_PREFIX, check_id);
-    let Some(raw) = batch.get(&k)? else {
+    let Some(c) = check(batch, check_id)? else {
         return Ok(false);
     };
-    let c: Check = decode(&raw)?;
-    batch.remove(k);
+    remove_check(batch, &c);
     let service = instance(batch, &c.service_id)?.map(|i| i.name);
     touch(batch, service.as_deref(), index);
     Ok(true)
@@ -167,15 +226,13 @@ pub(crate) fn update_check(
     output: String,
     index: u64,
 ) -> Result<bool, StateError> {
-    let k = key(CHECK_PREFIX, check_id);
-    let Some(raw) = batch.get(&k)? else {
+    let Some(mut c) = check(batch, check_id)? else {
         return Ok(false);
     };
-    let mut c: Check = decode(&raw)?;
     c.status = status;
     c.output = output;
     c.updated_index = index;
-    batch.insert(k, encode(&c)?);
+    batch.insert(key(CHECK_PREFIX, &c.id), encode(&c)?);
     let service = instance(batch, &c.service_id)?.map(|i| i.name);
     touch(batch, service.as_deref(), index);
     Ok(true)
@@ -212,30 +269,36 @@ impl StateReader {
     }
 
     /// One service's instances with their checks, and the service's index (the catalog index
-    /// when the service never existed).
+    /// when the service never existed). Reads only that service's records.
     pub fn service(&self, name: &str) -> Result<(u64, ServiceEntries), StateError> {
         self.read_consistent(|| {
-            let instances: Vec<Instance> = self
-                .scan::<Instance>(INSTANCE_PREFIX)?
-                .into_iter()
-                .filter(|i| i.name == name)
-                .collect();
-            let checks: Vec<Check> = self.scan(CHECK_PREFIX)?;
+            let mut out = Vec::new();
+            for item in self
+                .tree()
+                .scan_prefix(pair_prefix(NAME_INDEX_PREFIX, name))
+            {
+                let (k, _) = item?;
+                let id = pair_tail(&k)?;
+                let Some(raw) = self.tree().get(key(INSTANCE_PREFIX, &id))? else {
+                    continue;
+                };
+                let inst: Instance = decode(&raw)?;
+                let mut checks = Vec::new();
+                for item in self
+                    .tree()
+                    .scan_prefix(pair_prefix(OWNER_INDEX_PREFIX, &id))
+                {
+                    let (k, _) = item?;
+                    if let Some(raw) = self.tree().get(key(CHECK_PREFIX, &pair_tail(&k)?))? {
+                        checks.push(decode(&raw)?);
+                    }
+                }
+                out.push((inst, checks));
+            }
             let mut index = self.index_at(&key(SERVICE_INDEX_PREFIX, name))?;
             if index == 0 {
                 index = self.index_at(CATALOG_INDEX)?;
             }
-            let out = instances
-                .into_iter()
-                .map(|i| {
-                    let own = checks
-                        .iter()
-                        .filter(|c| c.service_id == i.id)
-                        .cloned()
-                        .collect();
-                    (i, own)
-                })
-                .collect();
             Ok((index, out))
         })
     }

@@ -152,9 +152,7 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
                     batch.insert(k, e.encode());
                 } else if k.starts_with(catalog::SERVICE_INDEX_PREFIX) {
                     batch.insert(k, index.to_be_bytes().to_vec());
-                } else if k.starts_with(catalog::INSTANCE_PREFIX)
-                    || k.starts_with(catalog::CHECK_PREFIX)
-                {
+                } else if catalog::is_catalog_key(&k) && k != catalog::CATALOG_INDEX {
                     batch.insert(k, v);
                 }
             }

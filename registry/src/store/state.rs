@@ -361,13 +361,18 @@ impl<'a> StateBatch<'a> {
 
     /// Remove every data key (before a restore or a snapshot install).
     pub(crate) fn clear_data(&mut self) -> Result<(), StateError> {
-        use super::catalog::{CATALOG_INDEX, CHECK_PREFIX, INSTANCE_PREFIX, SERVICE_INDEX_PREFIX};
+        use super::catalog::{
+            CATALOG_INDEX, CHECK_PREFIX, INSTANCE_PREFIX, NAME_INDEX_PREFIX, OWNER_INDEX_PREFIX,
+            SERVICE_INDEX_PREFIX,
+        };
         for prefix in [
             KV_PREFIX,
             TOMB_PREFIX,
             INSTANCE_PREFIX,
             CHECK_PREFIX,
             SERVICE_INDEX_PREFIX,
+            NAME_INDEX_PREFIX,
+            OWNER_INDEX_PREFIX,
         ] {
             for k in self.keys_with_prefix(prefix)? {
                 self.remove(k);
