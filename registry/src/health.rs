@@ -62,6 +62,8 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Probe>();
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
+    let mut checks: Vec<Check> = Vec::new();
+    let mut seen = 0u64;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -75,15 +77,24 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         }
         if !node.is_leader() {
             tracked.clear();
+            seen = 0;
             continue;
         }
-        let checks = match node.state.catalog() {
-            Ok((_, _, checks)) => checks,
-            Err(e) => {
-                tracing::warn!(error = %e, "health checker cannot read the catalog");
-                continue;
+        // Re-read the checks only when the catalog changed: decoding every check each tick
+        // would cost the leader CPU in proportion to the whole catalog.
+        let index = node.state.catalog_index().unwrap_or(u64::MAX);
+        if index != seen || tracked.is_empty() {
+            match node.state.catalog() {
+                Ok((i, _, c)) => {
+                    seen = i;
+                    checks = c;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "health checker cannot read the catalog");
+                    continue;
+                }
             }
-        };
+        }
         let now = Instant::now();
         tracked.retain(|id, _| checks.iter().any(|c| &c.id == id));
         for c in &checks {

@@ -257,6 +257,11 @@ impl StateReader {
         }
     }
 
+    /// The index of the last catalog change.
+    pub fn catalog_index(&self) -> Result<u64, StateError> {
+        self.index_at(CATALOG_INDEX)
+    }
+
     /// Every instance and every check, and the catalog index.
     pub fn catalog(&self) -> Result<(u64, Vec<Instance>, Vec<Check>), StateError> {
         self.read_consistent(|| {
