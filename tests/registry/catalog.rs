@@ -390,3 +390,71 @@ async fn native_controller_api_maintenance_and_catalog_register() -> anyhow::Res
     );
     Ok(())
 }
+
+fn wakeups(metrics: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with("lucid_blocking_query_wakeups_total"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_change_to_one_service_does_not_wake_watchers_of_another() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = single_node(dir.path()).await?;
+    let c = node.client();
+    put(
+        &c,
+        "/v1/agent/service/register",
+        json!({"name": "b", "id": "b-1"}),
+    )
+    .await?
+    .error_for_status()?;
+    let (idx, _) = get(&c, "/v1/health/service/b").await?;
+    let mut watchers = Vec::new();
+    for _ in 0..100 {
+        let c = c.clone();
+        watchers.push(tokio::spawn(async move {
+            get(&c, &format!("/v1/health/service/b?index={idx}&wait=60s")).await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let metrics = || async {
+        Ok::<_, anyhow::Error>(String::from_utf8(
+            c.call(Method::GET, "/metrics", "").await?.body.to_vec(),
+        )?)
+    };
+    let before = wakeups(&metrics().await?);
+    for i in 0..5 {
+        put(
+            &c,
+            "/v1/agent/service/register",
+            json!({"name": "a", "id": format!("a-{i}")}),
+        )
+        .await?
+        .error_for_status()?;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        wakeups(&metrics().await?),
+        before,
+        "changes to service a woke watchers of b"
+    );
+    assert!(watchers.iter().all(|w| !w.is_finished()));
+    put(
+        &c,
+        "/v1/agent/service/register",
+        json!({"name": "b", "id": "b-2"}),
+    )
+    .await?
+    .error_for_status()?;
+    for w in watchers {
+        let (new_idx, v) = w.await??;
+        assert!(new_idx > idx);
+        assert_eq!(v.as_array().map(Vec::len), Some(2));
+    }
+    assert!(wakeups(&metrics().await?) >= before + 100);
+    Ok(())
+}

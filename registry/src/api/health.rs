@@ -73,7 +73,7 @@ async fn select(
     let tags: Vec<String> = req.params.all("tag").map(str::to_owned).collect();
     let passing = req.params.flag("passing");
     let state = &api.node.state;
-    read::block_on(&api.node, blocking, || {
+    read::block_on_service(&api.node, name, blocking, || {
         let (index, all) = state.service(name)?;
         let kept = all
             .into_iter()

@@ -147,17 +147,40 @@ pub async fn forward(
     Ok(out)
 }
 
-/// Run `read` until its index passes the blocking index, or the wait runs out.
+/// Run `read` until its index passes the blocking index, or the wait runs out. Woken by
+/// every apply (KV, the catalog as a whole).
 pub async fn block_on<T>(
     node: &Node,
     blocking: Option<Blocking>,
-    mut read: impl FnMut() -> Result<(u64, T), ApiError>,
+    read: impl FnMut() -> Result<(u64, T), ApiError>,
 ) -> Result<(u64, T), ApiError> {
     let Some(b) = blocking else {
+        let mut read = read;
         return read();
     };
+    wait_on(node.state.subscribe(), b, read).await
+}
+
+/// Like [`block_on`], but woken only by changes to one service.
+pub async fn block_on_service<T>(
+    node: &Node,
+    service: &str,
+    blocking: Option<Blocking>,
+    read: impl FnMut() -> Result<(u64, T), ApiError>,
+) -> Result<(u64, T), ApiError> {
+    let Some(b) = blocking else {
+        let mut read = read;
+        return read();
+    };
+    wait_on(node.state.subscribe_service(service), b, read).await
+}
+
+async fn wait_on<T>(
+    mut applied: tokio::sync::watch::Receiver<u64>,
+    b: Blocking,
+    mut read: impl FnMut() -> Result<(u64, T), ApiError>,
+) -> Result<(u64, T), ApiError> {
     let deadline = Instant::now() + b.wait;
-    let mut applied = node.state.subscribe();
     loop {
         applied.borrow_and_update();
         let (index, value) = read()?;
@@ -169,6 +192,7 @@ pub async fn block_on<T>(
                 if changed.is_err() {
                     return Ok((index, value));
                 }
+                metrics::counter!("lucid_blocking_query_wakeups_total").increment(1);
             }
             _ = tokio::time::sleep_until(deadline) => return Ok((index, value)),
         }

@@ -86,6 +86,7 @@ fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, index: u64) {
             key(SERVICE_INDEX_PREFIX, name),
             index.to_be_bytes().to_vec(),
         );
+        batch.touched.insert(name.to_owned());
     }
 }
 

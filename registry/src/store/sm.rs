@@ -186,12 +186,16 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut results = Vec::new();
         let mut last: Option<LogId> = None;
         let mut membership: Option<StoredMembership> = None;
+        let mut restored = false;
         for entry in entries {
             let index = entry.log_id.index;
             let ok = match entry.payload {
                 EntryPayload::Blank => true,
-                EntryPayload::Normal(cmd) => apply_command(&mut batch, cmd, index)
-                    .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                EntryPayload::Normal(cmd) => {
+                    restored |= matches!(cmd, Command::Restore { .. });
+                    apply_command(&mut batch, cmd, index)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?
+                }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
                     true
@@ -211,10 +215,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             Ok(())
         };
         write(&mut batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
+        let touched = std::mem::take(&mut batch.touched);
         batch
             .commit(&self.reader)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.reader.publish_applied(last.index);
+        self.reader.publish_services(&touched, last.index);
+        if restored {
+            self.reader.publish_all_services(last.index);
+        }
         Ok(results)
     }
 
@@ -287,6 +296,7 @@ pub(crate) fn load_into_state(
     batch.commit(reader)?;
     if let Some(l) = meta.last_log_id {
         reader.publish_applied(l.index);
+        reader.publish_all_services(l.index);
     }
     Ok(())
 }

@@ -112,6 +112,9 @@ pub struct StateReader {
     tree: sled::Tree,
     gate: Arc<RwLock<()>>,
     applied: Arc<watch::Sender<u64>>,
+    /// One channel per service someone is blocking on: a change to service A wakes only A's
+    /// watchers. Entries without receivers are dropped when next notified.
+    services: Arc<std::sync::Mutex<std::collections::HashMap<String, watch::Sender<u64>>>>,
 }
 
 impl StateReader {
@@ -128,6 +131,7 @@ impl StateReader {
             tree,
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(tx),
+            services: Arc::default(),
         })
     }
 
@@ -143,6 +147,41 @@ impl StateReader {
     /// Wakes whenever the applied index moves (blocking queries wait on this).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.applied.subscribe()
+    }
+
+    /// Wakes when `service` changes (blocking health/catalog queries on one service).
+    pub fn subscribe_service(&self, service: &str) -> watch::Receiver<u64> {
+        let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(service.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wake the watchers of these services (after their batch is committed).
+    pub(crate) fn publish_services<'s>(
+        &self,
+        names: impl IntoIterator<Item = &'s String>,
+        index: u64,
+    ) {
+        let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        for name in names {
+            if let Some(tx) = map.get(name) {
+                if tx.receiver_count() == 0 {
+                    map.remove(name);
+                } else {
+                    tx.send_replace(index);
+                }
+            }
+        }
+    }
+
+    /// Wake every service watcher (a restore or snapshot install replaced everything).
+    pub(crate) fn publish_all_services(&self, index: u64) {
+        let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, tx| tx.receiver_count() > 0);
+        for tx in map.values() {
+            tx.send_replace(index);
+        }
     }
 
     pub(crate) fn publish_applied(&self, index: u64) {
@@ -315,6 +354,8 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
 pub(crate) struct StateBatch<'a> {
     tree: &'a sled::Tree,
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Services whose index this batch moves, for waking only their watchers.
+    pub(crate) touched: std::collections::BTreeSet<String>,
 }
 
 impl<'a> StateBatch<'a> {
@@ -322,6 +363,7 @@ impl<'a> StateBatch<'a> {
         StateBatch {
             tree,
             overlay: BTreeMap::new(),
+            touched: std::collections::BTreeSet::new(),
         }
     }
 
