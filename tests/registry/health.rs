@@ -177,3 +177,35 @@ async fn critical_services_are_reaped_after_deregister_critical_service_after() 
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn failures_before_critical_and_success_before_passing_damp_flapping() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = single_node(dir.path()).await?;
+    let c = node.client();
+    let (addr, code) = flipping_server().await?;
+    let reg = json!({"name": "flap", "id": "f-1", "check": {"http": format!("http://{addr}/"), "interval": "1s",
+        "FailuresBeforeCritical": 3, "SuccessBeforePassing": 2}});
+    c.call(Method::PUT, "/v1/agent/service/register", reg.to_string())
+        .await?
+        .error_for_status()?;
+    wait_status(&c, "service:f-1", "passing").await?;
+    code.store(500, Ordering::Relaxed);
+    // Probes run at most once a second, so three failures take more than two seconds.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        check_status(&c, "service:f-1").await?,
+        "passing",
+        "went critical before 3 failures"
+    );
+    wait_status(&c, "service:f-1", "critical").await?;
+    code.store(200, Ordering::Relaxed);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        check_status(&c, "service:f-1").await?,
+        "critical",
+        "passed after a single success"
+    );
+    wait_status(&c, "service:f-1", "passing").await?;
+    Ok(())
+}
