@@ -211,9 +211,7 @@ pub async fn services(
         .iter()
         .map(|i| (i.id.clone(), service_json(i)))
         .collect();
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 pub async fn checks(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
@@ -230,9 +228,7 @@ pub async fn checks(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<R
             )
         })
         .collect();
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 /// One raft member as a Consul agent member (`Status` 1 = alive).

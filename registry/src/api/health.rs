@@ -5,8 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::response::{IntoResponse, Response};
-use axum::Json;
+use axum::response::Response;
 use lucid_core::catalog::{Check, CheckStatus};
 use serde_json::{json, Value};
 
@@ -58,9 +57,7 @@ pub async fn catalog_services(
         Ok((index, out))
     })
     .await?;
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 /// Instances of one service (with their checks) that pass `?tag=` and `?passing`.
@@ -103,9 +100,7 @@ pub async fn health_service(
             json!({"Node": node, "Service": service_json(i), "Checks": cs})
         })
         .collect();
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 pub async fn catalog_service(
@@ -127,9 +122,7 @@ pub async fn catalog_service(
                    "ServiceWeights": {"Passing": i.weights.passing, "Warning": i.weights.warning}})
         })
         .collect();
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 /// `GET /v1/health/checks/<service>`: the service's checks, blocking on its index.
@@ -146,9 +139,7 @@ pub async fn health_checks(
         .iter()
         .flat_map(|(i, checks)| checks.iter().map(move |c| check_json(c, Some(i))))
         .collect();
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 /// `GET /v1/health/state/<state>`: checks in a state (`any` for all), serfHealth included.
@@ -185,15 +176,11 @@ pub async fn health_state(
         Ok((index, out))
     })
     .await?;
-    let mut resp = Json(out).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, out))
 }
 
 /// `GET /v1/catalog/nodes`: the registry is one logical node.
 pub async fn catalog_nodes(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, _, _) = api.node.state.catalog()?;
-    let mut resp = Json(vec![node_json(&api)]).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(&api.node, index, vec![node_json(&api)]))
 }

@@ -106,9 +106,11 @@ pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Res
         .into_iter()
         .map(|(name, inst)| json!({"name": name, "instances": inst}))
         .collect();
-    let mut resp = Json(json!({"services": services})).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(
+        &api.node,
+        index,
+        json!({"services": services}),
+    ))
 }
 
 pub async fn get(
@@ -124,9 +126,11 @@ pub async fn get(
         return Err(ApiError::not_found(format!("service {name:?} not found")));
     }
     let inst: Vec<Value> = entries.iter().map(|(i, c)| instance_json(i, c)).collect();
-    let mut resp = Json(json!({"name": name, "instances": inst})).into_response();
-    read::meta_headers(&api.node, index, resp.headers_mut());
-    Ok(resp)
+    Ok(read::indexed_json(
+        &api.node,
+        index,
+        json!({"name": name, "instances": inst}),
+    ))
 }
 
 /// `DELETE /services/<name>`: deregister every instance of the service.

@@ -199,6 +199,18 @@ async fn wait_on<T>(
     }
 }
 
+/// A JSON answer with the `X-Consul-*` headers for `index`.
+pub fn indexed_json<T: serde::Serialize>(
+    node: &Node,
+    index: u64,
+    body: T,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut resp = axum::Json(body).into_response();
+    meta_headers(node, index, resp.headers_mut());
+    resp
+}
+
 /// `X-Consul-Index`, `X-Consul-KnownLeader`, `X-Consul-LastContact`.
 pub fn meta_headers(node: &Node, index: u64, headers: &mut HeaderMap) {
     // Index 0 would make clients' next blocking query return at once; Consul never sends it.
