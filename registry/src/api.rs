@@ -19,7 +19,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -38,12 +38,6 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/health", get(status::health))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
-        .route("/v1/kv", get(kv::get).put(kv::put).delete(kv::delete))
-        .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
-        .route(
-            "/v1/kv/{*key}",
-            get(kv::get).put(kv::put).delete(kv::delete),
-        )
         .route("/v1/status/leader", get(operator::leader))
         .route("/v1/status/peers", get(operator::peers_handler))
         .route(
@@ -54,23 +48,21 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/operator/raft/join",
             post(operator::join).put(operator::join),
         )
-        .route(
-            "/v1/operator/raft/peer",
-            axum::routing::delete(operator::remove_peer),
-        )
+        .route("/v1/operator/raft/peer", delete(operator::remove_peer))
         .route(
             "/v1/operator/raft/transfer-leader",
             post(operator::transfer_leader).put(operator::transfer_leader),
         )
-        .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/members", get(agent::members))
-        .route("/v1/agent/services", get(agent::services))
-        .route("/v1/agent/checks", get(agent::checks))
         .route("/v1/agent/service/register", put(agent::register_service))
         .route(
             "/v1/agent/service/deregister/{id}",
             put(agent::deregister_service),
+        )
+        .route(
+            "/v1/agent/service/maintenance/{id}",
+            put(agent::maintenance),
         )
         .route("/v1/agent/check/register", put(agent::register_check))
         .route(
@@ -81,21 +73,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/agent/check/warn/{id}", put(agent::warn))
         .route("/v1/agent/check/fail/{id}", put(agent::fail))
         .route("/v1/agent/check/update/{id}", put(agent::update))
-        .route("/v1/catalog/services", get(health::catalog_services))
-        .route("/v1/catalog/service/{name}", get(health::catalog_service))
-        .route("/v1/health/service/{name}", get(health::health_service))
-        .route("/v1/health/checks/{name}", get(health::health_checks))
-        .route("/v1/health/state/{state}", get(health::health_state))
         .route("/v1/catalog/nodes", get(health::catalog_nodes))
         .route("/v1/catalog/register", put(catalog::register))
         .route("/v1/catalog/deregister", put(catalog::deregister))
-        .route(
-            "/v1/agent/service/maintenance/{id}",
-            put(agent::maintenance),
-        )
-        .route("/services", get(native::list))
         .route("/services/register", post(native::register))
-        .route("/services/{name}", get(native::get).delete(native::delete))
+        .merge(leader_reads(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(
@@ -103,6 +85,30 @@ pub fn router(state: Arc<ApiState>) -> Router {
             count_requests,
         ))
         .with_state(state)
+}
+
+/// Routes whose `GET` follows Consul's consistency modes: default and `?consistent` are
+/// answered by the leader (relayed there by [`read::leader_reads`]), `?stale` locally. Their
+/// other methods are writes and pass straight through.
+fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
+    Router::new()
+        .route("/v1/kv", get(kv::get).put(kv::put).delete(kv::delete))
+        .route("/v1/kv/", get(kv::get).put(kv::put).delete(kv::delete))
+        .route(
+            "/v1/kv/{*key}",
+            get(kv::get).put(kv::put).delete(kv::delete),
+        )
+        .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+        .route("/v1/agent/services", get(agent::services))
+        .route("/v1/agent/checks", get(agent::checks))
+        .route("/v1/catalog/services", get(health::catalog_services))
+        .route("/v1/catalog/service/{name}", get(health::catalog_service))
+        .route("/v1/health/service/{name}", get(health::health_service))
+        .route("/v1/health/checks/{name}", get(health::health_checks))
+        .route("/v1/health/state/{state}", get(health::health_state))
+        .route("/services", get(native::list))
+        .route("/services/{name}", get(native::get).delete(native::delete))
+        .route_layer(middleware::from_fn_with_state(state, read::leader_reads))
 }
 
 async fn not_found() -> ApiError {

@@ -15,8 +15,8 @@ use lucid_core::catalog::{
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{ApiBody, Incoming, Params};
-use super::read::{self, Route};
+use super::extract::{ApiBody, Params};
+use super::read;
 use super::ApiState;
 use crate::types::Command;
 
@@ -134,18 +134,23 @@ async fn set_status(
     .await
 }
 
+/// `PUT /v1/agent/check/{pass,warn,fail}/<id>?note=...`: the note becomes the output.
+async fn ttl_update(
+    api: &ApiState,
+    id: String,
+    params: &Params,
+    status: CheckStatus,
+) -> Result<Response, ApiError> {
+    let note = params.get("note").unwrap_or_default().to_owned();
+    set_status(api, id, status, note).await
+}
+
 pub async fn pass(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    set_status(
-        &api,
-        id,
-        CheckStatus::Passing,
-        params.get("note").unwrap_or_default().to_owned(),
-    )
-    .await
+    ttl_update(&api, id, &params, CheckStatus::Passing).await
 }
 
 pub async fn warn(
@@ -153,13 +158,7 @@ pub async fn warn(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    set_status(
-        &api,
-        id,
-        CheckStatus::Warning,
-        params.get("note").unwrap_or_default().to_owned(),
-    )
-    .await
+    ttl_update(&api, id, &params, CheckStatus::Warning).await
 }
 
 pub async fn fail(
@@ -167,13 +166,7 @@ pub async fn fail(
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    set_status(
-        &api,
-        id,
-        CheckStatus::Critical,
-        params.get("note").unwrap_or_default().to_owned(),
-    )
-    .await
+    ttl_update(&api, id, &params, CheckStatus::Critical).await
 }
 
 /// `PUT /v1/agent/check/update/<id>` with `{"Status": "...", "Output": "..."}`.
@@ -199,13 +192,7 @@ pub async fn update(
     set_status(&api, id, status, output).await
 }
 
-pub async fn services(
-    State(api): State<Arc<ApiState>>,
-    req: Incoming,
-) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
+pub async fn services(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, instances, _) = api.node.state.catalog()?;
     let out: BTreeMap<String, Value> = instances
         .iter()
@@ -214,10 +201,7 @@ pub async fn services(
     Ok(read::indexed_json(&api.node, index, out))
 }
 
-pub async fn checks(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
+pub async fn checks(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, instances, checks) = api.node.state.catalog()?;
     let out: BTreeMap<String, Value> = checks
         .iter()

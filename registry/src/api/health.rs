@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use super::agent::{check_json, service_json, DATACENTER, NODE};
 use super::error::ApiError;
 use super::extract::Incoming;
-use super::read::{self, Blocking, Route};
+use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::catalog::ServiceEntries;
 
@@ -43,9 +43,6 @@ pub async fn catalog_services(
     State(api): State<Arc<ApiState>>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
     let (index, out) = read::block_on(&api.node, blocking, || {
@@ -87,9 +84,6 @@ pub async fn health_service(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
     let (index, entries) = select(&api, &name, &req).await?;
     let node = node_json(&api);
     let out: Vec<Value> = entries
@@ -108,9 +102,6 @@ pub async fn catalog_service(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
     let (index, entries) = select(&api, &name, &req).await?;
     let node = node_json(&api);
     let out: Vec<Value> = entries
@@ -131,9 +122,6 @@ pub async fn health_checks(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
     let (index, entries) = select(&api, &name, &req).await?;
     let out: Vec<Value> = entries
         .iter()
@@ -156,9 +144,6 @@ pub async fn health_state(
             ))
         })?),
     };
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
     let blocking = Blocking::from_params(&req.params)?;
     let st = &api.node.state;
     let (index, out) = read::block_on(&api.node, blocking, || {

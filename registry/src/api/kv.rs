@@ -14,7 +14,7 @@ use lucid_client::KvPair;
 
 use super::error::ApiError;
 use super::extract::{ApiBody, Incoming, Params};
-use super::read::{self, Blocking, Route};
+use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::KvEntry;
 use crate::types::Command;
@@ -65,9 +65,6 @@ pub async fn get(
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let node = &api.node;
-    if let Route::Forwarded(resp) = read::route(node, &req).await? {
-        return Ok(resp);
-    }
     let params = &req.params;
     let key = key_of(path);
     check_key(&key)?;

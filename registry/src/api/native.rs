@@ -15,8 +15,8 @@ use rand::Rng;
 use serde_json::{json, Value};
 
 use super::error::ApiError;
-use super::extract::{ApiBody, Incoming};
-use super::read::{self, Route};
+use super::extract::ApiBody;
+use super::read;
 use super::ApiState;
 use crate::node::WriteError;
 use crate::types::Command;
@@ -85,10 +85,7 @@ pub async fn register(
     Ok(resp)
 }
 
-pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
+pub async fn list(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, instances, checks) = api.node.state.catalog()?;
     let mut by_name: BTreeMap<String, Vec<Value>> = BTreeMap::new();
     for i in &instances {
@@ -116,11 +113,7 @@ pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Res
 pub async fn get(
     State(api): State<Arc<ApiState>>,
     Path(name): Path<String>,
-    req: Incoming,
 ) -> Result<Response, ApiError> {
-    if let Route::Forwarded(resp) = read::route(&api.node, &req).await? {
-        return Ok(resp);
-    }
     let (index, entries) = api.node.state.service(&name)?;
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("service {name:?} not found")));

@@ -95,6 +95,33 @@ pub async fn route(node: &Node, req: &Incoming) -> Result<Route, ApiError> {
         .map(Route::Forwarded)
 }
 
+/// Layer on the Consul read routes: a `GET` this node may not answer under the requested
+/// consistency mode is relayed to the leader, so handlers only ever answer locally.
+pub async fn leader_reads(
+    axum::extract::State(api): axum::extract::State<std::sync::Arc<super::ApiState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::extract::FromRequestParts;
+    use axum::response::IntoResponse;
+    if req.method() != axum::http::Method::GET {
+        return next.run(req).await;
+    }
+    let (mut parts, body) = req.into_parts();
+    let incoming = match Incoming::from_request_parts(&mut parts, &()).await {
+        Ok(i) => i,
+        Err(e) => return e.into_response(),
+    };
+    match route(&api.node, &incoming).await {
+        Ok(Route::Local) => {
+            next.run(axum::extract::Request::from_parts(parts, body))
+                .await
+        }
+        Ok(Route::Forwarded(resp)) => resp,
+        Err(e) => e.into_response(),
+    }
+}
+
 /// Relay a request to the leader, refusing if it was already relayed once (a stale view of
 /// the leader must not loop).
 pub async fn to_leader(

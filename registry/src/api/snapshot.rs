@@ -13,8 +13,8 @@ use flate2::write::GzEncoder;
 use flate2::Compression;
 
 use super::error::ApiError;
-use super::extract::{BodyBytes, Incoming};
-use super::read::{self, Route};
+use super::extract::BodyBytes;
+use super::read;
 use super::ApiState;
 use crate::store::state::decode_blob;
 use crate::types::Command;
@@ -22,11 +22,8 @@ use crate::types::Command;
 /// Largest backup accepted, compressed and uncompressed.
 const MAX_SNAPSHOT: usize = 128 * 1024 * 1024;
 
-pub async fn save(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
+pub async fn save(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let node = &api.node;
-    if let Route::Forwarded(resp) = read::route(node, &req).await? {
-        return Ok(resp);
-    }
     let index = node.state.applied_index();
     let blob = node.state.export()?;
     let mut gz = GzEncoder::new(Vec::new(), Compression::fast());
