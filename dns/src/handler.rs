@@ -1,0 +1,183 @@
+//! The hickory `RequestHandler`: validates the request (opcode, one question, class, EDNS
+//! version), answers it from the current zone or forwards it to the recursor, mirrors EDNS
+//! with the payload clamped to 1232 bytes, and records metrics.
+
+use std::time::Instant;
+
+use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_server::net::runtime::Time;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponseBuilder;
+
+use crate::answer::resolve;
+use crate::forward::Forwarder;
+use crate::zone::ZoneHandle;
+
+/// Largest UDP payload we advertise or use: the DNS flag day 2020 value, which avoids IP
+/// fragmentation on every common path.
+pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Answers queries from a [`ZoneHandle`]; names outside the zone go to the recursor, if any.
+#[derive(Debug, Clone)]
+pub struct DnsHandler {
+    zone: ZoneHandle,
+    forward: Option<Forwarder>,
+}
+
+impl DnsHandler {
+    pub fn new(zone: ZoneHandle, forward: Option<Forwarder>) -> DnsHandler {
+        DnsHandler { zone, forward }
+    }
+
+    async fn respond<R: ResponseHandler>(
+        &self,
+        request: &Request,
+        mut rh: R,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let mut meta = Metadata::response_from_request(&request.metadata);
+        meta.recursion_available = self.forward.is_some();
+        let edns = request.edns.as_ref().map(|req| {
+            let mut e = Edns::new();
+            e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
+            e
+        });
+        let mut builder = MessageResponseBuilder::from_message_request(request);
+        if let Some(e) = &edns {
+            builder.edns(e);
+        }
+        let refuse = |code: ResponseCode| {
+            let mut m = meta;
+            m.response_code = code;
+            m
+        };
+        if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
+            let m = refuse(ResponseCode::BADVERS);
+            return rh.send_response(builder.build_no_records(m)).await;
+        }
+        if request.metadata.op_code != OpCode::Query {
+            let m = refuse(ResponseCode::NotImp);
+            return rh.send_response(builder.build_no_records(m)).await;
+        }
+        let [query] = request.queries.queries() else {
+            let m = refuse(ResponseCode::FormErr);
+            return rh.send_response(builder.build_no_records(m)).await;
+        };
+        if !matches!(query.query_class(), DNSClass::IN | DNSClass::ANY) {
+            let m = refuse(ResponseCode::Refused);
+            return rh.send_response(builder.build_no_records(m)).await;
+        }
+        let outcome = {
+            let zone = self.zone.guard();
+            resolve(
+                &zone,
+                query.name(),
+                query.original().name(),
+                query.query_type(),
+                &mut rand::rng(),
+            )
+        };
+        match outcome {
+            Some(a) => {
+                meta.authoritative = true;
+                meta.response_code = a.rcode;
+                let none: [&Record; 0] = [];
+                let resp = builder.build(
+                    meta,
+                    a.answers.iter(),
+                    none,
+                    a.soa.iter(),
+                    a.additionals.iter(),
+                );
+                rh.send_response(resp).await
+            }
+            None => match &self.forward {
+                None => {
+                    let m = refuse(ResponseCode::Refused);
+                    rh.send_response(builder.build_no_records(m)).await
+                }
+                Some(fwd) => match fwd.exchange(request).await {
+                    Ok(up) => {
+                        let mut m = meta;
+                        m.response_code = up.metadata.response_code;
+                        m.truncation = up.metadata.truncation;
+                        let none: [&Record; 0] = [];
+                        let resp = builder.build(
+                            m,
+                            up.answers.iter(),
+                            up.authorities.iter(),
+                            none,
+                            up.additionals.iter(),
+                        );
+                        rh.send_response(resp).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "recursor failed");
+                        let m = refuse(ResponseCode::ServFail);
+                        rh.send_response(builder.build_no_records(m)).await
+                    }
+                },
+            },
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for DnsHandler {
+    async fn handle_request<R: ResponseHandler, T: Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        let started = Instant::now();
+        let qtype = match request.queries.queries() {
+            [q] => type_label(q.query_type()),
+            _ => "none",
+        };
+        let info = match self.respond(request, response_handle).await {
+            Ok(info) => info,
+            Err(e) => {
+                tracing::debug!(error = %e, "cannot send DNS response");
+                let mut metadata = Metadata::response_from_request(&request.metadata);
+                metadata.response_code = ResponseCode::ServFail;
+                ResponseInfo::from(Header {
+                    metadata,
+                    counts: HeaderCounts::default(),
+                })
+            }
+        };
+        metrics::counter!("lucid_dns_queries_total", "type" => qtype, "rcode" => rcode_label(info.response_code))
+            .increment(1);
+        metrics::histogram!("lucid_dns_answer_seconds").record(started.elapsed().as_secs_f64());
+        info
+    }
+}
+
+fn type_label(t: RecordType) -> &'static str {
+    match t {
+        RecordType::A => "A",
+        RecordType::AAAA => "AAAA",
+        RecordType::SRV => "SRV",
+        RecordType::TXT => "TXT",
+        RecordType::SOA => "SOA",
+        RecordType::NS => "NS",
+        RecordType::ANY => "ANY",
+        RecordType::PTR => "PTR",
+        RecordType::CNAME => "CNAME",
+        RecordType::MX => "MX",
+        _ => "other",
+    }
+}
+
+fn rcode_label(c: ResponseCode) -> &'static str {
+    match c {
+        ResponseCode::NoError => "NOERROR",
+        ResponseCode::FormErr => "FORMERR",
+        ResponseCode::ServFail => "SERVFAIL",
+        ResponseCode::NXDomain => "NXDOMAIN",
+        ResponseCode::NotImp => "NOTIMP",
+        ResponseCode::Refused => "REFUSED",
+        ResponseCode::BADVERS => "BADVERS",
+        _ => "other",
+    }
+}
