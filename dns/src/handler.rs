@@ -5,18 +5,24 @@
 use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
-use hickory_proto::rr::{DNSClass, Record, RecordType};
+use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::ProtoError;
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 
-use crate::answer::resolve;
+use crate::answer::{resolve, Answer};
 use crate::forward::Forwarder;
 use crate::zone::ZoneHandle;
 
 /// Largest UDP payload we advertise or use: the DNS flag day 2020 value, which avoids IP
 /// fragmentation on every common path.
 pub const MAX_UDP_PAYLOAD: u16 = 1232;
+
+/// Bytes an OPT record without options takes.
+const OPT_LEN: u16 = 11;
 
 /// Answers queries from a [`ZoneHandle`]; names outside the zone go to the recursor, if any.
 #[derive(Debug, Clone)]
@@ -78,9 +84,18 @@ impl DnsHandler {
             )
         };
         match outcome {
-            Some(a) => {
+            Some(mut a) => {
                 meta.authoritative = true;
                 meta.response_code = a.rcode;
+                if request.protocol() == Protocol::Udp {
+                    // hickory fills the buffer with answers and then has no room left for
+                    // the OPT record; cut the answer ourselves, leaving room for it.
+                    let limit = match &edns {
+                        Some(e) => e.max_payload().saturating_sub(OPT_LEN),
+                        None => 512,
+                    };
+                    meta.truncation = fit_udp(&mut a, request.queries.as_bytes(), limit);
+                }
                 let none: [&Record; 0] = [];
                 let resp = builder.build(
                     meta,
@@ -120,6 +135,63 @@ impl DnsHandler {
             },
         }
     }
+}
+
+/// Cut `a` to what fits in `limit` bytes. Answer or authority records that do not fit make
+/// the result truncated (TC); additional records that do not fit are only left out
+/// (RFC 2181 §9). Encodes for real (with name compression) only when a cheap upper bound
+/// says the answer might not fit. `question` is the question section as received: hickory
+/// copies those bytes verbatim, so they register no compression targets, here or there.
+fn fit_udp(a: &mut Answer, question: &[u8], limit: u16) -> bool {
+    let records = a.answers.iter().chain(&a.soa).chain(&a.additionals);
+    let bound = 12 + question.len() + records.map(wire_len_bound).sum::<usize>();
+    if bound <= usize::from(limit) {
+        return false;
+    }
+    let mut buf = Vec::with_capacity(usize::from(limit));
+    let mut enc = BinEncoder::new(&mut buf);
+    enc.set_max_size(limit);
+    if enc.emit_vec(&[0u8; 12]).is_err() || enc.emit_vec(question).is_err() {
+        a.answers.clear();
+        a.soa = None;
+        a.additionals.clear();
+        return true;
+    }
+    let fit = emitted(enc.emit_all(a.answers.iter()));
+    if fit < a.answers.len() {
+        a.answers.truncate(fit);
+        a.additionals.clear();
+        return true;
+    }
+    if emitted(enc.emit_all(a.soa.iter())) < usize::from(a.soa.is_some()) {
+        a.soa = None;
+        a.additionals.clear();
+        return true;
+    }
+    let fit = emitted(enc.emit_all(a.additionals.iter()));
+    a.additionals.truncate(fit);
+    false
+}
+
+fn emitted(r: Result<usize, ProtoError>) -> usize {
+    match r {
+        Ok(n) => n,
+        Err(ProtoError::NotAllRecordsWritten { count, .. }) => count,
+        Err(_) => 0,
+    }
+}
+
+/// An upper bound of a record's encoded size (names uncompressed).
+fn wire_len_bound(r: &Record) -> usize {
+    let rdata = match &r.data {
+        RData::A(_) => 4,
+        RData::AAAA(_) => 16,
+        RData::SRV(s) => 6 + s.target.len() + 1,
+        RData::TXT(t) => t.txt_data.iter().map(|s| s.len() + 1).sum(),
+        RData::SOA(s) => s.mname.len() + s.rname.len() + 22,
+        _ => usize::from(u16::MAX),
+    };
+    r.name.len() + 1 + 10 + rdata
 }
 
 #[async_trait::async_trait]

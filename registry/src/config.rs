@@ -58,6 +58,21 @@ pub struct Args {
     /// Raft heartbeat interval in ms; elections time out after 4-8 heartbeats.
     #[arg(long, env = "LUCID_HEARTBEAT_MS")]
     pub heartbeat_ms: Option<u64>,
+    /// DNS listen address, UDP and TCP (default 127.0.0.1:8600; port 0 picks one).
+    #[arg(long, env = "LUCID_DNS_ADDR")]
+    pub dns_addr: Option<SocketAddr>,
+    /// The DNS zone served (default lucid.internal).
+    #[arg(long, env = "LUCID_DNS_DOMAIN")]
+    pub dns_domain: Option<String>,
+    /// Forward names outside the zone to this resolver (otherwise they are REFUSED).
+    #[arg(long, env = "LUCID_DNS_RECURSOR")]
+    pub dns_recursor: Option<SocketAddr>,
+    /// TTL of DNS answers in seconds (default 0).
+    #[arg(long, env = "LUCID_DNS_TTL")]
+    pub dns_ttl: Option<u32>,
+    /// Leave instances whose health is `warning` out of DNS answers too.
+    #[arg(long, env = "LUCID_DNS_ONLY_PASSING")]
+    pub dns_only_passing: bool,
 }
 
 /// The same settings as a TOML file.
@@ -76,6 +91,11 @@ pub struct FileConfig {
     pub snapshot_threshold: Option<u64>,
     pub cache_mb: Option<u64>,
     pub heartbeat_ms: Option<u64>,
+    pub dns_addr: Option<SocketAddr>,
+    pub dns_domain: Option<String>,
+    pub dns_recursor: Option<SocketAddr>,
+    pub dns_ttl: Option<u32>,
+    pub dns_only_passing: Option<bool>,
 }
 
 /// Resolved settings.
@@ -93,6 +113,10 @@ pub struct RegistryConfig {
     pub snapshot_threshold: u64,
     pub cache_mb: u64,
     pub heartbeat_ms: u64,
+    pub dns_addr: SocketAddr,
+    /// The zone settings, validated.
+    pub dns_zone: lucid_dns::ZoneConfig,
+    pub dns_recursor: Option<SocketAddr>,
 }
 
 /// A configuration that cannot work.
@@ -189,6 +213,17 @@ impl Args {
         if cache_mb == 0 {
             return Err(ConfigError::Invalid("--cache-mb must be at least 1".into()));
         }
+        let dns_domain = self
+            .dns_domain
+            .or(file.dns_domain)
+            .unwrap_or_else(|| "lucid.internal".to_owned());
+        let dns_zone = lucid_dns::ZoneConfig::new(
+            &dns_domain,
+            self.dns_ttl.or(file.dns_ttl).unwrap_or(0),
+            self.dns_only_passing || file.dns_only_passing.unwrap_or(false),
+        )
+        .map_err(|e| ConfigError::Invalid(format!("--dns-domain: {e}")))?;
+        let default_dns: SocketAddr = ([127, 0, 0, 1], 8600).into();
         let default_http: SocketAddr = ([127, 0, 0, 1], 8500).into();
         let default_raft: SocketAddr = ([127, 0, 0, 1], 8300).into();
         Ok(RegistryConfig {
@@ -207,6 +242,9 @@ impl Args {
             snapshot_threshold,
             cache_mb,
             heartbeat_ms,
+            dns_addr: self.dns_addr.or(file.dns_addr).unwrap_or(default_dns),
+            dns_zone,
+            dns_recursor: self.dns_recursor.or(file.dns_recursor),
         })
     }
 }
@@ -228,6 +266,24 @@ mod tests {
         assert_eq!(c.node_id, 1);
         assert_eq!(c.data_dir, PathBuf::from("lucid-data"));
         assert_eq!(c.http_addr.port(), 8500);
+        assert_eq!(c.dns_addr.port(), 8600);
+        assert_eq!(c.dns_zone.domain.to_ascii(), "lucid.internal.");
+        assert_eq!(c.dns_zone.ttl, 0);
+    }
+
+    #[test]
+    fn dns_settings() {
+        let c = args(&["--dev", "--dns-domain", "Mesh.Example.", "--dns-ttl", "5"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.dns_zone.domain.to_ascii(), "mesh.example.");
+        assert_eq!(c.dns_zone.ttl, 5);
+        for bad in [".", "", "a..b", &"x".repeat(64)] {
+            let e = args(&["--dev", "--dns-domain", bad]).resolve().unwrap_err();
+            assert!(e.to_string().contains("--dns-domain"), "{bad}: {e}");
+        }
+        let f = FileConfig::parse("dns_only_passing = true\ndns_domain = \"x.test\"\n").unwrap();
+        assert_eq!(f.dns_only_passing, Some(true));
     }
 
     #[test]

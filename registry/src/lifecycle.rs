@@ -10,7 +10,7 @@ use axum::serve::ListenerExt;
 use lucid_client::{ClientError, HttpClient, JoinRequest, RegistryClient};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use openraft::ServerState;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 use crate::api::{self, ApiState};
@@ -22,11 +22,16 @@ use crate::types::Member;
 
 /// How long in-flight requests (blocking queries included) get once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How long the recursor gets to answer a forwarded query.
+const DNS_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The bound listeners a node serves.
 pub struct Listeners {
     pub http: TcpListener,
     pub raft: TcpListener,
+    /// DNS over UDP and TCP, normally on the same port.
+    pub dns_udp: UdpSocket,
+    pub dns_tcp: TcpListener,
 }
 
 /// Why a node stopped with an error.
@@ -115,8 +120,28 @@ pub async fn run(
         metrics,
     });
     let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
+    let dns_bound = listeners.dns_udp.local_addr()?;
+    let zone = crate::dns::initial(&node.state, cfg.dns_zone.clone());
+    tokio::spawn(crate::dns::follow(
+        node.state.clone(),
+        zone.clone(),
+        stop_rx.clone(),
+    ));
+    let forward = cfg
+        .dns_recursor
+        .map(|addr| lucid_dns::Forwarder::new(addr, DNS_FORWARD_TIMEOUT));
+    let mut dns_stop = stop_rx.clone();
+    let dns_srv = tokio::spawn(lucid_dns::serve(
+        lucid_dns::DnsHandler::new(zone, forward),
+        listeners.dns_udp,
+        listeners.dns_tcp,
+        async move {
+            let _ = dns_stop.wait_for(|s| *s).await;
+        },
+    ));
     tracing::info!("listening raft {raft_bound}");
     tracing::info!("listening http {http_bound}");
+    tracing::info!("listening dns {dns_bound}");
 
     if cfg.bootstrap {
         match node.bootstrap().await {
@@ -142,7 +167,7 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
-        let _ = tokio::join!(http_srv, raft_srv);
+        let _ = tokio::join!(http_srv, raft_srv, dns_srv);
     })
     .await;
     if drained.is_err() {

@@ -44,8 +44,37 @@ async fn serve(cfg: RegistryConfig) -> anyhow::Result<()> {
     let raft = tokio::net::TcpListener::bind(cfg.raft_addr)
         .await
         .with_context(|| format!("binding the Raft listener on {}", cfg.raft_addr))?;
-    run(cfg, Listeners { http, raft }, shutdown_signal()).await?;
+    let (dns_udp, dns_tcp) = bind_dns(cfg.dns_addr)
+        .await
+        .with_context(|| format!("binding the DNS listeners on {}", cfg.dns_addr))?;
+    let listeners = Listeners {
+        http,
+        raft,
+        dns_udp,
+        dns_tcp,
+    };
+    run(cfg, listeners, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Bind DNS over UDP and TCP on one port; with port 0, find a port free for both.
+async fn bind_dns(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
+    if addr.port() != 0 {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        let tcp = tokio::net::TcpListener::bind(addr).await?;
+        return Ok((udp, tcp));
+    }
+    let mut last = None;
+    for _ in 0..32 {
+        let udp = tokio::net::UdpSocket::bind(addr).await?;
+        match tokio::net::TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
 }
 
 async fn shutdown_signal() {
@@ -71,8 +100,11 @@ async fn shutdown_signal() {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,openraft=warn,sled=warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(
+            "info,openraft=warn,sled=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
+        )
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -4,6 +4,7 @@ mod admin;
 mod catalog;
 mod cluster;
 mod crash;
+mod dns;
 mod health;
 mod kv;
 mod pyconsul;

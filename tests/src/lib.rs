@@ -4,10 +4,12 @@
 //! - [`bins`]: find (and if needed build) the workspace's binaries.
 //! - [`registry`]: a `lucid-registry` child process on ephemeral loopback ports, killed on Drop,
 //!   and a [`registry::Cluster`] of them.
+//! - [`dns`]: hickory's DNS client, raw DNS packets, and `dig`.
 //! - [`python`]: a venv with real Python clients (py-consul) from PyPI.
 //! - [`wait`]: polling helpers (tests never sleep where they can poll).
 
 pub mod bins;
+pub mod dns;
 pub mod python;
 pub mod registry;
 pub mod wait;

@@ -23,6 +23,7 @@ pub struct NodeSpec {
     /// Fixed addresses (a restart keeps its ports); `None` binds port 0.
     pub http_addr: Option<String>,
     pub raft_addr: Option<String>,
+    pub dns_addr: Option<String>,
     pub extra: Vec<String>,
 }
 
@@ -32,6 +33,8 @@ pub struct RegistryProc {
     pub spec: NodeSpec,
     pub http: String,
     pub raft: String,
+    /// DNS address (UDP and TCP).
+    pub dns: String,
     log: Arc<Mutex<Vec<String>>>,
 }
 
@@ -47,6 +50,8 @@ impl RegistryProc {
             .arg(spec.http_addr.as_deref().unwrap_or("127.0.0.1:0"))
             .arg("--raft-addr")
             .arg(spec.raft_addr.as_deref().unwrap_or("127.0.0.1:0"))
+            .arg("--dns-addr")
+            .arg(spec.dns_addr.as_deref().unwrap_or("127.0.0.1:0"))
             // Tests share two cores with several nodes; keep elections calm but fast.
             .args(["--heartbeat-ms", "100"]);
         if spec.bootstrap {
@@ -67,7 +72,7 @@ impl RegistryProc {
         let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for kind in ["http", "raft"] {
+                for kind in ["http", "raft", "dns"] {
                     let marker = format!("listening {kind} ");
                     if let Some(pos) = line.find(&marker) {
                         let addr = line[pos + marker.len()..]
@@ -83,13 +88,14 @@ impl RegistryProc {
                 sink.lock().unwrap().push(line);
             }
         });
-        let (mut http, mut raft) = (None, None);
+        let (mut http, mut raft, mut dns) = (None, None, None);
         let deadline = Instant::now() + Duration::from_secs(30);
-        while http.is_none() || raft.is_none() {
+        while http.is_none() || raft.is_none() || dns.is_none() {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok((k, a)) if k == "http" => http = Some(a),
-                Ok((_, a)) => raft = Some(a),
+                Ok((k, a)) if k == "raft" => raft = Some(a),
+                Ok((_, a)) => dns = Some(a),
                 Err(_) => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -106,6 +112,7 @@ impl RegistryProc {
             spec,
             http: http.unwrap_or_default(),
             raft: raft.unwrap_or_default(),
+            dns: dns.unwrap_or_default(),
             log,
         })
     }
@@ -155,6 +162,7 @@ impl RegistryProc {
         NodeSpec {
             http_addr: Some(self.http.clone()),
             raft_addr: Some(self.raft.clone()),
+            dns_addr: Some(self.dns.clone()),
             bootstrap: false,
             ..self.spec.clone()
         }

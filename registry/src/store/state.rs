@@ -115,6 +115,22 @@ pub struct StateReader {
     /// One channel per service someone is blocking on: a change to service A wakes only A's
     /// watchers. Entries without receivers are dropped when next notified.
     services: Arc<std::sync::Mutex<std::collections::HashMap<String, watch::Sender<u64>>>>,
+    /// Services changed since the feed's consumer (the DNS zone) last looked.
+    changes: Arc<ChangeFeed>,
+}
+
+/// What changed in the catalog since the last [`StateReader::next_catalog_change`].
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct CatalogChange {
+    /// Everything may have changed (start, restore, snapshot install).
+    pub all: bool,
+    pub services: std::collections::BTreeSet<String>,
+}
+
+#[derive(Default)]
+struct ChangeFeed {
+    pending: std::sync::Mutex<CatalogChange>,
+    wake: tokio::sync::Notify,
 }
 
 impl StateReader {
@@ -132,6 +148,13 @@ impl StateReader {
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(tx),
             services: Arc::default(),
+            changes: Arc::new(ChangeFeed {
+                pending: std::sync::Mutex::new(CatalogChange {
+                    all: true,
+                    ..CatalogChange::default()
+                }),
+                wake: tokio::sync::Notify::new(),
+            }),
         })
     }
 
@@ -164,7 +187,15 @@ impl StateReader {
         index: u64,
     ) {
         let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = self
+            .changes
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         for name in names {
+            if !pending.all {
+                pending.services.insert(name.clone());
+            }
             if let Some(tx) = map.get(name) {
                 if tx.receiver_count() == 0 {
                     map.remove(name);
@@ -172,6 +203,11 @@ impl StateReader {
                     tx.send_replace(index);
                 }
             }
+        }
+        let changed = pending.all || !pending.services.is_empty();
+        drop(pending);
+        if changed {
+            self.changes.wake.notify_one();
         }
     }
 
@@ -181,6 +217,40 @@ impl StateReader {
         map.retain(|_, tx| tx.receiver_count() > 0);
         for tx in map.values() {
             tx.send_replace(index);
+        }
+        drop(map);
+        self.mark_catalog_changed();
+    }
+
+    /// Report the whole catalog as changed to the change feed's consumer.
+    pub(crate) fn mark_catalog_changed(&self) {
+        let mut pending = self
+            .changes
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.all = true;
+        pending.services.clear();
+        drop(pending);
+        self.changes.wake.notify_one();
+    }
+
+    /// Wait for the next catalog change and take everything changed since the last call
+    /// (changes that arrive meanwhile coalesce). The first call reports `all`. Meant for one
+    /// consumer: the DNS zone builder.
+    pub async fn next_catalog_change(&self) -> CatalogChange {
+        loop {
+            {
+                let mut pending = self
+                    .changes
+                    .pending
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                if pending.all || !pending.services.is_empty() {
+                    return std::mem::take(&mut *pending);
+                }
+            }
+            self.changes.wake.notified().await;
         }
     }
 

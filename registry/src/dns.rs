@@ -1,0 +1,113 @@
+//! Keeps the DNS zone equal to the local replica's catalog: waits for the state machine to
+//! report changed services, re-reads only those, and swaps the new zone in. No timer: a
+//! change is in DNS as soon as it is applied on this node.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use lucid_core::catalog::{Check, CheckStatus, Instance};
+use lucid_dns::{ServiceInput, Zone, ZoneHandle};
+use tokio::sync::watch;
+
+use crate::store::state::StateError;
+use crate::store::StateReader;
+
+/// How long to wait before retrying after a storage read failed.
+const RETRY: Duration = Duration::from_millis(500);
+
+/// The worst check status of an instance (no checks: passing).
+fn rollup(checks: &[Check]) -> CheckStatus {
+    checks
+        .iter()
+        .map(|c| c.status)
+        .max()
+        .unwrap_or(CheckStatus::Passing)
+}
+
+fn whole_catalog(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
+    let (index, instances, checks) = state.catalog()?;
+    let mut by_owner: BTreeMap<&str, Vec<&Check>> = BTreeMap::new();
+    for c in &checks {
+        by_owner.entry(c.service_id.as_str()).or_default().push(c);
+    }
+    let mut services: BTreeMap<String, ServiceInput> = BTreeMap::new();
+    for inst in instances {
+        let status = by_owner
+            .get(inst.id.as_str())
+            .and_then(|cs| cs.iter().map(|c| c.status).max())
+            .unwrap_or(CheckStatus::Passing);
+        services
+            .entry(inst.name.clone())
+            .or_default()
+            .push((inst, status));
+    }
+    Ok(zone.rebuilt(index, services))
+}
+
+fn some_services(
+    state: &StateReader,
+    zone: &Zone,
+    names: impl IntoIterator<Item = String>,
+) -> Result<Zone, StateError> {
+    let mut changes: Vec<(String, ServiceInput)> = Vec::new();
+    for name in names {
+        let (_, entries) = state.service(&name)?;
+        let input: Vec<(Instance, CheckStatus)> = entries
+            .into_iter()
+            .map(|(inst, checks)| {
+                let status = rollup(&checks);
+                (inst, status)
+            })
+            .collect();
+        changes.push((name, input));
+    }
+    Ok(zone.with_services(state.catalog_index()?, changes))
+}
+
+/// The zone for the catalog as it is now (so DNS never starts out empty).
+pub(crate) fn initial(state: &StateReader, cfg: lucid_dns::ZoneConfig) -> ZoneHandle {
+    let empty = Zone::new(cfg);
+    match whole_catalog(state, &empty) {
+        Ok(zone) => ZoneHandle::new(zone),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the catalog for DNS; starting empty");
+            ZoneHandle::new(empty)
+        }
+    }
+}
+
+/// Follow the catalog into `handle` until `stop` turns true.
+pub(crate) async fn follow(
+    state: StateReader,
+    handle: ZoneHandle,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let change = tokio::select! {
+            c = state.next_catalog_change() => c,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        let current = handle.load();
+        let next = if change.all {
+            whole_catalog(&state, &current)
+        } else {
+            some_services(&state, &current, change.services.iter().cloned())
+        };
+        match next {
+            Ok(zone) => {
+                metrics::gauge!("lucid_dns_zone_instances").set(zone.instance_count() as f64);
+                metrics::gauge!("lucid_dns_zone_services").set(zone.service_count() as f64);
+                handle.store(zone);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the catalog for DNS; retrying");
+                // Rebuild everything next time: part of this change may be unread.
+                state.mark_catalog_changed();
+                tokio::select! {
+                    _ = tokio::time::sleep(RETRY) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
+}
