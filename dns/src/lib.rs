@@ -9,6 +9,7 @@ mod names;
 mod zone;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use hickory_server::Server;
@@ -26,6 +27,39 @@ pub use hickory_server as server;
 
 /// How long a TCP client may sit idle between queries before we close the connection.
 const TCP_IDLE: Duration = Duration::from_secs(5);
+
+/// Receive buffer asked for on the UDP socket (the kernel caps it at `net.core.rmem_max`). The
+/// default (about 200 KiB, a few hundred queries) overflows during a scheduling hiccup of a
+/// few milliseconds at tens of thousands of queries per second.
+const UDP_RECV_BUFFER: usize = 4 << 20;
+
+/// Bind DNS over UDP and TCP on one port. With port 0, find a port free for both.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(UdpSocket, TcpListener)> {
+    if addr.port() != 0 {
+        let udp = bind_udp(addr)?;
+        let tcp = TcpListener::bind(addr).await?;
+        return Ok((udp, tcp));
+    }
+    let mut last = None;
+    for _ in 0..32 {
+        let udp = bind_udp(addr)?;
+        match TcpListener::bind(udp.local_addr()?).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    // Best effort: a smaller buffer still works, it only drops sooner under a burst.
+    let _ = sock.set_recv_buffer_size(UDP_RECV_BUFFER);
+    sock.set_nonblocking(true)?;
+    sock.bind(&addr.into())?;
+    UdpSocket::from_std(sock.into())
+}
 
 /// Serve `handler` on the bound sockets until `shutdown` resolves.
 pub async fn serve(

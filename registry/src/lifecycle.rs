@@ -22,6 +22,8 @@ use crate::types::Member;
 
 /// How long in-flight requests (blocking queries included) get once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often histogram samples are folded into buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(1);
 /// How long the recursor gets to answer a forwarded query.
 const DNS_FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -115,6 +117,7 @@ pub async fn run(
         raft::server::router(node.clone()),
         stop_rx.clone(),
     );
+    let api_metrics = metrics.clone();
     let api_state = Arc::new(ApiState {
         node: node.clone(),
         metrics,
@@ -161,6 +164,7 @@ pub async fn run(
         );
     }
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
+    tokio::spawn(metrics_upkeep(api_metrics, stop_rx.clone()));
     tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
 
     shutdown.await;
@@ -233,6 +237,19 @@ async fn join_loop(node: Arc<Node>, targets: Vec<String>, mut stop: watch::Recei
             _ = stop.wait_for(|s| *s) => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// The recorder keeps every histogram sample until upkeep folds them into buckets; without
+/// a scraper nothing else does, and at tens of thousands of DNS answers a second the samples
+/// grow the heap by megabytes a minute.
+async fn metrics_upkeep(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(METRICS_UPKEEP);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
     }
 }
 

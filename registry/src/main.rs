@@ -44,7 +44,7 @@ async fn serve(cfg: RegistryConfig) -> anyhow::Result<()> {
     let raft = tokio::net::TcpListener::bind(cfg.raft_addr)
         .await
         .with_context(|| format!("binding the Raft listener on {}", cfg.raft_addr))?;
-    let (dns_udp, dns_tcp) = bind_dns(cfg.dns_addr)
+    let (dns_udp, dns_tcp) = lucid_dns::bind(cfg.dns_addr)
         .await
         .with_context(|| format!("binding the DNS listeners on {}", cfg.dns_addr))?;
     let listeners = Listeners {
@@ -55,26 +55,6 @@ async fn serve(cfg: RegistryConfig) -> anyhow::Result<()> {
     };
     run(cfg, listeners, shutdown_signal()).await?;
     Ok(())
-}
-
-/// Bind DNS over UDP and TCP on one port; with port 0, find a port free for both.
-async fn bind_dns(
-    addr: std::net::SocketAddr,
-) -> std::io::Result<(tokio::net::UdpSocket, tokio::net::TcpListener)> {
-    if addr.port() != 0 {
-        let udp = tokio::net::UdpSocket::bind(addr).await?;
-        let tcp = tokio::net::TcpListener::bind(addr).await?;
-        return Ok((udp, tcp));
-    }
-    let mut last = None;
-    for _ in 0..32 {
-        let udp = tokio::net::UdpSocket::bind(addr).await?;
-        match tokio::net::TcpListener::bind(udp.local_addr()?).await {
-            Ok(tcp) => return Ok((udp, tcp)),
-            Err(e) => last = Some(e),
-        }
-    }
-    Err(last.unwrap_or_else(|| std::io::ErrorKind::AddrInUse.into()))
 }
 
 async fn shutdown_signal() {
