@@ -19,7 +19,9 @@ pub use answer::{resolve, Answer};
 pub use forward::{ForwardError, Forwarder};
 pub use handler::{DnsHandler, MAX_UDP_PAYLOAD};
 pub use names::{classify, Lookup, Origin};
-pub use zone::{Endpoint, ServiceInput, ServiceSet, Zone, ZoneConfig, ZoneError, ZoneHandle};
+pub use zone::{
+    Endpoint, InstanceChange, ServiceInput, ServiceSet, Zone, ZoneConfig, ZoneError, ZoneHandle,
+};
 
 /// Re-exported so callers (tests, the fuzz target) use the same hickory types.
 pub use hickory_proto as proto;

@@ -108,16 +108,42 @@ impl Endpoint {
     }
 }
 
-/// One service: the endpoints DNS may hand out, and the ids of all its instances (so an
-/// update can drop the old ones from the instance index).
+/// Instances by lower-case id.
+type Members = HashMap<Arc<str>, Arc<Endpoint>>;
+
+/// One service: all its instances by lower-case id, and the endpoints DNS may hand out.
 #[derive(Debug, Default)]
 pub struct ServiceSet {
+    members: Members,
     pub endpoints: Vec<Arc<Endpoint>>,
-    ids: Vec<String>,
+}
+
+impl ServiceSet {
+    fn new(members: Members, only_passing: bool) -> ServiceSet {
+        let endpoints = members
+            .values()
+            .filter(|ep| match ep.status {
+                CheckStatus::Passing => true,
+                CheckStatus::Warning => !only_passing,
+                CheckStatus::Critical => false,
+            })
+            .cloned()
+            .collect();
+        ServiceSet { members, endpoints }
+    }
 }
 
 /// A service's instances with their rolled-up health, as the registry hands them over.
 pub type ServiceInput = Vec<(Instance, CheckStatus)>;
+
+/// One instance changed: it now is `now` (possibly in another service), or it is gone.
+#[derive(Debug, Clone)]
+pub struct InstanceChange {
+    /// The service the change was recorded against (where it may have to be removed from).
+    pub service: String,
+    pub id: String,
+    pub now: Option<(Instance, CheckStatus)>,
+}
 
 /// Everything a query is answered from.
 #[derive(Debug)]
@@ -126,7 +152,7 @@ pub struct Zone {
     labels: Arc<Vec<Vec<u8>>>,
     index: u64,
     services: HashMap<String, Arc<ServiceSet>>,
-    instances: HashMap<String, Arc<Endpoint>>,
+    instances: HashMap<Arc<str>, Arc<Endpoint>>,
     soa: Record,
     consul_soa: Record,
 }
@@ -186,28 +212,51 @@ impl Zone {
         self.instances.len()
     }
 
-    /// A new zone at `index` with these services replaced (an empty input removes one).
-    pub fn with_services(
+    /// A new zone at `index` with these instance changes applied. Only the services they
+    /// touch are rebuilt, and those only by copying pointers.
+    pub fn with_changes(
         &self,
         index: u64,
-        changes: impl IntoIterator<Item = (String, ServiceInput)>,
+        changes: impl IntoIterator<Item = InstanceChange>,
     ) -> Zone {
-        let mut services = self.services.clone();
         let mut instances = self.instances.clone();
-        for (name, input) in changes {
-            let key = name.to_ascii_lowercase();
-            if let Some(old) = services.remove(&key) {
-                for id in &old.ids {
-                    instances.remove(id);
-                }
+        let mut touched: HashMap<String, Members> = HashMap::new();
+        for ch in changes {
+            let id: Arc<str> = Arc::from(ch.id.to_ascii_lowercase());
+            let from = ch.service.to_ascii_lowercase();
+            self.members_mut(&mut touched, from).remove(&id);
+            instances.remove(&id);
+            if let Some((inst, status)) = ch.now {
+                let ep = Arc::new(Endpoint::new(&self.cfg.domain, &inst, status));
+                let to = inst.name.to_ascii_lowercase();
+                self.members_mut(&mut touched, to)
+                    .insert(id.clone(), ep.clone());
+                instances.insert(id, ep);
             }
-            if input.is_empty() {
-                continue;
+        }
+        let mut services = self.services.clone();
+        for (name, m) in touched {
+            if m.is_empty() {
+                services.remove(&name);
+            } else {
+                services.insert(name, Arc::new(ServiceSet::new(m, self.cfg.only_passing)));
             }
-            let set = self.build_service(&input, &mut instances);
-            services.insert(key, Arc::new(set));
         }
         self.at(index, services, instances)
+    }
+
+    /// The members of service `name` being edited: a copy of the current ones on first use.
+    fn members_mut<'t>(
+        &self,
+        touched: &'t mut HashMap<String, Members>,
+        name: String,
+    ) -> &'t mut Members {
+        touched.entry(name).or_insert_with_key(|name| {
+            self.services
+                .get(name)
+                .map(|s| s.members.clone())
+                .unwrap_or_default()
+        })
     }
 
     /// A new zone holding exactly `all` (after a restore, or at start).
@@ -219,11 +268,19 @@ impl Zone {
         let mut services = HashMap::new();
         let mut instances = HashMap::new();
         for (name, input) in all {
-            if input.is_empty() {
-                continue;
+            let mut members = HashMap::new();
+            for (inst, status) in input {
+                let ep = Arc::new(Endpoint::new(&self.cfg.domain, &inst, status));
+                let id: Arc<str> = Arc::from(inst.id.to_ascii_lowercase());
+                members.insert(id.clone(), ep.clone());
+                instances.insert(id, ep);
             }
-            let set = self.build_service(&input, &mut instances);
-            services.insert(name.to_ascii_lowercase(), Arc::new(set));
+            if !members.is_empty() {
+                services.insert(
+                    name.to_ascii_lowercase(),
+                    Arc::new(ServiceSet::new(members, self.cfg.only_passing)),
+                );
+            }
         }
         self.at(index, services, instances)
     }
@@ -232,7 +289,7 @@ impl Zone {
         &self,
         index: u64,
         services: HashMap<String, Arc<ServiceSet>>,
-        instances: HashMap<String, Arc<Endpoint>>,
+        instances: HashMap<Arc<str>, Arc<Endpoint>>,
     ) -> Zone {
         let serial = index as u32;
         Zone {
@@ -244,29 +301,6 @@ impl Zone {
             services,
             instances,
         }
-    }
-
-    fn build_service(
-        &self,
-        input: &ServiceInput,
-        instances: &mut HashMap<String, Arc<Endpoint>>,
-    ) -> ServiceSet {
-        let mut set = ServiceSet::default();
-        for (inst, status) in input {
-            let ep = Arc::new(Endpoint::new(&self.cfg.domain, inst, *status));
-            let id = inst.id.to_ascii_lowercase();
-            instances.insert(id.clone(), ep.clone());
-            set.ids.push(id);
-            let usable = match status {
-                CheckStatus::Passing => true,
-                CheckStatus::Warning => !self.cfg.only_passing,
-                CheckStatus::Critical => false,
-            };
-            if usable {
-                set.endpoints.push(ep);
-            }
-        }
-        set
     }
 }
 

@@ -1,12 +1,12 @@
 //! Keeps the DNS zone equal to the local replica's catalog: waits for the state machine to
-//! report changed services, re-reads only those, and swaps the new zone in. No timer: a
+//! report changed instances, re-reads only those, and swaps the new zone in. No timer: a
 //! change is in DNS as soon as it is applied on this node.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use lucid_core::catalog::{Check, CheckStatus, Instance};
-use lucid_dns::{ServiceInput, Zone, ZoneHandle};
+use lucid_core::catalog::{Check, CheckStatus};
+use lucid_dns::{InstanceChange, ServiceInput, Zone, ZoneHandle};
 use tokio::sync::watch;
 
 use crate::store::state::StateError;
@@ -44,24 +44,19 @@ fn whole_catalog(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
     Ok(zone.rebuilt(index, services))
 }
 
-fn some_services(
+fn some_instances(
     state: &StateReader,
     zone: &Zone,
-    names: impl IntoIterator<Item = String>,
+    changed: impl IntoIterator<Item = (String, String)>,
 ) -> Result<Zone, StateError> {
-    let mut changes: Vec<(String, ServiceInput)> = Vec::new();
-    for name in names {
-        let (_, entries) = state.service(&name)?;
-        let input: Vec<(Instance, CheckStatus)> = entries
-            .into_iter()
-            .map(|(inst, checks)| {
-                let status = rollup(&checks);
-                (inst, status)
-            })
-            .collect();
-        changes.push((name, input));
+    let mut changes = Vec::new();
+    for (service, id) in changed {
+        let now = state
+            .instance_entry(&id)?
+            .map(|(inst, checks)| (inst, rollup(&checks)));
+        changes.push(InstanceChange { service, id, now });
     }
-    Ok(zone.with_services(state.catalog_index()?, changes))
+    Ok(zone.with_changes(state.catalog_index()?, changes))
 }
 
 /// The zone for the catalog as it is now (so DNS never starts out empty).
@@ -91,7 +86,7 @@ pub(crate) async fn follow(
         let next = if change.all {
             whole_catalog(&state, &current)
         } else {
-            some_services(&state, &current, change.services.iter().cloned())
+            some_instances(&state, &current, change.instances)
         };
         match next {
             Ok(zone) => {

@@ -645,3 +645,58 @@ async fn names_outside_the_zone_go_to_the_recursor() -> anyhow::Result<()> {
     assert_eq!(m.metadata.response_code, ResponseCode::ServFail);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_restored_backup_replaces_the_whole_zone() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = single_node(dir.path()).await?;
+    let c = node.client();
+    register_web(&node, "lucid.internal").await?;
+    let backup = c
+        .call(Method::GET, "/v1/snapshot", "")
+        .await?
+        .error_for_status()?;
+    for id in ["web-1", "web-2", "web-3"] {
+        c.call(
+            Method::PUT,
+            &format!("/v1/agent/service/deregister/{id}"),
+            "",
+        )
+        .await?
+        .error_for_status()?;
+    }
+    register(
+        &c,
+        json!({"Name": "later", "ID": "later-1", "Address": "10.5.0.1", "Port": 1}),
+    )
+    .await?;
+    answers(
+        &node.dns,
+        "later.lucid.internal.",
+        RecordType::A,
+        &["10.5.0.1"],
+    )
+    .await?;
+    answers(&node.dns, "web.lucid.internal.", RecordType::A, &[]).await?;
+
+    c.call(Method::PUT, "/v1/snapshot", backup.body.clone())
+        .await?
+        .error_for_status()?;
+    answers(
+        &node.dns,
+        "web.lucid.internal.",
+        RecordType::A,
+        &["10.1.0.1", "10.1.0.2"],
+    )
+    .await?;
+    answers(&node.dns, "later.lucid.internal.", RecordType::A, &[]).await?;
+    let m = ask(
+        &node.dns,
+        Transport::Udp,
+        "later-1.instance.lucid.internal.",
+        RecordType::A,
+    )
+    .await?;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    Ok(())
+}

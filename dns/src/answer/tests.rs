@@ -6,7 +6,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use super::*;
-use crate::zone::{ServiceInput, ZoneConfig};
+use crate::zone::{InstanceChange, ServiceInput, ZoneConfig};
 
 fn inst(id: &str, name: &str, addr: &str, port: u16, tags: &[&str]) -> Instance {
     Instance {
@@ -183,36 +183,81 @@ fn negative_answers_carry_the_right_soa() {
     assert!(ask(&z, "example.com.", RecordType::A).is_none());
 }
 
+fn change(service: &str, id: &str, now: Option<(Instance, CheckStatus)>) -> InstanceChange {
+    InstanceChange {
+        service: service.into(),
+        id: id.into(),
+        now,
+    }
+}
+
 #[test]
-fn updates_replace_one_service_and_its_instances() {
+fn changes_touch_only_their_instances() {
     let z = zone(false);
-    let z2 = z.with_services(
+    let z2 = z.with_changes(
         9,
         [
-            (
-                "web".to_string(),
-                vec![(
+            // web-1 goes critical, web-9 is added, db-1 is removed.
+            change(
+                "web",
+                "web-1",
+                Some((
+                    inst("web-1", "web", "10.0.0.1", 8080, &["v1"]),
+                    CheckStatus::Critical,
+                )),
+            ),
+            change(
+                "web",
+                "web-9",
+                Some((
                     inst("web-9", "web", "10.0.0.9", 80, &[]),
                     CheckStatus::Passing,
-                )],
+                )),
             ),
-            ("db".to_string(), Vec::new()),
+            change("db", "db-1", None),
         ],
     );
-    assert_eq!(
-        ips(&ask(&z2, "web.lucid.internal.", RecordType::A).unwrap()),
-        ["10.0.0.9"]
-    );
-    let gone = ask(&z2, "web-1.instance.lucid.internal.", RecordType::A).unwrap();
-    assert_eq!(gone.rcode, ResponseCode::NXDomain);
+    let a = ask(&z2, "web.lucid.internal.", RecordType::A).unwrap();
+    assert_eq!(ips(&a), ["10.0.0.2", "10.0.0.9"]);
+    let a = ask(&z2, "web-1.instance.lucid.internal.", RecordType::A).unwrap();
+    assert_eq!(ips(&a), ["10.0.0.1"], "critical, but its own name resolves");
     let gone = ask(&z2, "_db._tcp.lucid.internal.", RecordType::SRV).unwrap();
     assert_eq!(gone.rcode, ResponseCode::NXDomain);
+    assert_eq!(z2.service_count(), 1);
+    assert_eq!(z2.instance_count(), 5);
     // The old zone is untouched (queries in flight keep a consistent view).
     assert_eq!(
         ips(&ask(&z, "web.lucid.internal.", RecordType::A).unwrap()).len(),
         2
     );
-    assert_eq!(z2.instance_count(), 1);
+    assert_eq!(z.instance_count(), 5);
+}
+
+#[test]
+fn an_instance_moving_to_another_service_leaves_the_first() {
+    let z = zone(false);
+    let moved = (
+        inst("web-2", "api", "10.0.0.2", 81, &[]),
+        CheckStatus::Passing,
+    );
+    // The registry reports the move against both services, in either order.
+    let z2 = z.with_changes(
+        10,
+        [
+            change("api", "web-2", Some(moved.clone())),
+            change("web", "web-2", Some(moved)),
+        ],
+    );
+    assert_eq!(
+        ips(&ask(&z2, "web.lucid.internal.", RecordType::A).unwrap()),
+        ["10.0.0.1"]
+    );
+    assert_eq!(
+        ips(&ask(&z2, "api.lucid.internal.", RecordType::A).unwrap()),
+        ["10.0.0.2"]
+    );
+    let a = ask(&z2, "web-2.instance.lucid.internal.", RecordType::SRV).unwrap();
+    assert_eq!(a.answers.len(), 1);
 }
 
 #[test]

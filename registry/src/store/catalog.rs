@@ -79,7 +79,9 @@ pub(crate) fn is_catalog_key(k: &[u8]) -> bool {
         || k == CATALOG_INDEX
 }
 
-fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, index: u64) {
+/// Move the catalog index and, for a change to instance `id` of `service`, the service's
+/// index; remember both for the watchers and the DNS zone.
+fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, id: &str, index: u64) {
     batch.insert(CATALOG_INDEX.to_vec(), index.to_be_bytes().to_vec());
     if let Some(name) = service {
         batch.insert(
@@ -87,6 +89,9 @@ fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, index: u64) {
             index.to_be_bytes().to_vec(),
         );
         batch.touched.insert(name.to_owned());
+        batch
+            .touched_instances
+            .insert((name.to_owned(), id.to_owned()));
     }
 }
 
@@ -144,7 +149,7 @@ pub(crate) fn register(
         if old.name != reg.instance.name {
             // The id moves to another service: the old service changed too.
             batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, &id));
-            touch(batch, Some(&old.name), index);
+            touch(batch, Some(&old.name), &id, index);
         }
     }
     if replace_checks {
@@ -162,7 +167,7 @@ pub(crate) fn register(
         pair_key(NAME_INDEX_PREFIX, &reg.instance.name, &id),
         Vec::new(),
     );
-    touch(batch, Some(&reg.instance.name), index);
+    touch(batch, Some(&reg.instance.name), &id, index);
     Ok(true)
 }
 
@@ -180,7 +185,7 @@ pub(crate) fn deregister(
     }
     batch.remove(key(INSTANCE_PREFIX, service_id));
     batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, service_id));
-    touch(batch, Some(&old.name), index);
+    touch(batch, Some(&old.name), service_id, index);
     Ok(true)
 }
 
@@ -200,7 +205,7 @@ pub(crate) fn register_check(
         }
     };
     put_check(batch, &check)?;
-    touch(batch, service.as_deref(), index);
+    touch(batch, service.as_deref(), &check.service_id, index);
     Ok(true)
 }
 
@@ -215,7 +220,7 @@ pub(crate) fn deregister_check(
     };
     remove_check(batch, &c);
     let service = instance(batch, &c.service_id)?.map(|i| i.name);
-    touch(batch, service.as_deref(), index);
+    touch(batch, service.as_deref(), &c.service_id, index);
     Ok(true)
 }
 
@@ -235,7 +240,7 @@ pub(crate) fn update_check(
     c.updated_index = index;
     batch.insert(key(CHECK_PREFIX, &c.id), encode(&c)?);
     let service = instance(batch, &c.service_id)?.map(|i| i.name);
-    touch(batch, service.as_deref(), index);
+    touch(batch, service.as_deref(), &c.service_id, index);
     Ok(true)
 }
 
@@ -271,6 +276,24 @@ impl StateReader {
                 self.scan(INSTANCE_PREFIX)?,
                 self.scan(CHECK_PREFIX)?,
             ))
+        })
+    }
+
+    /// One instance with its checks, if it exists.
+    pub fn instance_entry(&self, id: &str) -> Result<Option<(Instance, Vec<Check>)>, StateError> {
+        self.read_consistent(|| {
+            let Some(raw) = self.tree().get(key(INSTANCE_PREFIX, id))? else {
+                return Ok(None);
+            };
+            let inst: Instance = decode(&raw)?;
+            let mut checks = Vec::new();
+            for item in self.tree().scan_prefix(pair_prefix(OWNER_INDEX_PREFIX, id)) {
+                let (k, _) = item?;
+                if let Some(raw) = self.tree().get(key(CHECK_PREFIX, &pair_tail(&k)?))? {
+                    checks.push(decode(&raw)?);
+                }
+            }
+            Ok(Some((inst, checks)))
         })
     }
 

@@ -216,11 +216,13 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         };
         write(&mut batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         let touched = std::mem::take(&mut batch.touched);
+        let touched_instances = std::mem::take(&mut batch.touched_instances);
         batch
             .commit(&self.reader)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.reader.publish_applied(last.index);
         self.reader.publish_services(&touched, last.index);
+        self.reader.publish_instances(touched_instances);
         if restored {
             self.reader.publish_all_services(last.index);
         }

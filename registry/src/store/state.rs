@@ -124,7 +124,9 @@ pub struct StateReader {
 pub struct CatalogChange {
     /// Everything may have changed (start, restore, snapshot install).
     pub all: bool,
-    pub services: std::collections::BTreeSet<String>,
+    /// (service, instance id): the instance changed, was removed from that service, or moved
+    /// out of it.
+    pub instances: std::collections::BTreeSet<(String, String)>,
 }
 
 #[derive(Default)]
@@ -187,15 +189,7 @@ impl StateReader {
         index: u64,
     ) {
         let mut map = self.services.lock().unwrap_or_else(PoisonError::into_inner);
-        let mut pending = self
-            .changes
-            .pending
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         for name in names {
-            if !pending.all {
-                pending.services.insert(name.clone());
-            }
             if let Some(tx) = map.get(name) {
                 if tx.receiver_count() == 0 {
                     map.remove(name);
@@ -204,11 +198,27 @@ impl StateReader {
                 }
             }
         }
-        let changed = pending.all || !pending.services.is_empty();
-        drop(pending);
-        if changed {
-            self.changes.wake.notify_one();
+    }
+
+    /// Hand changed instances to the change feed (after their batch is committed).
+    pub(crate) fn publish_instances(&self, changed: std::collections::BTreeSet<(String, String)>) {
+        if changed.is_empty() {
+            return;
         }
+        let mut pending = self
+            .changes
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if !pending.all {
+            if pending.instances.is_empty() {
+                pending.instances = changed;
+            } else {
+                pending.instances.extend(changed);
+            }
+        }
+        drop(pending);
+        self.changes.wake.notify_one();
     }
 
     /// Wake every service watcher (a restore or snapshot install replaced everything).
@@ -230,7 +240,7 @@ impl StateReader {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         pending.all = true;
-        pending.services.clear();
+        pending.instances.clear();
         drop(pending);
         self.changes.wake.notify_one();
     }
@@ -246,7 +256,7 @@ impl StateReader {
                     .pending
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if pending.all || !pending.services.is_empty() {
+                if pending.all || !pending.instances.is_empty() {
                     return std::mem::take(&mut *pending);
                 }
             }
@@ -426,6 +436,8 @@ pub(crate) struct StateBatch<'a> {
     overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     /// Services whose index this batch moves, for waking only their watchers.
     pub(crate) touched: std::collections::BTreeSet<String>,
+    /// (service, instance id) pairs this batch changed, for the DNS zone.
+    pub(crate) touched_instances: std::collections::BTreeSet<(String, String)>,
 }
 
 impl<'a> StateBatch<'a> {
@@ -434,6 +446,7 @@ impl<'a> StateBatch<'a> {
             tree,
             overlay: BTreeMap::new(),
             touched: std::collections::BTreeSet::new(),
+            touched_instances: std::collections::BTreeSet::new(),
         }
     }
 
