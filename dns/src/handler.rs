@@ -6,12 +6,12 @@ use std::time::Instant;
 
 use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, RData, Record, RecordType};
-use hickory_proto::serialize::binary::BinEncoder;
+use hickory_proto::serialize::binary::{BinDecoder, BinEncoder};
 use hickory_proto::ProtoError;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::answer::{resolve, Answer};
 use crate::forward::Forwarder;
@@ -48,7 +48,14 @@ impl DnsHandler {
             e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
             e
         });
-        let mut builder = MessageResponseBuilder::from_message_request(request);
+        // hickory echoes the question section byte for byte. A compression pointer in it
+        // would then point into *our* header: answer such a request without its question.
+        let no_question = Queries::read(&mut BinDecoder::new(&[]), 0).ok();
+        let compressed = compressed_question(request);
+        let mut builder = match (&no_question, compressed) {
+            (Some(empty), true) => MessageResponseBuilder::new(empty, None),
+            _ => MessageResponseBuilder::from_message_request(request),
+        };
         if let Some(e) = &edns {
             builder.edns(e);
         }
@@ -57,6 +64,10 @@ impl DnsHandler {
             m.response_code = code;
             m
         };
+        if compressed {
+            let m = refuse(ResponseCode::FormErr);
+            return rh.send_response(builder.build_no_records(m)).await;
+        }
         if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             let m = refuse(ResponseCode::BADVERS);
             return rh.send_response(builder.build_no_records(m)).await;
@@ -135,6 +146,27 @@ impl DnsHandler {
             },
         }
     }
+}
+
+/// Does the question section use name compression? Real clients never compress it (there is
+/// nothing before it to point at but the header).
+fn compressed_question(request: &Request) -> bool {
+    let raw = request.queries.as_bytes();
+    let mut i = 0;
+    for _ in 0..request.queries.len() {
+        loop {
+            let Some(&len) = raw.get(i) else { return true };
+            if len & 0xC0 != 0 {
+                return true;
+            }
+            i += 1 + usize::from(len);
+            if len == 0 {
+                break;
+            }
+        }
+        i += 4; // type and class
+    }
+    false
 }
 
 /// Cut `a` to what fits in `limit` bytes. Answer or authority records that do not fit make

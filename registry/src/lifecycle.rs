@@ -124,6 +124,11 @@ pub async fn run(
     });
     let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
     let dns_bound = listeners.dns_udp.local_addr()?;
+    if cfg.dns_recursor == Some(dns_bound) {
+        return Err(RunError::Config(format!(
+            "--dns-recursor {dns_bound} is this node's own DNS address: every query outside the zone would loop"
+        )));
+    }
     let zone = crate::dns::initial(&node.state, cfg.dns_zone.clone());
     tokio::spawn(crate::dns::follow(
         node.state.clone(),

@@ -445,6 +445,26 @@ async fn dig_agrees() -> anyhow::Result<()> {
         let full = dig(s, &[tcp, "example.org", "A"])?;
         assert!(full.contains("status: REFUSED"), "{full}");
     }
+    // Every query above is counted by type and response code.
+    let metrics = node
+        .client()
+        .call(Method::GET, "/metrics", "")
+        .await?
+        .error_for_status()?;
+    let text = String::from_utf8_lossy(&metrics.body);
+    for series in [
+        r#"lucid_dns_queries_total{type="A",rcode="NOERROR"}"#,
+        r#"lucid_dns_queries_total{type="SRV",rcode="NOERROR"}"#,
+        r#"lucid_dns_queries_total{type="A",rcode="NXDOMAIN"}"#,
+        r#"lucid_dns_queries_total{type="A",rcode="REFUSED"}"#,
+        "lucid_dns_answer_seconds_count",
+        "lucid_dns_zone_instances 3",
+    ] {
+        assert!(
+            text.contains(series),
+            "{series} missing from /metrics:\n{text}"
+        );
+    }
     // EDNS: the OPT is mirrored and the payload clamped to 1232.
     let full = dig(s, &["+bufsize=4096", "web.lucid.internal", "A"])?;
     assert!(full.contains("udp: 1232"), "{full}");
@@ -490,6 +510,16 @@ async fn malformed_packets_get_formerr_or_silence_and_the_server_keeps_answering
         .expect("an answer");
     let h = header(&raw);
     assert_eq!((h.id, h.response_code), (0xabcd, ResponseCode::FormErr));
+    // A question compressed against the header (hickory echoes questions verbatim, so the
+    // pointer would land in our header): FORMERR without the question, and decodable.
+    let mut ptr = vec![0x01, 0x01, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+    ptr.extend_from_slice(&[0x03, b'w', b'e', b'b', 0xc0, 0x02, 0x00, 0x01, 0x00, 0x01]);
+    let raw = dns::raw_udp(s, &ptr, Duration::from_secs(2))
+        .await?
+        .expect("an answer");
+    let m = Message::from_vec(&raw).expect("a decodable answer");
+    assert_eq!(m.metadata.response_code, ResponseCode::FormErr);
+    assert!(m.queries.is_empty());
     // Two questions: FORMERR.
     let two = packet(
         7,
