@@ -43,7 +43,7 @@ done
 # A dev registry under emulation must serve a KV round trip.
 work=$(mktemp -d)
 "${QEMU[@]}" "$OUT/lucid-registry" --dev --data-dir "$work/data" \
-  --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 2>"$work/log" &
+  --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0 2>"$work/log" &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
 http=""
@@ -60,3 +60,17 @@ done
 got=$(curl -s "http://$http/v1/kv/smoke?raw")
 [ "$got" = arm64 ] || { cat "$work/log"; echo "arm64 KV round trip failed: got '$got'" >&2; exit 1; }
 echo "arm64 smoke run: ok (KV round trip through a dev registry under qemu)"
+
+if command -v dig >/dev/null; then
+  dns=$(grep -o 'listening dns [0-9.:]*' "$work/log" | awk '{print $3}')
+  curl -sf -X PUT -d '{"Name":"smoke","ID":"smoke-1","Address":"10.64.0.1","Port":1}' \
+    "http://$http/v1/agent/service/register" >/dev/null
+  ans=""
+  for _ in $(seq 1 50); do
+    ans=$(dig @"${dns%:*}" -p "${dns##*:}" +short smoke.lucid.internal A || true)
+    [ "$ans" = 10.64.0.1 ] && break
+    sleep 0.2
+  done
+  [ "$ans" = 10.64.0.1 ] || { cat "$work/log"; echo "arm64 DNS answer: got '$ans'" >&2; exit 1; }
+  echo "arm64 smoke run: ok (smoke.lucid.internal resolves through the registry's DNS under qemu)"
+fi
