@@ -1,7 +1,9 @@
 //! The registry's HTTP API on `--http-addr`: Consul-compatible KV, agent, catalog, health,
-//! status and operator endpoints, and Lucid's native `/health`, `/status`, `/metrics`.
+//! status, operator and Connect CA endpoints, and Lucid's native `/health`, `/status`,
+//! `/metrics` and controller API.
 
 mod agent;
+mod ca;
 mod catalog;
 pub mod error;
 pub mod extract;
@@ -30,6 +32,7 @@ use crate::node::Node;
 pub struct ApiState {
     pub node: Arc<Node>,
     pub metrics: PrometheusHandle,
+    pub ca: Arc<crate::ca::Ca>,
 }
 
 /// All routes of the HTTP API.
@@ -77,6 +80,17 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/catalog/register", put(catalog::register))
         .route("/v1/catalog/deregister", put(catalog::deregister))
         .route("/services/register", post(native::register))
+        .route("/v1/connect/ca/roots", get(ca::roots))
+        .route("/v1/agent/connect/ca/roots", get(ca::roots))
+        .route("/v1/connect/ca/sign", post(ca::sign))
+        .route("/v1/agent/connect/ca/leaf/{service}", get(ca::agent_leaf))
+        .route("/v1/connect/ca/certs/{serial}", delete(ca::revoke))
+        .route("/certificates", get(ca::list))
+        .route("/certificates/ca", get(ca::ca_cert))
+        .route(
+            "/certificates/{service}",
+            post(ca::issue).delete(ca::revoke_service),
+        )
         .merge(leader_reads(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -108,6 +122,7 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/health/state/{state}", get(health::health_state))
         .route("/services", get(native::list))
         .route("/services/{name}", get(native::get).delete(native::delete))
+        .route("/v1/connect/ca/revoked", get(ca::revoked))
         .route_layer(middleware::from_fn_with_state(state, read::leader_reads))
 }
 

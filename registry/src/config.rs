@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 use serde::Deserialize;
@@ -73,6 +74,10 @@ pub struct Args {
     /// Leave instances whose health is `warning` out of DNS answers too.
     #[arg(long, env = "LUCID_DNS_ONLY_PASSING")]
     pub dns_only_passing: bool,
+    /// Validity of the leaf certificates the mesh CA signs (default 72h; 1m to 8760h). When
+    /// unset, the platform's CERT_VALIDITY_DAYS is honoured.
+    #[arg(long, env = "LUCID_LEAF_TTL")]
+    pub leaf_ttl: Option<String>,
 }
 
 /// The same settings as a TOML file.
@@ -96,6 +101,7 @@ pub struct FileConfig {
     pub dns_recursor: Option<SocketAddr>,
     pub dns_ttl: Option<u32>,
     pub dns_only_passing: Option<bool>,
+    pub leaf_ttl: Option<String>,
 }
 
 /// Resolved settings.
@@ -117,6 +123,7 @@ pub struct RegistryConfig {
     /// The zone settings, validated.
     pub dns_zone: lucid_dns::ZoneConfig,
     pub dns_recursor: Option<SocketAddr>,
+    pub leaf_ttl: Duration,
 }
 
 /// A configuration that cannot work.
@@ -223,6 +230,10 @@ impl Args {
             self.dns_only_passing || file.dns_only_passing.unwrap_or(false),
         )
         .map_err(|e| ConfigError::Invalid(format!("--dns-domain: {e}")))?;
+        let leaf_ttl = resolve_leaf_ttl(
+            self.leaf_ttl.or(file.leaf_ttl),
+            std::env::var("CERT_VALIDITY_DAYS").ok(),
+        )?;
         let default_dns: SocketAddr = ([127, 0, 0, 1], 8600).into();
         let default_http: SocketAddr = ([127, 0, 0, 1], 8500).into();
         let default_raft: SocketAddr = ([127, 0, 0, 1], 8300).into();
@@ -245,8 +256,30 @@ impl Args {
             dns_addr: self.dns_addr.or(file.dns_addr).unwrap_or(default_dns),
             dns_zone,
             dns_recursor: self.dns_recursor.or(file.dns_recursor),
+            leaf_ttl,
         })
     }
+}
+
+/// `--leaf-ttl` (a duration), else the platform's `CERT_VALIDITY_DAYS` (whole days), else 72h.
+fn resolve_leaf_ttl(flag: Option<String>, days: Option<String>) -> Result<Duration, ConfigError> {
+    let ttl = match (flag, days) {
+        (Some(s), _) => lucid_core::duration::parse_duration(&s)
+            .map_err(|e| ConfigError::Invalid(format!("--leaf-ttl {s:?}: {e}")))?,
+        (None, Some(d)) => {
+            let n: u64 = d.trim().parse().map_err(|_| {
+                ConfigError::Invalid(format!("CERT_VALIDITY_DAYS {d:?} is not a whole number"))
+            })?;
+            Duration::from_secs(n.saturating_mul(86_400))
+        }
+        (None, None) => Duration::from_secs(72 * 3600),
+    };
+    if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(8760 * 3600) {
+        return Err(ConfigError::Invalid(format!(
+            "leaf certificate validity {ttl:?} is outside 1m..8760h"
+        )));
+    }
+    Ok(ttl)
 }
 
 #[cfg(test)]
@@ -269,6 +302,25 @@ mod tests {
         assert_eq!(c.dns_addr.port(), 8600);
         assert_eq!(c.dns_zone.domain.to_ascii(), "lucid.internal.");
         assert_eq!(c.dns_zone.ttl, 0);
+    }
+
+    #[test]
+    fn leaf_ttl_sources() {
+        let h = |n: u64| Duration::from_secs(n * 3600);
+        assert_eq!(resolve_leaf_ttl(None, None).unwrap(), h(72));
+        assert_eq!(
+            resolve_leaf_ttl(Some("24h".into()), Some("9".into())).unwrap(),
+            h(24)
+        );
+        assert_eq!(resolve_leaf_ttl(None, Some("3".into())).unwrap(), h(72));
+        for (flag, days) in [
+            (Some("1s"), None),
+            (Some("9000h"), None),
+            (Some("x"), None),
+            (None, Some("two")),
+        ] {
+            assert!(resolve_leaf_ttl(flag.map(String::from), days.map(String::from)).is_err());
+        }
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! - [`raft`]: Raft RPC over HTTP (client and server) on `--raft-addr`.
 //! - [`node`]: a running node: writes forwarded to the leader, reads, membership changes.
 //! - [`api`]: the HTTP API on `--http-addr` (KV, catalog, operator, status, snapshot, metrics).
+//! - [`ca`]: the mesh CA: root created once by a leader, leaves signed and recorded.
 //! - `dns`: keeps the DNS zone (`lucid-dns`) equal to the local replica's catalog.
 //! - `health`: HTTP/TCP probes, TTL expiry and reaping, run by whichever node leads.
 //! - [`lifecycle`]: bootstrap or join, Raft metrics export, and [`run`], the entry point.
@@ -15,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod ca;
 pub mod config;
 mod dns;
 mod health;

@@ -118,9 +118,11 @@ pub async fn run(
         stop_rx.clone(),
     );
     let api_metrics = metrics.clone();
+    let ca = Arc::new(crate::ca::Ca::new(node.clone(), cfg.leaf_ttl));
     let api_state = Arc::new(ApiState {
         node: node.clone(),
         metrics,
+        ca,
     });
     let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
     let dns_bound = listeners.dns_udp.local_addr()?;
@@ -171,6 +173,7 @@ pub async fn run(
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
     tokio::spawn(metrics_upkeep(api_metrics, stop_rx.clone()));
     tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
+    tokio::spawn(crate::ca::ensure_root(node.clone(), stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");

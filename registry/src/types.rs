@@ -58,6 +58,15 @@ pub enum Command {
         status: CheckStatus,
         output: String,
     },
+    /// Store the mesh root CA unless one exists (`ok: false` then: the first leader wins).
+    CaInit { material: lucid_tls::CaMaterial },
+    /// Record a leaf the CA signed.
+    CertIssued { cert: crate::store::ca::IssuedCert },
+    /// Revoke one serial (`ok: false` when unknown or already revoked).
+    CertRevoke { serial: String },
+    /// Revoke every unexpired leaf of a service (`ok: false` when there was none). `now` is
+    /// the leader's clock when the command was made, so every replica decides alike.
+    CertRevokeService { service: String, now: i64 },
     /// `PUT /v1/snapshot`: replace the whole application state with a backup blob.
     Restore {
         #[serde(with = "b64")]

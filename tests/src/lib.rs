@@ -13,3 +13,10 @@ pub mod dns;
 pub mod python;
 pub mod registry;
 pub mod wait;
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

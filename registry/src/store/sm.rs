@@ -8,12 +8,12 @@ use std::sync::Arc;
 use openraft::storage::RaftStateMachine;
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 
-use super::catalog;
 use super::snapfile::SnapFile;
 use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
+use super::{ca, catalog};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -133,6 +133,12 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
             status,
             output,
         } => catalog::update_check(batch, &check_id, status, output, index),
+        Command::CaInit { material } => ca::init_root(batch, &material),
+        Command::CertIssued { cert } => ca::record(batch, &cert),
+        Command::CertRevoke { serial } => ca::revoke(batch, &serial, index),
+        Command::CertRevokeService { service, now } => {
+            ca::revoke_service(batch, &service, now, index)
+        }
         Command::Restore { blob } => {
             let pairs = match state::decode_blob(&blob) {
                 Ok(p) => p,

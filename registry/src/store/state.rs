@@ -104,6 +104,7 @@ fn is_data_key(k: &[u8]) -> bool {
         || k.starts_with(TOMB_PREFIX)
         || k == KV_INDEX
         || super::catalog::is_catalog_key(k)
+        || super::ca::is_ca_key(k)
 }
 
 /// Read access to the state, shared by the HTTP API; cheap to clone.
@@ -422,6 +423,8 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
             KvEntry::decode(&v)?;
         } else if super::catalog::is_catalog_key(&k) {
             super::catalog::check_record(&k, &v)?;
+        } else if super::ca::is_ca_key(&k) {
+            super::ca::check_record(&k, &v)?;
         } else {
             be_u64(&v)?;
         }

@@ -1,0 +1,256 @@
+//! The mesh CA over HTTP: Consul's roots and agent leaf endpoints, CSR signing, revocation
+//! (one serial, or every leaf of a service) with a blocking-capable revoked list, and the Lucid
+//! controller's `/certificates` endpoints.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use lucid_core::ErrorCode;
+use lucid_tls::{inspect_pem, Leaf, Signer, SpiffeId, TRUST_DOMAIN};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::error::ApiError;
+use super::extract::{ApiBody, Incoming};
+use super::read::{self, Blocking};
+use super::ApiState;
+use crate::ca::{now, CaOpError};
+use crate::store::ca::IssuedCert;
+use crate::types::Command;
+
+/// The plane a leaf gets when nobody says otherwise.
+const DEFAULT_PLANE: &str = "default";
+
+impl From<CaOpError> for ApiError {
+    fn from(e: CaOpError) -> Self {
+        match e {
+            CaOpError::NotReady => ApiError::unavailable(e.to_string()),
+            CaOpError::Csr(m) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::MtlsConfigFailed,
+                format!("invalid CSR: {m}"),
+            ),
+            CaOpError::Sign(m) => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ErrorCode::MtlsConfigFailed,
+                m,
+            ),
+            CaOpError::Write(w) => w.into(),
+            CaOpError::State(s) => s.into(),
+        }
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+fn identity(service: &str, plane: &str) -> Result<SpiffeId, ApiError> {
+    SpiffeId::new(plane, service).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidConfiguration,
+            format!(
+                "service {service:?} and plane {plane:?} must be lower-case letters, digits and '-', 1 to 63 characters"
+            ),
+        )
+    })
+}
+
+/// The plane of `service` from its instances' `plane` meta, else the default.
+fn plane_of(api: &ApiState, service: &str) -> Result<String, ApiError> {
+    let (_, entries) = api.node.state.service(service)?;
+    Ok(entries
+        .iter()
+        .find_map(|(i, _)| i.meta.get("plane").cloned())
+        .unwrap_or_else(|| DEFAULT_PLANE.to_owned()))
+}
+
+fn leaf_json(leaf: &Leaf, signer: &Signer) -> Value {
+    json!({"cert_pem": leaf.cert_pem, "chain_pem": signer.root_pem(), "serial": leaf.serial,
+           "not_after": rfc3339(leaf.not_after)})
+}
+
+/// `GET /v1/connect/ca/roots` (also under `/v1/agent/`): Consul's shape.
+pub async fn roots(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let index = api.node.state.applied_index();
+    let Some(signer) = api.ca.signer()? else {
+        return Ok(read::indexed_json(
+            &api.node,
+            index,
+            json!({"ActiveRootID": "", "TrustDomain": TRUST_DOMAIN, "Roots": []}),
+        ));
+    };
+    let info = inspect_pem(signer.root_pem()).map_err(|e| CaOpError::Sign(e.to_string()))?;
+    let root = json!({"ID": info.sha256, "Name": "Lucid Mesh root CA", "SerialNumber": info.serial,
+        "SigningKeyID": "", "NotBefore": rfc3339(info.not_before), "NotAfter": rfc3339(info.not_after),
+        "RootCert": signer.root_pem(), "IntermediateCerts": [], "Active": true,
+        "PrivateKeyType": "ec", "PrivateKeyBits": 256, "TrustDomain": TRUST_DOMAIN});
+    Ok(read::indexed_json(
+        &api.node,
+        index,
+        json!({"ActiveRootID": info.sha256, "TrustDomain": TRUST_DOMAIN, "Roots": [root]}),
+    ))
+}
+
+#[derive(Deserialize)]
+struct SignRequest {
+    csr: String,
+    service: String,
+    #[serde(default)]
+    plane: Option<String>,
+}
+
+/// `POST /v1/connect/ca/sign` `{csr, service, plane}`.
+pub async fn sign(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
+    let req: SignRequest = body.json()?;
+    let plane = req.plane.unwrap_or_else(|| DEFAULT_PLANE.to_owned());
+    let id = identity(&req.service, &plane)?;
+    let (leaf, signer) = api.ca.sign_csr(&req.csr, &id).await?;
+    Ok(Json(leaf_json(&leaf, &signer)).into_response())
+}
+
+/// `GET /v1/agent/connect/ca/leaf/<service>[?plane=]`: a leaf with a key generated here, in
+/// Consul's shape.
+pub async fn agent_leaf(
+    State(api): State<Arc<ApiState>>,
+    Path(service): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let plane = match req.params.get("plane") {
+        Some(p) => p.to_owned(),
+        None => plane_of(&api, &service)?,
+    };
+    let id = identity(&service, &plane)?;
+    let (leaf, _) = api.ca.issue(&id).await?;
+    Ok(Json(
+        json!({"SerialNumber": leaf.serial, "CertPEM": leaf.cert_pem,
+        "PrivateKeyPEM": leaf.key_pem, "Service": service, "ServiceURI": id.to_string(),
+        "ValidAfter": rfc3339(leaf.not_before), "ValidBefore": rfc3339(leaf.not_after)}),
+    )
+    .into_response())
+}
+
+fn valid_serial(serial: &str) -> Result<String, ApiError> {
+    let s = serial.replace(':', "").to_ascii_lowercase();
+    if s.is_empty() || s.len() > 40 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::bad_request(format!(
+            "serial {serial:?} is not hexadecimal"
+        )));
+    }
+    Ok(s)
+}
+
+/// `DELETE /v1/connect/ca/certs/<serial>`.
+pub async fn revoke(
+    State(api): State<Arc<ApiState>>,
+    Path(serial): Path<String>,
+) -> Result<Response, ApiError> {
+    let serial = valid_serial(&serial)?;
+    let r = api
+        .node
+        .write(Command::CertRevoke {
+            serial: serial.clone(),
+        })
+        .await?;
+    if !r.ok {
+        return Err(ApiError::not_found(format!(
+            "no unrevoked certificate with serial {serial}"
+        )));
+    }
+    Ok(Json(json!({"revoked": [serial], "index": r.index})).into_response())
+}
+
+fn cert_json(c: &IssuedCert) -> Value {
+    json!({"serial": c.serial, "service": c.service, "plane": c.plane,
+           "not_after": rfc3339(c.not_after), "revoked": c.revoked_index.is_some(),
+           "revoked_index": c.revoked_index})
+}
+
+/// `GET /v1/connect/ca/revoked`: blocking-capable on the revocation index.
+pub async fn revoked(
+    State(api): State<Arc<ApiState>>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let blocking = Blocking::from_params(&req.params)?;
+    let state = &api.node.state;
+    let (index, list) = read::block_on(&api.node, blocking, || {
+        let (index, certs) = state.revoked_certs()?;
+        Ok((index, certs.iter().map(cert_json).collect::<Vec<_>>()))
+    })
+    .await?;
+    Ok(read::indexed_json(&api.node, index, list))
+}
+
+/// `GET /certificates`: every leaf the CA signed.
+pub async fn list(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let certs = api.node.state.issued_certs()?;
+    Ok(Json(certs.iter().map(cert_json).collect::<Vec<_>>()).into_response())
+}
+
+/// `GET /certificates/ca`: the root.
+pub async fn ca_cert(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let signer = api.ca.signer()?.ok_or(CaOpError::NotReady)?;
+    Ok(Json(json!({"ca_pem": signer.root_pem(), "trust_domain": TRUST_DOMAIN})).into_response())
+}
+
+#[derive(Deserialize, Default)]
+struct IssueRequest {
+    #[serde(default)]
+    plane: Option<String>,
+}
+
+/// `POST /certificates/<service>` (optional body `{plane}`): a leaf with its key.
+pub async fn issue(
+    State(api): State<Arc<ApiState>>,
+    Path(service): Path<String>,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
+    let req: IssueRequest = if body.0.is_empty() {
+        IssueRequest::default()
+    } else {
+        body.json::<Option<IssueRequest>>()?.unwrap_or_default()
+    };
+    let plane = match req.plane {
+        Some(p) => p,
+        None => plane_of(&api, &service)?,
+    };
+    let id = identity(&service, &plane)?;
+    let (leaf, signer) = api.ca.issue(&id).await?;
+    let mut v = leaf_json(&leaf, &signer);
+    v["key_pem"] = json!(leaf.key_pem);
+    v["service"] = json!(service);
+    v["spiffe_id"] = json!(id.to_string());
+    Ok((StatusCode::CREATED, Json(v)).into_response())
+}
+
+/// `DELETE /certificates/<service>`: revoke every unexpired leaf of the service.
+pub async fn revoke_service(
+    State(api): State<Arc<ApiState>>,
+    Path(service): Path<String>,
+) -> Result<Response, ApiError> {
+    let r = api
+        .node
+        .write(Command::CertRevokeService {
+            service: service.clone(),
+            now: now(),
+        })
+        .await?;
+    if !r.ok {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            ErrorCode::ServiceNotFound,
+            format!("no unrevoked certificate for service {service:?}"),
+        ));
+    }
+    Ok(Json(json!({"service": service, "index": r.index})).into_response())
+}

@@ -1,0 +1,155 @@
+//! The mesh CA as a registry service: the leader creates the root once and stores it through
+//! Raft (so every later leader signs with the same root), any node signs with it from its
+//! replica, and every leaf signed is recorded through Raft before it is handed out (a leaf
+//! the client receives is always one the CA can list and revoke).
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lucid_tls::{CaMaterial, Leaf, Signer, SpiffeId};
+use tokio::sync::watch;
+
+use crate::node::{Node, WriteError};
+use crate::store::ca::IssuedCert;
+use crate::store::state::StateError;
+use crate::types::Command;
+
+/// How often a leader looks again whether the root exists (also woken by leader changes).
+const ROOT_CHECK: Duration = Duration::from_secs(2);
+
+/// Why the CA could not sign.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CaOpError {
+    #[error("the mesh CA is not initialised yet (no leader has created the root)")]
+    NotReady,
+    #[error("{0}")]
+    Csr(String),
+    #[error("cannot sign: {0}")]
+    Sign(String),
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+impl From<lucid_tls::CaError> for CaOpError {
+    fn from(e: lucid_tls::CaError) -> Self {
+        match e {
+            lucid_tls::CaError::Csr(m) => CaOpError::Csr(m),
+            other => CaOpError::Sign(other.to_string()),
+        }
+    }
+}
+
+/// Unix seconds now.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Signs leaves with the root in the local replica.
+pub struct Ca {
+    node: Arc<Node>,
+    leaf_ttl: time::Duration,
+    /// The signer for the root last seen (a restore could bring another root).
+    cached: Mutex<Option<(String, Arc<Signer>)>>,
+}
+
+impl Ca {
+    pub fn new(node: Arc<Node>, leaf_ttl: Duration) -> Ca {
+        Ca {
+            node,
+            leaf_ttl: time::Duration::seconds(leaf_ttl.as_secs() as i64),
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub fn leaf_ttl_secs(&self) -> i64 {
+        self.leaf_ttl.whole_seconds()
+    }
+
+    /// The signer for the current root, if there is one.
+    pub fn signer(&self) -> Result<Option<Arc<Signer>>, CaOpError> {
+        let Some(root) = self.node.state.ca_root()? else {
+            return Ok(None);
+        };
+        let mut cached = self.cached.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((pem, s)) = cached.as_ref() {
+            if *pem == root.cert_pem {
+                return Ok(Some(s.clone()));
+            }
+        }
+        let s = Arc::new(Signer::new(&root)?);
+        *cached = Some((root.cert_pem.clone(), s.clone()));
+        Ok(Some(s))
+    }
+
+    /// Sign a CSR for `id` and record the leaf.
+    pub async fn sign_csr(
+        &self,
+        csr_pem: &str,
+        id: &SpiffeId,
+    ) -> Result<(Leaf, Arc<Signer>), CaOpError> {
+        let signer = self.signer()?.ok_or(CaOpError::NotReady)?;
+        let leaf = signer.sign_csr(csr_pem, id, self.leaf_ttl, now())?;
+        self.record(&leaf, id).await?;
+        Ok((leaf, signer))
+    }
+
+    /// Issue a leaf with a key generated here, and record it.
+    pub async fn issue(&self, id: &SpiffeId) -> Result<(Leaf, Arc<Signer>), CaOpError> {
+        let signer = self.signer()?.ok_or(CaOpError::NotReady)?;
+        let leaf = signer.issue(id, self.leaf_ttl, now())?;
+        self.record(&leaf, id).await?;
+        Ok((leaf, signer))
+    }
+
+    async fn record(&self, leaf: &Leaf, id: &SpiffeId) -> Result<(), CaOpError> {
+        let cert = IssuedCert {
+            serial: leaf.serial.clone(),
+            service: id.service.clone(),
+            plane: id.plane.clone(),
+            not_after: leaf.not_after,
+            revoked_index: None,
+        };
+        self.node.write(Command::CertIssued { cert }).await?;
+        Ok(())
+    }
+}
+
+/// While this node leads, make sure the replicated state holds a root: the first leader of a
+/// new cluster creates it; later leaders find it and do nothing.
+pub(crate) async fn ensure_root(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        if node.is_leader() {
+            match node.state.ca_root() {
+                Ok(Some(_)) => {}
+                Ok(None) => create_root(&node).await,
+                Err(e) => tracing::error!(error = %e, "cannot read the CA root"),
+            }
+        }
+        tokio::select! {
+            _ = metrics.changed() => {}
+            _ = tokio::time::sleep(ROOT_CHECK) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn create_root(node: &Node) {
+    let material = match CaMaterial::generate(now()) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot generate the mesh root CA");
+            return;
+        }
+    };
+    match node.write(Command::CaInit { material }).await {
+        Ok(r) if r.ok => tracing::info!(index = r.index, "created the mesh root CA"),
+        Ok(_) => tracing::info!("the mesh root CA already existed"),
+        Err(e) => tracing::warn!(error = %e, "cannot store the mesh root CA yet; will retry"),
+    }
+}
