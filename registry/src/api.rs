@@ -5,6 +5,7 @@
 mod agent;
 mod ca;
 mod catalog;
+mod config;
 pub mod error;
 pub mod extract;
 mod health;
@@ -123,6 +124,12 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/services", get(native::list))
         .route("/services/{name}", get(native::get).delete(native::delete))
         .route("/v1/connect/ca/revoked", get(ca::revoked))
+        .route("/v1/config", put(config::put))
+        .route("/v1/config/{kind}", get(config::list))
+        .route(
+            "/v1/config/{kind}/{name}",
+            get(config::get).delete(config::delete),
+        )
         .route_layer(middleware::from_fn_with_state(state, read::leader_reads))
 }
 

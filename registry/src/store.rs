@@ -18,6 +18,7 @@
 
 pub mod ca;
 pub mod catalog;
+pub mod config;
 mod flush;
 mod log;
 mod sm;

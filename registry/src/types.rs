@@ -58,6 +58,17 @@ pub enum Command {
         status: CheckStatus,
         output: String,
     },
+    /// Set a config entry (`cas`: only if its modify index matches; 0 = only when absent).
+    ConfigSet {
+        entry: lucid_core::config_entry::ConfigEntry,
+        cas: Option<u64>,
+    },
+    /// Delete a config entry (`ok: false` when absent or the cas does not match).
+    ConfigDelete {
+        kind: lucid_core::config_entry::ConfigKind,
+        name: String,
+        cas: Option<u64>,
+    },
     /// Store the mesh root CA unless one exists (`ok: false` then: the first leader wins).
     CaInit { material: lucid_tls::CaMaterial },
     /// Record a leaf the CA signed.

@@ -4,6 +4,7 @@ mod admin;
 mod ca;
 mod catalog;
 mod cluster;
+mod config;
 mod crash;
 mod dns;
 mod health;

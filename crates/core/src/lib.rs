@@ -2,14 +2,18 @@
 //!
 //! # Layout
 //! - [`catalog`]: service instances and checks, parsed from Consul registration bodies.
+//! - [`config_entry`]: `service-defaults` / `proxy-defaults`: what the sidecars enforce.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
 
 #![forbid(unsafe_code)]
 
 pub mod catalog;
+pub mod config_entry;
 pub mod duration;
 pub mod error;
+mod obj;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use obj::BodyError;

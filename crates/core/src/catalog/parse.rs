@@ -4,13 +4,14 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::{
     valid_instance_id, valid_service_name, Check, CheckKind, CheckStatus, Instance, Registration,
     Weights, MAX_NAME,
 };
-use crate::duration::parse_duration;
+pub use crate::obj::BodyError as RegistrationError;
+use crate::obj::{bad, Obj};
 
 /// Consul raises shorter check intervals to this.
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -20,161 +21,6 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_META: usize = 64;
 const MAX_META_KEY: usize = 128;
 const MAX_META_VALUE: usize = 512;
-
-/// Why a registration was refused; the message names the field.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RegistrationError {
-    #[error("the body must be a JSON object")]
-    NotObject,
-    #[error("{field}: {reason}")]
-    Field { field: String, reason: String },
-}
-
-fn bad(field: &str, reason: impl Into<String>) -> RegistrationError {
-    RegistrationError::Field {
-        field: field.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-/// An object with Consul's key rules: case-insensitive, `_` ignored (so `ServiceID`,
-/// `serviceid` and `service_id` are one key).
-struct Obj<'a> {
-    keys: BTreeMap<String, &'a Value>,
-    /// Prefix for error messages, e.g. `Checks[1].`.
-    at: String,
-}
-
-fn norm(key: &str) -> String {
-    key.chars()
-        .filter(|c| *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-impl<'a> Obj<'a> {
-    fn new(v: &'a Value, at: String) -> Result<Self, RegistrationError> {
-        let map: &Map<String, Value> = v.as_object().ok_or_else(|| {
-            if at.is_empty() {
-                RegistrationError::NotObject
-            } else {
-                bad(at.trim_end_matches('.'), "must be an object")
-            }
-        })?;
-        Ok(Obj {
-            keys: map.iter().map(|(k, v)| (norm(k), v)).collect(),
-            at,
-        })
-    }
-
-    fn name(&self, field: &str) -> String {
-        format!("{}{field}", self.at)
-    }
-
-    /// The value under any of `aliases` (already normalised), ignoring JSON null.
-    fn get(&self, aliases: &[&str]) -> Option<&'a Value> {
-        aliases
-            .iter()
-            .find_map(|a| self.keys.get(*a).copied())
-            .filter(|v| !v.is_null())
-    }
-
-    fn has(&self, alias: &str) -> bool {
-        self.get(&[alias]).is_some()
-    }
-
-    fn string(&self, field: &str, aliases: &[&str]) -> Result<Option<String>, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(_) => Err(bad(&self.name(field), "must be a string")),
-        }
-    }
-
-    fn uint(&self, field: &str, aliases: &[&str]) -> Result<Option<u64>, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(None),
-            Some(v) => v
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| bad(&self.name(field), "must be a non-negative integer")),
-        }
-    }
-
-    fn boolean(&self, field: &str, aliases: &[&str]) -> Result<bool, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(bad(&self.name(field), "must be true or false")),
-        }
-    }
-
-    /// `"10s"`-style string or integer nanoseconds.
-    fn duration(
-        &self,
-        field: &str,
-        aliases: &[&str],
-    ) -> Result<Option<Duration>, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(None),
-            Some(Value::String(s)) if s.is_empty() => Ok(None),
-            Some(Value::String(s)) => parse_duration(s)
-                .map(Some)
-                .map_err(|e| bad(&self.name(field), e.to_string())),
-            Some(v) => v
-                .as_u64()
-                .map(|n| Some(Duration::from_nanos(n)))
-                .ok_or_else(|| {
-                    bad(
-                        &self.name(field),
-                        "must be a duration like \"10s\" or integer nanoseconds",
-                    )
-                }),
-        }
-    }
-
-    fn strings(&self, field: &str, aliases: &[&str]) -> Result<Vec<String>, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(Vec::new()),
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|i| i.as_str().map(str::to_owned))
-                .collect::<Option<Vec<_>>>()
-                .ok_or_else(|| bad(&self.name(field), "must be a list of strings")),
-            Some(_) => Err(bad(&self.name(field), "must be a list of strings")),
-        }
-    }
-
-    fn string_map(
-        &self,
-        field: &str,
-        aliases: &[&str],
-    ) -> Result<BTreeMap<String, String>, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(BTreeMap::new()),
-            Some(Value::Object(m)) => m
-                .iter()
-                .map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_owned())))
-                .collect::<Option<BTreeMap<_, _>>>()
-                .ok_or_else(|| bad(&self.name(field), "values must be strings")),
-            Some(_) => Err(bad(&self.name(field), "must be an object of strings")),
-        }
-    }
-
-    fn port(&self, field: &str, aliases: &[&str]) -> Result<Option<u16>, RegistrationError> {
-        match self.get(aliases) {
-            None => Ok(None),
-            Some(v) => match v.as_u64() {
-                Some(p @ 1..=65535) => Ok(Some(p as u16)),
-                _ => Err(bad(
-                    &self.name(field),
-                    format!("{v} is not a port (1-65535)"),
-                )),
-            },
-        }
-    }
-}
 
 /// Parse a service registration (`/v1/agent/service/register`, `/services/register`).
 /// `default_id` names the instance when the body does not (Consul uses the service name).
