@@ -3,6 +3,7 @@
 //! # Layout
 //! - [`catalog`]: service instances and checks, parsed from Consul registration bodies.
 //! - [`config_entry`]: `service-defaults` / `proxy-defaults`: what the sidecars enforce.
+//! - [`intention`]: who may call whom; the platform's planeIsolation policy as intentions.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
 
@@ -12,6 +13,7 @@ pub mod catalog;
 pub mod config_entry;
 pub mod duration;
 pub mod error;
+pub mod intention;
 mod obj;
 
 pub use duration::{format_duration, parse_duration, DurationError};
