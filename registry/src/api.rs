@@ -9,6 +9,7 @@ mod config;
 pub mod error;
 pub mod extract;
 mod health;
+mod intentions;
 mod kv;
 mod native;
 mod operator;
@@ -34,6 +35,8 @@ pub struct ApiState {
     pub node: Arc<Node>,
     pub metrics: PrometheusHandle,
     pub ca: Arc<crate::ca::Ca>,
+    /// What intentions decide when none matches.
+    pub intentions_default: lucid_core::intention::Action,
 }
 
 /// All routes of the HTTP API.
@@ -124,6 +127,25 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/services", get(native::list))
         .route("/services/{name}", get(native::get).delete(native::delete))
         .route("/v1/connect/ca/revoked", get(ca::revoked))
+        .route(
+            "/v1/connect/intentions",
+            get(intentions::list).post(intentions::create),
+        )
+        .route(
+            "/v1/connect/intentions/exact",
+            get(intentions::get_exact)
+                .put(intentions::put_exact)
+                .delete(intentions::delete_exact),
+        )
+        .route("/v1/connect/intentions/check", get(intentions::check))
+        .route("/v1/connect/intentions/match", get(intentions::matches))
+        .route(
+            "/v1/connect/intentions/{id}",
+            get(intentions::get_id).delete(intentions::delete_id),
+        )
+        .route("/v1/agent/connect/authorize", post(intentions::authorize))
+        .route("/v1/connect/policy", put(intentions::apply_policy))
+        .route("/v1/connect/planes", get(intentions::planes))
         .route("/v1/config", put(config::put))
         .route("/v1/config/{kind}", get(config::list))
         .route(

@@ -78,6 +78,9 @@ pub struct Args {
     /// unset, the platform's CERT_VALIDITY_DAYS is honoured.
     #[arg(long, env = "LUCID_LEAF_TTL")]
     pub leaf_ttl: Option<String>,
+    /// What intentions decide when none matches: allow or deny (default allow).
+    #[arg(long, env = "LUCID_INTENTIONS_DEFAULT")]
+    pub intentions_default: Option<String>,
 }
 
 /// The same settings as a TOML file.
@@ -102,6 +105,7 @@ pub struct FileConfig {
     pub dns_ttl: Option<u32>,
     pub dns_only_passing: Option<bool>,
     pub leaf_ttl: Option<String>,
+    pub intentions_default: Option<String>,
 }
 
 /// Resolved settings.
@@ -124,6 +128,7 @@ pub struct RegistryConfig {
     pub dns_zone: lucid_dns::ZoneConfig,
     pub dns_recursor: Option<SocketAddr>,
     pub leaf_ttl: Duration,
+    pub intentions_default: lucid_core::intention::Action,
 }
 
 /// A configuration that cannot work.
@@ -234,6 +239,19 @@ impl Args {
             self.leaf_ttl.or(file.leaf_ttl),
             std::env::var("CERT_VALIDITY_DAYS").ok(),
         )?;
+        let intentions_default = match self
+            .intentions_default
+            .or(file.intentions_default)
+            .as_deref()
+        {
+            None | Some("allow") => lucid_core::intention::Action::Allow,
+            Some("deny") => lucid_core::intention::Action::Deny,
+            Some(other) => {
+                return Err(ConfigError::Invalid(format!(
+                    "--intentions-default {other:?}: allow or deny"
+                )))
+            }
+        };
         let default_dns: SocketAddr = ([127, 0, 0, 1], 8600).into();
         let default_http: SocketAddr = ([127, 0, 0, 1], 8500).into();
         let default_raft: SocketAddr = ([127, 0, 0, 1], 8300).into();
@@ -257,6 +275,7 @@ impl Args {
             dns_zone,
             dns_recursor: self.dns_recursor.or(file.dns_recursor),
             leaf_ttl,
+            intentions_default,
         })
     }
 }

@@ -123,6 +123,7 @@ pub async fn run(
         node: node.clone(),
         metrics,
         ca,
+        intentions_default: cfg.intentions_default,
     });
     let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
     let dns_bound = listeners.dns_udp.local_addr()?;

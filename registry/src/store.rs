@@ -20,6 +20,7 @@ pub mod ca;
 pub mod catalog;
 pub mod config;
 mod flush;
+pub mod intentions;
 mod log;
 mod sm;
 mod snapfile;

@@ -69,6 +69,21 @@ pub enum Command {
         name: String,
         cas: Option<u64>,
     },
+    /// Create or replace the intention of a pair (`create_only`: `ok: false` if it exists).
+    IntentionSet {
+        intention: lucid_core::intention::Intention,
+        create_only: bool,
+    },
+    /// Delete the intention of a pair (`ok: false` when there is none).
+    IntentionDelete {
+        source: lucid_core::intention::Party,
+        destination: lucid_core::intention::Party,
+    },
+    /// Apply a planeIsolation policy: replace the plane map, set its intentions.
+    PolicyApply {
+        planes: crate::store::intentions::Planes,
+        intentions: Vec<lucid_core::intention::Intention>,
+    },
     /// Store the mesh root CA unless one exists (`ok: false` then: the first leader wins).
     CaInit { material: lucid_tls::CaMaterial },
     /// Record a leaf the CA signed.

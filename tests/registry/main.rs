@@ -8,5 +8,6 @@ mod config;
 mod crash;
 mod dns;
 mod health;
+mod intentions;
 mod kv;
 mod pyconsul;

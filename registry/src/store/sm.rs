@@ -13,7 +13,7 @@ use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
-use super::{ca, catalog, config};
+use super::{ca, catalog, config, intentions};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -134,6 +134,18 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
             output,
         } => catalog::update_check(batch, &check_id, status, output, index),
         Command::CaInit { material } => ca::init_root(batch, &material),
+        Command::IntentionSet {
+            intention,
+            create_only,
+        } => intentions::set(batch, intention, create_only, index),
+        Command::IntentionDelete {
+            source,
+            destination,
+        } => intentions::delete(batch, &source, &destination, index),
+        Command::PolicyApply {
+            planes,
+            intentions: list,
+        } => intentions::apply_policy(batch, &planes, list, index),
         Command::ConfigSet { entry, cas } => config::set(batch, entry, cas, index),
         Command::ConfigDelete { kind, name, cas } => config::delete(batch, kind, &name, cas, index),
         Command::CertIssued { cert } => ca::record(batch, &cert),

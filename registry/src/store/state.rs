@@ -106,6 +106,7 @@ fn is_data_key(k: &[u8]) -> bool {
         || super::catalog::is_catalog_key(k)
         || super::ca::is_ca_key(k)
         || super::config::is_config_key(k)
+        || super::intentions::is_intention_key(k)
 }
 
 /// Read access to the state, shared by the HTTP API; cheap to clone.
@@ -428,6 +429,8 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
             super::ca::check_record(&k, &v)?;
         } else if super::config::is_config_key(&k) {
             super::config::check_record(&k, &v)?;
+        } else if super::intentions::is_intention_key(&k) {
+            super::intentions::check_record(&k, &v)?;
         } else {
             be_u64(&v)?;
         }
