@@ -6,6 +6,7 @@ mod catalog;
 mod cluster;
 mod config;
 mod crash;
+mod ctl;
 mod dns;
 mod health;
 mod intentions;

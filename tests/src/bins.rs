@@ -21,7 +21,15 @@ pub fn bin(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "-p", "lucid-registry"])
+            .args([
+                "build",
+                "--quiet",
+                "--bins",
+                "-p",
+                "lucid-registry",
+                "-p",
+                "lucid-ctl",
+            ])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .map_err(|e| format!("cannot run cargo build: {e}"))?;

@@ -484,6 +484,90 @@ fn load_balancer(o: &Obj<'_>) -> Result<LoadBalancer, EntryError> {
     Ok(LoadBalancer { policy })
 }
 
+/// The platform's circuit-breaker file (`CircuitBreakerConfiguration: {defaultConfig,
+/// serviceSpecific: {<service>: {...}}}`, camelCase, `recoveryTimeout` in seconds, `timeout`
+/// in milliseconds) as config entry bodies: `defaultConfig` becomes the `proxy-defaults`
+/// entry `global`, each service a `service-defaults` entry whose unset fields come from
+/// `defaultConfig`, as the platform's controller did.
+pub fn from_platform_circuit_breakers(doc: &Value) -> Result<Vec<Value>, BodyError> {
+    let root = doc.get("CircuitBreakerConfiguration").unwrap_or(doc);
+    let o = Obj::new(root, "CircuitBreakerConfiguration.".into())?;
+    o.only(&["defaultconfig", "servicespecific"])?;
+    let empty = serde_json::Map::new();
+    let default = match o.get(&["defaultconfig"]) {
+        None => &empty,
+        Some(Value::Object(m)) => m,
+        Some(_) => return Err(bad(&o.name("defaultConfig"), "must be an object")),
+    };
+    let mut out = vec![
+        serde_json::json!({"Kind": "proxy-defaults", "Name": "global",
+        "CircuitBreaker": platform_cb(default, "CircuitBreakerConfiguration.defaultConfig.")?}),
+    ];
+    match o.get(&["servicespecific"]) {
+        None => {}
+        Some(Value::Object(services)) => {
+            for (name, v) in services {
+                let at = format!("CircuitBreakerConfiguration.serviceSpecific.{name}.");
+                let own = v
+                    .as_object()
+                    .ok_or_else(|| bad(at.trim_end_matches('.'), "must be an object"))?;
+                let mut merged = default.clone();
+                merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+                out.push(serde_json::json!({"Kind": "service-defaults", "Name": name,
+                    "CircuitBreaker": platform_cb(&merged, &at)?}));
+            }
+        }
+        Some(_) => return Err(bad(&o.name("serviceSpecific"), "must be an object")),
+    }
+    Ok(out)
+}
+
+fn platform_cb(m: &serde_json::Map<String, Value>, at: &str) -> Result<Value, BodyError> {
+    let v = Value::Object(m.clone());
+    let o = Obj::new(&v, at.to_owned())?;
+    o.only(&[
+        "failurethreshold",
+        "recoverytimeout",
+        "halfopenmaxcalls",
+        "successthreshold",
+        "timeout",
+        "errortypes",
+    ])?;
+    let mut cb = serde_json::Map::new();
+    for (field, alias) in [
+        ("FailureThreshold", "failurethreshold"),
+        ("HalfOpenMaxCalls", "halfopenmaxcalls"),
+        ("SuccessThreshold", "successthreshold"),
+    ] {
+        if let Some(n) = o.uint(field, &[alias])? {
+            cb.insert(field.into(), n.into());
+        }
+    }
+    // Bare numbers: seconds for recoveryTimeout, milliseconds for timeout (the platform's units).
+    for (field, alias, unit) in [
+        ("RecoveryTimeout", "recoverytimeout", "s"),
+        ("Timeout", "timeout", "ms"),
+    ] {
+        match o.get(&[alias]) {
+            None => {}
+            Some(Value::Number(n)) => {
+                cb.insert(field.into(), format!("{n}{unit}").into());
+            }
+            Some(Value::String(s)) => {
+                cb.insert(field.into(), s.clone().into());
+            }
+            Some(_) => return Err(bad(&o.name(field), "must be a number or a duration string")),
+        }
+    }
+    if o.get(&["errortypes"]).is_some() {
+        cb.insert(
+            "ErrorTypes".into(),
+            o.strings("errorTypes", &["errortypes"])?.into(),
+        );
+    }
+    Ok(Value::Object(cb))
+}
+
 /// Durations as Go-style strings (`"30s"`) in stored and served JSON.
 mod duration_str {
     use std::time::Duration;

@@ -65,6 +65,9 @@ pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
         Ok(())
     } else if k.starts_with(CERT_PREFIX) {
         decode::<IssuedCert>(v).map(|_| ())
+    } else if k.starts_with(SERVICE_PREFIX) {
+        // An index entry: the key is the data, the value is empty.
+        Ok(())
     } else {
         be_u64(v).map(|_| ())
     }

@@ -1,4 +1,4 @@
-//! Intentions and the plane map in the state tree: `t:<source>\0<destination>` (one intention
+//! Intentions and the plane map in the state tree: `q:<source>\0<destination>` (one intention
 //! per pair, as Consul's "exact" API has it), `p:planes` (plane -> services, from the policy
 //! file) and `m:intention_index`, the index blocking reads wait on.
 
@@ -8,7 +8,7 @@ use lucid_core::intention::{Intention, Party};
 
 use super::state::{be_u64, StateBatch, StateError, StateReader};
 
-const PREFIX: &[u8] = b"t:";
+const PREFIX: &[u8] = b"q:";
 const PLANES: &[u8] = b"p:planes";
 const INDEX: &[u8] = b"m:intention_index";
 

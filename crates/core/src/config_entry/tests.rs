@@ -113,3 +113,45 @@ fn resolution_prefers_the_service_then_global_then_defaults() {
     let r = Resolved::of(None, None);
     assert_eq!(r, Resolved::default());
 }
+
+#[test]
+fn the_platform_circuit_breaker_file_becomes_valid_entries() {
+    // shared/fixtures/circuit_breaker.yaml, as JSON.
+    let doc = json!({"CircuitBreakerConfiguration": {
+        "defaultConfig": {"failureThreshold": 5, "recoveryTimeout": 30, "halfOpenMaxCalls": 3,
+            "successThreshold": 3, "timeout": 5000, "errorTypes": ["5xx", "timeout", "connection-error"]},
+        "serviceSpecific": {
+            "blockchain-core": {"failureThreshold": 3, "recoveryTimeout": 60, "timeout": 10000, "errorTypes": ["5xx", "timeout"]},
+            "tron-payment-service": {"failureThreshold": 10, "recoveryTimeout": 30, "timeout": 15000,
+                "errorTypes": ["5xx", "timeout", "payment-error"]},
+            "session-recorder": {"failureThreshold": 5, "recoveryTimeout": 45, "timeout": 8000}}}});
+    let bodies = from_platform_circuit_breakers(&doc).unwrap();
+    assert_eq!(bodies.len(), 4);
+    let entries: Vec<ConfigEntry> = bodies.iter().map(|b| parse_entry(b).unwrap()).collect();
+    assert_eq!(entries[0].kind, ConfigKind::ProxyDefaults);
+    assert_eq!(entries[0].circuit_breaker, Some(CircuitBreaker::default()));
+    let core = entries
+        .iter()
+        .find(|e| e.name == "blockchain-core")
+        .unwrap()
+        .circuit_breaker
+        .clone()
+        .unwrap();
+    assert_eq!(core.failure_threshold, 3);
+    assert_eq!(core.recovery_timeout, Duration::from_secs(60));
+    assert_eq!(core.timeout, Duration::from_secs(10));
+    assert_eq!(core.half_open_max_calls, 3, "from defaultConfig");
+    let rec = entries
+        .iter()
+        .find(|e| e.name == "session-recorder")
+        .unwrap()
+        .circuit_breaker
+        .clone()
+        .unwrap();
+    assert_eq!(
+        rec.error_types,
+        ["5xx", "timeout", "connection-error"],
+        "from defaultConfig"
+    );
+    assert!(from_platform_circuit_breakers(&json!({"defaultConfig": {"bogus": 1}})).is_err());
+}

@@ -1,0 +1,450 @@
+//! What each subcommand does: one or a few registry API calls, then a table or JSON.
+
+use std::path::Path;
+
+use anyhow::{bail, Context};
+use http::Method;
+use lucid_client::{RegistryClient, Response};
+use serde_json::{json, Value};
+
+use crate::cli::{ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, KvCmd, ServicesCmd, SnapshotCmd};
+use crate::table::render;
+
+fn client(cli: &Cli) -> RegistryClient {
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let base = cli
+        .registry
+        .clone()
+        .or_else(|| env("LUCID_REGISTRY"))
+        .or_else(|| env("CONSUL_HTTP_ADDR"))
+        .unwrap_or_else(|| "http://127.0.0.1:8500".into());
+    let c = RegistryClient::new(&base);
+    match cli
+        .token
+        .clone()
+        .or_else(|| env("LUCID_TOKEN"))
+        .or_else(|| env("CONSUL_HTTP_TOKEN"))
+    {
+        Some(t) => c.with_token(t),
+        None => c,
+    }
+}
+
+/// A successful response, or an error carrying the server's code and reason.
+fn ok(r: Response, what: &str) -> anyhow::Result<Response> {
+    if r.status.is_success() {
+        return Ok(r);
+    }
+    let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+    let reason = match (
+        body["error"]["code"].as_str(),
+        body["error"]["message"].as_str(),
+    ) {
+        (Some(code), Some(m)) => format!("{code}: {m}"),
+        _ => String::from_utf8_lossy(&r.body).trim().to_owned(),
+    };
+    bail!("{what}: {} {reason}", r.status)
+}
+
+async fn call(
+    c: &RegistryClient,
+    m: Method,
+    path: &str,
+    body: Vec<u8>,
+    what: &str,
+) -> anyhow::Result<Response> {
+    let r = c
+        .call(m, path, body)
+        .await
+        .with_context(|| format!("{what}: cannot reach the registry at {}", c.base()))?;
+    ok(r, what)
+}
+
+async fn get_json(c: &RegistryClient, path: &str, what: &str) -> anyhow::Result<Value> {
+    let r = call(c, Method::GET, path, Vec::new(), what).await?;
+    serde_json::from_slice(&r.body).with_context(|| format!("{what}: the answer is not JSON"))
+}
+
+fn pretty(v: &Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_default()
+}
+
+fn s(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// A YAML or JSON file as JSON.
+fn read_doc(path: &Path) -> anyhow::Result<Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    yaml_serde::from_str::<Value>(&text)
+        .with_context(|| format!("{} is not valid YAML or JSON", path.display()))
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<String> {
+    let c = client(&cli);
+    let json_out = cli.json;
+    match cli.command {
+        Command::Cluster(cmd) => cluster(&c, cmd, json_out).await,
+        Command::Services(cmd) => services(&c, cmd, json_out).await,
+        Command::Certs(cmd) => certs(&c, cmd, json_out).await,
+        Command::Policy(ApplyCmd::Apply(a)) => {
+            let doc = read_doc(&a.file)?;
+            let r = call(
+                &c,
+                Method::PUT,
+                "/v1/connect/policy",
+                doc.to_string().into_bytes(),
+                "policy apply",
+            )
+            .await?;
+            let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            Ok(if json_out {
+                pretty(&v)
+            } else {
+                format!(
+                    "applied {}: {} planes, {} intentions",
+                    a.file.display(),
+                    s(&v["planes"]),
+                    s(&v["intentions"])
+                )
+            })
+        }
+        Command::Config(ApplyCmd::Apply(a)) => config_apply(&c, &a.file, json_out).await,
+        Command::Kv(KvCmd::Get { key }) => {
+            let r = call(
+                &c,
+                Method::GET,
+                &format!("/v1/kv/{key}?raw"),
+                Vec::new(),
+                "kv get",
+            )
+            .await?;
+            Ok(String::from_utf8_lossy(&r.body).into_owned())
+        }
+        Command::Kv(KvCmd::Put { key, value }) => {
+            let r = call(
+                &c,
+                Method::PUT,
+                &format!("/v1/kv/{key}"),
+                value.into_bytes(),
+                "kv put",
+            )
+            .await?;
+            let ok = String::from_utf8_lossy(&r.body).trim() == "true";
+            if !ok {
+                bail!(
+                    "kv put: the registry answered {}",
+                    String::from_utf8_lossy(&r.body)
+                );
+            }
+            Ok(String::new())
+        }
+    }
+}
+
+async fn cluster(c: &RegistryClient, cmd: ClusterCmd, json_out: bool) -> anyhow::Result<String> {
+    match cmd {
+        ClusterCmd::Status => {
+            let status = get_json(c, "/status", "cluster status").await?;
+            let cfg = get_json(c, "/v1/operator/raft/configuration", "cluster status").await?;
+            if json_out {
+                return Ok(pretty(&json!({"node": status, "configuration": cfg})));
+            }
+            let rows: Vec<Vec<String>> = cfg["Servers"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|sv| {
+                            vec![
+                                s(&sv["ID"]),
+                                s(&sv["Address"]),
+                                if sv["Leader"] == true {
+                                    "leader".into()
+                                } else {
+                                    "follower".into()
+                                },
+                                s(&sv["Voter"]),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(format!(
+                "{}\n\nthis node: id {} role {} term {} commit {} applied {}",
+                render(&["ID", "RAFT ADDRESS", "ROLE", "VOTER"], &rows),
+                s(&status["node_id"]),
+                s(&status["role"]),
+                s(&status["term"]),
+                s(&status["commit_index"]),
+                s(&status["applied_index"])
+            ))
+        }
+        ClusterCmd::Join {
+            node_id,
+            raft_addr,
+            http_addr,
+        } => {
+            let body = json!({"node_id": node_id, "raft_addr": raft_addr, "http_addr": http_addr});
+            call(
+                c,
+                Method::POST,
+                "/v1/operator/raft/join",
+                body.to_string().into_bytes(),
+                "cluster join",
+            )
+            .await?;
+            Ok(format!("node {node_id} is joining"))
+        }
+        ClusterCmd::Remove { id } => {
+            call(
+                c,
+                Method::DELETE,
+                &format!("/v1/operator/raft/peer?id={id}"),
+                Vec::new(),
+                "cluster remove",
+            )
+            .await?;
+            Ok(format!("removed node {id}"))
+        }
+        ClusterCmd::Snapshot(SnapshotCmd::Save { file }) => {
+            let r = call(c, Method::GET, "/v1/snapshot", Vec::new(), "snapshot save").await?;
+            let tmp = file.with_extension("partial");
+            std::fs::write(&tmp, &r.body).with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, &file).with_context(|| format!("writing {}", file.display()))?;
+            Ok(format!(
+                "saved {} bytes to {} (index {})",
+                r.body.len(),
+                file.display(),
+                r.consul_index().unwrap_or(0)
+            ))
+        }
+        ClusterCmd::Snapshot(SnapshotCmd::Restore { file }) => {
+            let blob =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            call(c, Method::PUT, "/v1/snapshot", blob, "snapshot restore").await?;
+            Ok(format!("restored {}", file.display()))
+        }
+    }
+}
+
+async fn services(c: &RegistryClient, cmd: ServicesCmd, json_out: bool) -> anyhow::Result<String> {
+    match cmd {
+        ServicesCmd::List => {
+            let v = get_json(c, "/v1/catalog/services", "services list").await?;
+            if json_out {
+                return Ok(pretty(&v));
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, tags)| {
+                            vec![
+                                k.clone(),
+                                tags.as_array()
+                                    .map(|t| t.iter().map(s).collect::<Vec<_>>().join(","))
+                                    .unwrap_or_default(),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(render(&["SERVICE", "TAGS"], &rows))
+        }
+        ServicesCmd::Get { name } => {
+            let v = get_json(c, &format!("/v1/health/service/{name}"), "services get").await?;
+            if json_out {
+                return Ok(pretty(&v));
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|e| {
+                            let checks = e["Checks"].as_array().cloned().unwrap_or_default();
+                            let worst = ["critical", "warning"]
+                                .into_iter()
+                                .find(|w| checks.iter().any(|c| c["Status"] == *w))
+                                .unwrap_or("passing");
+                            vec![
+                                s(&e["Service"]["ID"]),
+                                format!(
+                                    "{}:{}",
+                                    s(&e["Service"]["Address"]),
+                                    s(&e["Service"]["Port"])
+                                ),
+                                worst.to_owned(),
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(render(&["INSTANCE", "ADDRESS", "HEALTH"], &rows))
+        }
+    }
+}
+
+async fn certs(c: &RegistryClient, cmd: CertsCmd, json_out: bool) -> anyhow::Result<String> {
+    match cmd {
+        CertsCmd::List => {
+            let v = get_json(c, "/certificates", "certs list").await?;
+            if json_out {
+                return Ok(pretty(&v));
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|x| {
+                            vec![
+                                s(&x["serial"]),
+                                s(&x["service"]),
+                                s(&x["plane"]),
+                                s(&x["not_after"]),
+                                if x["revoked"] == true {
+                                    "revoked".into()
+                                } else {
+                                    "valid".into()
+                                },
+                            ]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(render(
+                &["SERIAL", "SERVICE", "PLANE", "NOT AFTER", "STATE"],
+                &rows,
+            ))
+        }
+        CertsCmd::Issue {
+            service,
+            plane,
+            out,
+        } => {
+            let body = match plane {
+                Some(p) => json!({"plane": p}).to_string().into_bytes(),
+                None => Vec::new(),
+            };
+            let r = call(
+                c,
+                Method::POST,
+                &format!("/certificates/{service}"),
+                body,
+                "certs issue",
+            )
+            .await?;
+            let v: Value =
+                serde_json::from_slice(&r.body).context("certs issue: the answer is not JSON")?;
+            let cert = out.join(format!("{service}.pem"));
+            let key = out.join(format!("{service}.key"));
+            std::fs::write(&cert, s(&v["cert_pem"]))
+                .with_context(|| format!("writing {}", cert.display()))?;
+            write_private(&key, &s(&v["key_pem"]))?;
+            if json_out {
+                return Ok(pretty(
+                    &json!({"serial": v["serial"], "spiffe_id": v["spiffe_id"], "not_after": v["not_after"],
+                    "cert": cert, "key": key}),
+                ));
+            }
+            Ok(format!(
+                "issued {} ({}) until {}: {} and {}",
+                s(&v["serial"]),
+                s(&v["spiffe_id"]),
+                s(&v["not_after"]),
+                cert.display(),
+                key.display()
+            ))
+        }
+        CertsCmd::Revoke { serial, service } => match (serial, service) {
+            (Some(serial), None) => {
+                call(
+                    c,
+                    Method::DELETE,
+                    &format!("/v1/connect/ca/certs/{serial}"),
+                    Vec::new(),
+                    "certs revoke",
+                )
+                .await?;
+                Ok(format!("revoked {serial}"))
+            }
+            (None, Some(service)) => {
+                call(
+                    c,
+                    Method::DELETE,
+                    &format!("/certificates/{service}"),
+                    Vec::new(),
+                    "certs revoke",
+                )
+                .await?;
+                Ok(format!("revoked every certificate of {service}"))
+            }
+            _ => bail!("certs revoke: give a SERIAL or --service NAME (not both)"),
+        },
+        CertsCmd::Ca => {
+            let v = get_json(c, "/certificates/ca", "certs ca").await?;
+            Ok(if json_out {
+                pretty(&v)
+            } else {
+                s(&v["ca_pem"]).trim_end().to_owned()
+            })
+        }
+    }
+}
+
+/// Write a private key readable by its owner only.
+fn write_private(path: &Path, pem: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(pem.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+/// A config file: the platform's circuit-breaker file, one Consul-style entry, or a list.
+async fn config_apply(c: &RegistryClient, file: &Path, json_out: bool) -> anyhow::Result<String> {
+    let doc = read_doc(file)?;
+    let bodies: Vec<Value> = if doc.get("CircuitBreakerConfiguration").is_some() {
+        lucid_core::config_entry::from_platform_circuit_breakers(&doc)
+            .with_context(|| format!("{}", file.display()))?
+    } else if let Value::Array(list) = doc {
+        list
+    } else {
+        vec![doc]
+    };
+    // Validate everything before writing anything.
+    for b in &bodies {
+        lucid_core::config_entry::parse_entry(b)
+            .with_context(|| format!("{}: entry {}", file.display(), s(&b["Name"])))?;
+    }
+    let mut rows = Vec::new();
+    for b in &bodies {
+        let what = format!("config apply {} {}", s(&b["Kind"]), s(&b["Name"]));
+        call(
+            c,
+            Method::PUT,
+            "/v1/config",
+            b.to_string().into_bytes(),
+            &what,
+        )
+        .await?;
+        rows.push(vec![s(&b["Kind"]), s(&b["Name"])]);
+    }
+    Ok(if json_out {
+        pretty(&Value::Array(bodies))
+    } else {
+        render(&["KIND", "NAME"], &rows)
+    })
+}
