@@ -2,6 +2,7 @@
 //! status, operator and Connect CA endpoints, and Lucid's native `/health`, `/status`,
 //! `/metrics` and controller API.
 
+pub mod acl;
 mod agent;
 mod ca;
 mod catalog;
@@ -37,6 +38,7 @@ pub struct ApiState {
     pub ca: Arc<crate::ca::Ca>,
     /// What intentions decide when none matches.
     pub intentions_default: lucid_core::intention::Action,
+    pub acl: acl::AclSettings,
 }
 
 /// All routes of the HTTP API.
@@ -98,6 +100,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(leader_reads(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(state.clone(), acl::enforce))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -146,6 +149,10 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/agent/connect/authorize", post(intentions::authorize))
         .route("/v1/connect/policy", put(intentions::apply_policy))
         .route("/v1/connect/planes", get(intentions::planes))
+        .route("/v1/acl/bootstrap", put(acl::bootstrap))
+        .route("/v1/acl/token", put(acl::create))
+        .route("/v1/acl/tokens", get(acl::list))
+        .route("/v1/acl/token/self", get(acl::token_self))
         .route("/v1/config", put(config::put))
         .route("/v1/config/{kind}", get(config::list))
         .route(

@@ -78,9 +78,17 @@ pub struct Args {
     /// unset, the platform's CERT_VALIDITY_DAYS is honoured.
     #[arg(long, env = "LUCID_LEAF_TTL")]
     pub leaf_ttl: Option<String>,
-    /// What intentions decide when none matches: allow or deny (default allow).
+    /// What intentions decide when none matches: allow or deny (default allow; deny with
+    /// ACLs on).
     #[arg(long, env = "LUCID_INTENTIONS_DEFAULT")]
     pub intentions_default: Option<String>,
+    /// Require ACL tokens (off in --dev unless given).
+    #[arg(long, env = "LUCID_ACL_ENABLED")]
+    pub acl_enabled: bool,
+    /// The initial management token's secret (else PUT /v1/acl/bootstrap makes one, once).
+    /// Nodes joining an ACL cluster present it.
+    #[arg(long, env = "LUCID_ACL_BOOTSTRAP_TOKEN")]
+    pub acl_bootstrap_token: Option<String>,
 }
 
 /// The same settings as a TOML file.
@@ -106,6 +114,8 @@ pub struct FileConfig {
     pub dns_only_passing: Option<bool>,
     pub leaf_ttl: Option<String>,
     pub intentions_default: Option<String>,
+    pub acl_enabled: Option<bool>,
+    pub acl_bootstrap_token: Option<String>,
 }
 
 /// Resolved settings.
@@ -129,6 +139,8 @@ pub struct RegistryConfig {
     pub dns_recursor: Option<SocketAddr>,
     pub leaf_ttl: Duration,
     pub intentions_default: lucid_core::intention::Action,
+    pub acl_enabled: bool,
+    pub acl_bootstrap_token: Option<String>,
 }
 
 /// A configuration that cannot work.
@@ -239,11 +251,19 @@ impl Args {
             self.leaf_ttl.or(file.leaf_ttl),
             std::env::var("CERT_VALIDITY_DAYS").ok(),
         )?;
+        let acl_enabled = self.acl_enabled || file.acl_enabled.unwrap_or(false);
+        let acl_bootstrap_token = self.acl_bootstrap_token.or(file.acl_bootstrap_token);
+        if acl_bootstrap_token.as_ref().is_some_and(|t| t.len() < 16) {
+            return Err(ConfigError::Invalid(
+                "--acl-bootstrap-token must be at least 16 characters".into(),
+            ));
+        }
         let intentions_default = match self
             .intentions_default
             .or(file.intentions_default)
             .as_deref()
         {
+            None if acl_enabled => lucid_core::intention::Action::Deny,
             None | Some("allow") => lucid_core::intention::Action::Allow,
             Some("deny") => lucid_core::intention::Action::Deny,
             Some(other) => {
@@ -276,6 +296,8 @@ impl Args {
             dns_recursor: self.dns_recursor.or(file.dns_recursor),
             leaf_ttl,
             intentions_default,
+            acl_enabled,
+            acl_bootstrap_token,
         })
     }
 }

@@ -124,7 +124,12 @@ pub async fn run(
         metrics,
         ca,
         intentions_default: cfg.intentions_default,
+        acl: api::acl::AclSettings {
+            enabled: cfg.acl_enabled,
+            bootstrap_secret: cfg.acl_bootstrap_token.clone(),
+        },
     });
+    let acl_api = api_state.clone();
     let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
     let dns_bound = listeners.dns_udp.local_addr()?;
     if cfg.dns_recursor == Some(dns_bound) {
@@ -164,7 +169,12 @@ pub async fn run(
         if node.is_initialized().await {
             tracing::info!("existing state found; rejoining the cluster without asking");
         } else {
-            tokio::spawn(join_loop(node.clone(), cfg.join.clone(), stop_rx.clone()));
+            tokio::spawn(join_loop(
+                node.clone(),
+                cfg.join.clone(),
+                cfg.acl_bootstrap_token.clone(),
+                stop_rx.clone(),
+            ));
         }
     } else if !node.is_initialized().await {
         tracing::warn!(
@@ -175,6 +185,7 @@ pub async fn run(
     tokio::spawn(metrics_upkeep(api_metrics, stop_rx.clone()));
     tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
     tokio::spawn(crate::ca::ensure_root(node.clone(), stop_rx.clone()));
+    tokio::spawn(api::acl::ensure_bootstrap(acl_api, stop_rx.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
@@ -216,7 +227,12 @@ fn serve(
 }
 
 /// Ask the given members to add this node until one does.
-async fn join_loop(node: Arc<Node>, targets: Vec<String>, mut stop: watch::Receiver<bool>) {
+async fn join_loop(
+    node: Arc<Node>,
+    targets: Vec<String>,
+    token: Option<String>,
+    mut stop: watch::Receiver<bool>,
+) {
     let req = JoinRequest {
         node_id: node.id,
         raft_addr: node.me.raft_addr.clone(),
@@ -226,6 +242,11 @@ async fn join_loop(node: Arc<Node>, targets: Vec<String>, mut stop: watch::Recei
     loop {
         for target in &targets {
             let client = RegistryClient::with_http(target, node.http.clone());
+            // An ACL-enabled cluster admits members with the management token.
+            let client = match &token {
+                Some(t) => client.with_token(t.clone()),
+                None => client,
+            };
             match client.join(&req).await {
                 Ok(v) => {
                     tracing::info!(via = %target, answer = %v, "joined the cluster");

@@ -16,6 +16,7 @@
 //! behind, and [`open`] reloads it from the snapshot if it is older than that, after which
 //! openraft re-applies the log. The log is purged only against a snapshot already on disk.
 
+pub mod acl;
 pub mod ca;
 pub mod catalog;
 pub mod config;

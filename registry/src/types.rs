@@ -84,6 +84,10 @@ pub enum Command {
         planes: crate::store::intentions::Planes,
         intentions: Vec<lucid_core::intention::Intention>,
     },
+    /// The first management token (`ok: false` once bootstrapped).
+    AclBootstrap { token: crate::store::acl::AclToken },
+    /// Another token (`ok: false` when its secret is taken).
+    AclTokenCreate { token: crate::store::acl::AclToken },
     /// Store the mesh root CA unless one exists (`ok: false` then: the first leader wins).
     CaInit { material: lucid_tls::CaMaterial },
     /// Record a leaf the CA signed.

@@ -1,5 +1,6 @@
 //! Integration suite for lucid-registry: real processes, real sockets, real sled files.
 
+mod acl;
 mod admin;
 mod ca;
 mod catalog;

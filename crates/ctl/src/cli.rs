@@ -42,6 +42,35 @@ pub enum Command {
     /// Consul KV.
     #[command(subcommand)]
     Kv(KvCmd),
+    /// ACL tokens.
+    #[command(subcommand)]
+    Acl(AclCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AclCmd {
+    /// Create the first management token (once per cluster); prints its secret.
+    Bootstrap,
+    /// Tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token: a service token (--service NAME), --management or --read-only.
+    Create {
+        #[arg(long, conflicts_with_all = ["management", "read_only"])]
+        service: Option<String>,
+        #[arg(long, conflicts_with = "read_only")]
+        management: bool,
+        #[arg(long)]
+        read_only: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Every token (no secrets).
+    List,
 }
 
 #[derive(Debug, Subcommand)]

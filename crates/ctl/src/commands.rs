@@ -7,7 +7,9 @@ use http::Method;
 use lucid_client::{RegistryClient, Response};
 use serde_json::{json, Value};
 
-use crate::cli::{ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, KvCmd, ServicesCmd, SnapshotCmd};
+use crate::cli::{
+    AclCmd, ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, KvCmd, ServicesCmd, SnapshotCmd, TokenCmd,
+};
 use crate::table::render;
 
 fn client(cli: &Cli) -> RegistryClient {
@@ -115,6 +117,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
             })
         }
         Command::Config(ApplyCmd::Apply(a)) => config_apply(&c, &a.file, json_out).await,
+        Command::Acl(cmd) => acl(&c, cmd, json_out).await,
         Command::Kv(KvCmd::Get { key }) => {
             let r = call(
                 &c,
@@ -392,6 +395,95 @@ async fn certs(c: &RegistryClient, cmd: CertsCmd, json_out: bool) -> anyhow::Res
             } else {
                 s(&v["ca_pem"]).trim_end().to_owned()
             })
+        }
+    }
+}
+
+async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<String> {
+    let token_line = |v: &Value| {
+        let kind = if let Some(p) = v["Policies"][0]["Name"].as_str() {
+            p.to_owned()
+        } else {
+            format!("service:{}", s(&v["ServiceIdentities"][0]["ServiceName"]))
+        };
+        (kind, s(&v["AccessorID"]), s(&v["Description"]))
+    };
+    match cmd {
+        AclCmd::Bootstrap => {
+            let r = call(
+                c,
+                Method::PUT,
+                "/v1/acl/bootstrap",
+                Vec::new(),
+                "acl bootstrap",
+            )
+            .await?;
+            let v: Value =
+                serde_json::from_slice(&r.body).context("acl bootstrap: the answer is not JSON")?;
+            Ok(if json_out {
+                pretty(&v)
+            } else {
+                format!(
+                    "AccessorID: {}\nSecretID:   {}",
+                    s(&v["AccessorID"]),
+                    s(&v["SecretID"])
+                )
+            })
+        }
+        AclCmd::Token(TokenCmd::Create {
+            service,
+            management,
+            read_only,
+            description,
+        }) => {
+            let mut body = json!({"Description": description});
+            match (service, management, read_only) {
+                (Some(name), false, false) => {
+                    body["ServiceIdentities"] = json!([{"ServiceName": name}])
+                }
+                (None, true, false) => body["Policies"] = json!([{"Name": "global-management"}]),
+                (None, false, true) => body["Policies"] = json!([{"Name": "read-only"}]),
+                _ => {
+                    bail!("acl token create: give one of --service NAME, --management, --read-only")
+                }
+            }
+            let r = call(
+                c,
+                Method::PUT,
+                "/v1/acl/token",
+                body.to_string().into_bytes(),
+                "acl token create",
+            )
+            .await?;
+            let v: Value = serde_json::from_slice(&r.body)
+                .context("acl token create: the answer is not JSON")?;
+            let (kind, acc, _) = token_line(&v);
+            Ok(if json_out {
+                pretty(&v)
+            } else {
+                format!(
+                    "AccessorID: {acc}\nSecretID:   {}\nKind:       {kind}",
+                    s(&v["SecretID"])
+                )
+            })
+        }
+        AclCmd::Token(TokenCmd::List) => {
+            let v = get_json(c, "/v1/acl/tokens", "acl token list").await?;
+            if json_out {
+                return Ok(pretty(&v));
+            }
+            let rows: Vec<Vec<String>> = v
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|t| {
+                            let (k, a, d) = token_line(t);
+                            vec![a, k, d]
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            Ok(render(&["ACCESSOR", "KIND", "DESCRIPTION"], &rows))
         }
     }
 }

@@ -10,3 +10,8 @@ mod inspect;
 pub use ca::{CaError, CaMaterial, Leaf, Signer};
 pub use identity::{SpiffeId, TRUST_DOMAIN};
 pub use inspect::{inspect_pem, CertInfo};
+
+/// SHA-256 of `data`, lower-case hex (fingerprints, hashed ACL secrets).
+pub fn sha256_hex(data: &[u8]) -> String {
+    ca::hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}

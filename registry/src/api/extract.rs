@@ -96,7 +96,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Incoming {
 pub struct BodyBytes<const LIMIT: usize>(pub Bytes);
 
 /// 1 MiB: the API's body limit (DESIGN §5).
-pub type ApiBody = BodyBytes<{ 1024 * 1024 }>;
+/// Largest API body (KV values have their own, smaller limit).
+pub const API_BODY_LIMIT: usize = 1024 * 1024;
+
+pub type ApiBody = BodyBytes<API_BODY_LIMIT>;
 
 /// A body that could not be read. The rest of it is still on the wire, so the connection
 /// is closed after the answer: a client must not send its next request behind it.

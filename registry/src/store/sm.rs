@@ -13,7 +13,7 @@ use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
-use super::{ca, catalog, config, intentions};
+use super::{acl, ca, catalog, config, intentions};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -134,6 +134,8 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
             output,
         } => catalog::update_check(batch, &check_id, status, output, index),
         Command::CaInit { material } => ca::init_root(batch, &material),
+        Command::AclBootstrap { token } => acl::bootstrap(batch, token, index),
+        Command::AclTokenCreate { token } => acl::create(batch, token, index),
         Command::IntentionSet {
             intention,
             create_only,

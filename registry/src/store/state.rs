@@ -107,6 +107,7 @@ fn is_data_key(k: &[u8]) -> bool {
         || super::ca::is_ca_key(k)
         || super::config::is_config_key(k)
         || super::intentions::is_intention_key(k)
+        || super::acl::is_acl_key(k)
 }
 
 /// Read access to the state, shared by the HTTP API; cheap to clone.
@@ -431,6 +432,8 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
             super::config::check_record(&k, &v)?;
         } else if super::intentions::is_intention_key(&k) {
             super::intentions::check_record(&k, &v)?;
+        } else if super::acl::is_acl_key(&k) {
+            super::acl::check_record(&k, &v)?;
         } else {
             be_u64(&v)?;
         }
