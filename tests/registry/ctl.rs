@@ -113,6 +113,48 @@ async fn the_platform_policy_file_gives_the_platform_decisions() -> anyhow::Resu
         .json()?;
     assert_eq!(list.as_array().unwrap().len(), 3);
 
+    // With planes defined, a certificate for an unknown plane, or for another plane than the
+    // service's own, is refused; its own plane is signed.
+    let c = node.client();
+    for (svc, plane, ok) in [
+        ("api-gateway", "nowhere", false),
+        ("api-gateway", "chain", false),
+        ("api-gateway", "ops", true),
+    ] {
+        let r = c
+            .call(
+                Method::POST,
+                &format!("/certificates/{svc}"),
+                json!({"plane": plane}).to_string(),
+            )
+            .await?;
+        assert_eq!(
+            r.status.is_success(),
+            ok,
+            "{svc} in {plane}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+        if !ok {
+            assert_eq!(r.status, http::StatusCode::BAD_REQUEST);
+            assert!(String::from_utf8_lossy(&r.body).contains("LUCID_ERR_1102"));
+        }
+    }
+    // Without --plane, the plane map decides.
+    let (ok, out, err) = ctl(
+        &node,
+        &[
+            "certs",
+            "issue",
+            "tron-payment",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+    )?;
+    assert!(
+        ok && out.contains("plane/wallet/svc/tron-payment"),
+        "{out}{err}"
+    );
+
     // A policy that does not validate: non-zero exit, the reason, nothing changed.
     let bad = dir.path().join("bad.yaml");
     std::fs::write(&bad, "planeIsolation:\n  policies:\n    - source: \"Not A Plane\"\n      destination: \"*\"\n      rules: [{action: allow}]\n")?;

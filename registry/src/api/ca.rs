@@ -54,6 +54,36 @@ fn rfc3339(unix: i64) -> String {
         .unwrap_or_default()
 }
 
+/// The identity to sign for: valid names, and once a policy has defined the planes, a plane
+/// that exists and is the service's own (when the plane map lists the service).
+fn checked_identity(api: &ApiState, service: &str, plane: &str) -> Result<SpiffeId, ApiError> {
+    let id = identity(service, plane)?;
+    let (_, _, planes) = api.node.state.intentions()?;
+    if planes.is_empty() {
+        return Ok(id);
+    }
+    if !planes.contains_key(plane) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::PolicyValidationFailed,
+            format!(
+                "unknown plane {plane:?} (the applied policy defines: {})",
+                planes.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        ));
+    }
+    if let Some((own, _)) = planes.iter().find(|(_, s)| s.iter().any(|x| x == service)) {
+        if own != plane {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::PolicyValidationFailed,
+                format!("service {service:?} belongs to plane {own:?}, not {plane:?}"),
+            ));
+        }
+    }
+    Ok(id)
+}
+
 fn identity(service: &str, plane: &str) -> Result<SpiffeId, ApiError> {
     SpiffeId::new(plane, service).ok_or_else(|| {
         ApiError::new(
@@ -66,8 +96,13 @@ fn identity(service: &str, plane: &str) -> Result<SpiffeId, ApiError> {
     })
 }
 
-/// The plane of `service` from its instances' `plane` meta, else the default.
+/// The plane of `service`: the policy's plane map, else its instances' `plane` meta, else
+/// the default.
 fn plane_of(api: &ApiState, service: &str) -> Result<String, ApiError> {
+    let (_, _, planes) = api.node.state.intentions()?;
+    if let Some((p, _)) = planes.iter().find(|(_, s)| s.iter().any(|x| x == service)) {
+        return Ok(p.clone());
+    }
     let (_, entries) = api.node.state.service(service)?;
     Ok(entries
         .iter()
@@ -114,7 +149,7 @@ struct SignRequest {
 pub async fn sign(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
     let req: SignRequest = body.json()?;
     let plane = req.plane.unwrap_or_else(|| DEFAULT_PLANE.to_owned());
-    let id = identity(&req.service, &plane)?;
+    let id = checked_identity(&api, &req.service, &plane)?;
     let (leaf, signer) = api.ca.sign_csr(&req.csr, &id).await?;
     Ok(Json(leaf_json(&leaf, &signer)).into_response())
 }
@@ -130,7 +165,7 @@ pub async fn agent_leaf(
         Some(p) => p.to_owned(),
         None => plane_of(&api, &service)?,
     };
-    let id = identity(&service, &plane)?;
+    let id = checked_identity(&api, &service, &plane)?;
     let (leaf, _) = api.ca.issue(&id).await?;
     Ok(Json(
         json!({"SerialNumber": leaf.serial, "CertPEM": leaf.cert_pem,
@@ -224,7 +259,7 @@ pub async fn issue(
         Some(p) => p,
         None => plane_of(&api, &service)?,
     };
-    let id = identity(&service, &plane)?;
+    let id = checked_identity(&api, &service, &plane)?;
     let (leaf, signer) = api.ca.issue(&id).await?;
     let mut v = leaf_json(&leaf, &signer);
     v["key_pem"] = json!(leaf.key_pem);
