@@ -372,3 +372,53 @@ async fn the_bootstrap_flag_and_lucidctl() -> anyhow::Result<()> {
     .await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn an_acl_cluster_forms_and_tokens_work_on_every_node() -> anyhow::Result<()> {
+    let _g = lucid_tests::registry::cluster_lock().await;
+    // Joining nodes present the bootstrap token; without it they could not be added.
+    let cluster =
+        lucid_tests::registry::Cluster::start(3, &["--acl-enabled", "--acl-bootstrap-token", BOOT])
+            .await?;
+    let leader = cluster
+        .wait_leader(std::time::Duration::from_secs(20))
+        .await?;
+    let (a, b) = ((leader + 1) % 3, (leader + 2) % 3);
+    // A token created through one follower (forwarded) works on the other.
+    let mgmt = cluster.node(a).client().with_token(BOOT);
+    let (st, web) = call(
+        &mgmt,
+        Method::PUT,
+        "/v1/acl/token",
+        json!({"ServiceIdentities": [{"ServiceName": "web"}]}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{web}");
+    let web = cluster
+        .node(b)
+        .client()
+        .with_token(web["SecretID"].as_str().unwrap());
+    lucid_tests::wait::until(
+        "the token replicated",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (st, _) =
+                call(&web, Method::GET, "/v1/catalog/services?stale", Value::Null).await?;
+            Ok((st == StatusCode::OK).then_some(()))
+        },
+    )
+    .await?;
+    let (st, v) = call(
+        &web,
+        Method::PUT,
+        "/v1/agent/service/register",
+        json!({"Name": "web", "ID": "web-1", "Port": 1}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    assert_denied(
+        call(&web, Method::PUT, "/v1/kv/x", json!("y")).await?,
+        "service token on a follower",
+    );
+    Ok(())
+}
