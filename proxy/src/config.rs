@@ -1,0 +1,60 @@
+//! `lucid-proxy` flags (DESIGN §3), each also `LUCID_PROXY_<FLAG>`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use clap::Parser;
+
+/// lucid-proxy: the Lucid Mesh sidecar.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "lucid-proxy", version, about, long_about = None)]
+pub struct ProxyConfig {
+    /// This workload's service name.
+    #[arg(long, env = "LUCID_PROXY_SERVICE")]
+    pub service: String,
+    /// The plane the service belongs to.
+    #[arg(long, env = "LUCID_PROXY_PLANE", default_value = "default")]
+    pub plane: String,
+    /// The local application's port on 127.0.0.1.
+    #[arg(long, env = "LUCID_PROXY_APP_PORT")]
+    pub app_port: u16,
+    /// The address peers reach this sidecar at (default: the inbound listener's IP).
+    #[arg(long, env = "LUCID_PROXY_ADDRESS")]
+    pub address: Option<IpAddr>,
+    /// Registry HTTP address (repeatable; tried in order).
+    #[arg(
+        long,
+        env = "LUCID_PROXY_REGISTRY",
+        value_delimiter = ',',
+        default_value = "http://127.0.0.1:8500"
+    )]
+    pub registry: Vec<String>,
+    /// ACL token (a service token for this service).
+    #[arg(long, env = "LUCID_PROXY_TOKEN")]
+    pub token: Option<String>,
+    #[arg(
+        long,
+        env = "LUCID_PROXY_INBOUND_ADDR",
+        default_value = "0.0.0.0:15001"
+    )]
+    pub inbound_addr: SocketAddr,
+    #[arg(
+        long,
+        env = "LUCID_PROXY_OUTBOUND_ADDR",
+        default_value = "127.0.0.1:15002"
+    )]
+    pub outbound_addr: SocketAddr,
+    #[arg(
+        long,
+        env = "LUCID_PROXY_ADMIN_ADDR",
+        default_value = "127.0.0.1:15000"
+    )]
+    pub admin_addr: SocketAddr,
+    /// The application's health path, probed to keep the TTL check current.
+    #[arg(long, env = "LUCID_PROXY_HEALTH_PATH", default_value = "/health")]
+    pub health_path: String,
+    #[arg(long = "tag", env = "LUCID_PROXY_TAG", value_delimiter = ',')]
+    pub tags: Vec<String>,
+    /// K=V (repeatable).
+    #[arg(long = "meta", env = "LUCID_PROXY_META", value_delimiter = ',')]
+    pub meta: Vec<String>,
+}

@@ -1,0 +1,64 @@
+//! The `lucid-proxy` binary: parse flags, start logging, bind the listeners, run.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use lucid_proxy::{run, Listeners, ProxyConfig};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cfg = ProxyConfig::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("lucid-proxy: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lucid-proxy: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(cfg: ProxyConfig) -> anyhow::Result<()> {
+    let bind = |a| async move {
+        tokio::net::TcpListener::bind(a)
+            .await
+            .with_context(|| format!("binding {a}"))
+    };
+    let listeners = Listeners {
+        inbound: bind(cfg.inbound_addr).await?,
+        outbound: bind(cfg.outbound_addr).await?,
+        admin: bind(cfg.admin_addr).await?,
+    };
+    run(cfg, listeners, async {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    })
+    .await
+}
