@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 TARGET=aarch64-unknown-linux-gnu
-BINS=(lucid-registry)
+BINS=(lucid-registry lucid-proxy lucidctl)
 OUT="target/$TARGET/release"
 
 if ! rustup target list --installed | grep -qx "$TARGET"; then
