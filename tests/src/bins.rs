@@ -21,15 +21,8 @@ pub fn bin(name: &str) -> PathBuf {
     let built = BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
         let status = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "--bins",
-                "-p",
-                "lucid-registry",
-                "-p",
-                "lucid-ctl",
-            ])
+            // Every binary of the workspace, so a new one cannot be missing from this list.
+            .args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
             .map_err(|e| format!("cannot run cargo build: {e}"))?;
