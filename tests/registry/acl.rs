@@ -7,6 +7,7 @@ use std::process::Command;
 
 use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
+use lucid_tests::api::call;
 use lucid_tests::bins::bin;
 use lucid_tests::registry::{NodeSpec, RegistryProc};
 use serde_json::{json, Value};
@@ -29,29 +30,6 @@ async fn acl_node(dir: &std::path::Path, bootstrap: Option<&str>) -> anyhow::Res
     })?;
     wait_leader(&node).await?;
     Ok(node)
-}
-
-async fn call(
-    c: &RegistryClient,
-    m: Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let r = c
-        .call(
-            m,
-            path,
-            if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            },
-        )
-        .await?;
-    Ok((
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    ))
 }
 
 fn assert_denied((st, v): (StatusCode, Value), what: &str) {

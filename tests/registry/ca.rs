@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
+use lucid_tests::api::call;
 use lucid_tests::registry::{cluster_lock, Cluster};
 use lucid_tests::wait;
 use serde_json::{json, Value};
@@ -54,17 +55,6 @@ fn make_csr(dir: &Path, name: &str) -> anyhow::Result<String> {
     Ok(std::fs::read_to_string(csr)?)
 }
 
-async fn json_call(
-    c: &RegistryClient,
-    m: Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let r = c.call(m, path, body.to_string()).await?;
-    let v = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    Ok((r.status, v))
-}
-
 async fn root_pem(c: &RegistryClient) -> anyhow::Result<String> {
     wait::until("the mesh root CA", Duration::from_secs(15), || async {
         let v: Value = c
@@ -99,7 +89,7 @@ async fn csrs_are_signed_as_leaves_openssl_accepts() -> anyhow::Result<()> {
     assert_eq!(v["ActiveRootID"], v["Roots"][0]["ID"]);
 
     let csr = make_csr(dir.path(), "chain")?;
-    let (st, v) = json_call(
+    let (st, v) = call(
         &c,
         Method::POST,
         "/v1/connect/ca/sign",
@@ -223,12 +213,12 @@ async fn bad_signing_requests_are_refused_and_leave_nothing() -> anyhow::Result<
         (json!("[1,2"), StatusCode::BAD_REQUEST, "LUCID_ERR_1004"),
     ];
     for (body, status, code) in cases {
-        let (st, v) = json_call(&c, Method::POST, "/v1/connect/ca/sign", body.clone()).await?;
+        let (st, v) = call(&c, Method::POST, "/v1/connect/ca/sign", body.clone()).await?;
         assert_refused(st, &v, status, code);
     }
-    let (st, v) = json_call(&c, Method::POST, "/certificates/Bad_Name", Value::Null).await?;
+    let (st, v) = call(&c, Method::POST, "/certificates/Bad_Name", Value::Null).await?;
     assert_refused(st, &v, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
-    let (st, v) = json_call(
+    let (st, v) = call(
         &c,
         Method::DELETE,
         "/v1/connect/ca/certs/zz-not-hex",
@@ -236,9 +226,9 @@ async fn bad_signing_requests_are_refused_and_leave_nothing() -> anyhow::Result<
     )
     .await?;
     assert_refused(st, &v, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
-    let (st, v) = json_call(&c, Method::DELETE, "/v1/connect/ca/certs/00aa", Value::Null).await?;
+    let (st, v) = call(&c, Method::DELETE, "/v1/connect/ca/certs/00aa", Value::Null).await?;
     assert_refused(st, &v, StatusCode::NOT_FOUND, "LUCID_ERR_1002");
-    let (st, v) = json_call(&c, Method::DELETE, "/certificates/nobody", Value::Null).await?;
+    let (st, v) = call(&c, Method::DELETE, "/certificates/nobody", Value::Null).await?;
     assert_refused(st, &v, StatusCode::NOT_FOUND, "LUCID_ERR_1002");
     let list: Value = c.call(Method::GET, "/certificates", "").await?.json()?;
     assert_eq!(list, json!([]), "nothing was recorded");
@@ -291,7 +281,7 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     let first = v["SerialNumber"].as_str().unwrap().to_owned();
 
     // The controller endpoint, twice more.
-    let (st, second) = json_call(
+    let (st, second) = call(
         &c,
         Method::POST,
         "/certificates/wallet",
@@ -300,7 +290,7 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     .await?;
     assert_eq!(st, StatusCode::CREATED, "{second}");
     assert!(second["key_pem"].as_str().unwrap().contains("PRIVATE KEY"));
-    let (st, third) = json_call(&c, Method::POST, "/certificates/wallet", Value::Null).await?;
+    let (st, third) = call(&c, Method::POST, "/certificates/wallet", Value::Null).await?;
     assert_eq!(st, StatusCode::CREATED, "{third}");
 
     // A blocking read of the revoked list wakes on a revocation.
@@ -323,7 +313,7 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     };
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(!waiter.is_finished(), "blocks until something is revoked");
-    let (st, v) = json_call(
+    let (st, v) = call(
         &c,
         Method::DELETE,
         &format!("/v1/connect/ca/certs/{first}"),
@@ -337,7 +327,7 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     assert_eq!(list[0]["serial"], first.as_str());
     assert!(woke.consul_index().unwrap() > index);
     // Twice is refused.
-    let (st, v) = json_call(
+    let (st, v) = call(
         &c,
         Method::DELETE,
         &format!("/v1/connect/ca/certs/{first}"),
@@ -347,7 +337,7 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     assert_refused(st, &v, StatusCode::NOT_FOUND, "LUCID_ERR_1002");
 
     // Revoking the service takes the other two.
-    let (st, v) = json_call(&c, Method::DELETE, "/certificates/wallet", Value::Null).await?;
+    let (st, v) = call(&c, Method::DELETE, "/certificates/wallet", Value::Null).await?;
     assert_eq!(st, StatusCode::OK, "{v}");
     let list: Value = c
         .call(Method::GET, "/v1/connect/ca/revoked", "")
@@ -367,7 +357,7 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     ];
     want.sort();
     assert_eq!(serials, want);
-    let (st, _) = json_call(&c, Method::DELETE, "/certificates/wallet", Value::Null).await?;
+    let (st, _) = call(&c, Method::DELETE, "/certificates/wallet", Value::Null).await?;
     assert_eq!(st, StatusCode::NOT_FOUND, "nothing left to revoke");
     Ok(())
 }
@@ -392,7 +382,7 @@ async fn the_root_survives_leader_failover() -> anyhow::Result<()> {
     assert_eq!(root_pem(&c).await?, root, "a new leader keeps the root");
     let dir = tempfile::tempdir()?;
     let csr = make_csr(dir.path(), "api")?;
-    let (st, v) = json_call(
+    let (st, v) = call(
         &c,
         Method::POST,
         "/v1/connect/ca/sign",

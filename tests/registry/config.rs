@@ -4,33 +4,10 @@
 use std::time::Duration;
 
 use http::{Method, StatusCode};
-use lucid_client::RegistryClient;
+use lucid_tests::api::call;
 use serde_json::{json, Value};
 
 use crate::kv::single_node;
-
-async fn call(
-    c: &RegistryClient,
-    m: Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let r = c
-        .call(
-            m,
-            path,
-            if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            },
-        )
-        .await?;
-    Ok((
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    ))
-}
 
 #[tokio::test]
 async fn service_defaults_round_trip_with_cas_and_blocking_reads() -> anyhow::Result<()> {

@@ -4,33 +4,11 @@
 
 use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
+use lucid_tests::api::call;
 use lucid_tests::registry::{NodeSpec, RegistryProc};
 use serde_json::{json, Value};
 
 use crate::kv::{single_node, wait_leader};
-
-async fn call(
-    c: &RegistryClient,
-    m: Method,
-    path: &str,
-    body: Value,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let r = c
-        .call(
-            m,
-            path,
-            if body.is_null() {
-                String::new()
-            } else {
-                body.to_string()
-            },
-        )
-        .await?;
-    Ok((
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    ))
-}
 
 async fn allowed(c: &RegistryClient, q: &str) -> anyhow::Result<bool> {
     let (st, v) = call(

@@ -1,6 +1,7 @@
 //! lucid-tests: support for integration suites that spawn the real Lucid Mesh binaries.
 //!
 //! # Layout
+//! - [`api`]: one JSON call to a registry.
 //! - [`bins`]: find (and if needed build) the workspace's binaries.
 //! - [`registry`]: a `lucid-registry` child process on ephemeral loopback ports, killed on Drop,
 //!   and a [`registry::Cluster`] of them.
@@ -8,6 +9,7 @@
 //! - [`python`]: a venv with real Python clients (py-consul) from PyPI.
 //! - [`wait`]: polling helpers (tests never sleep where they can poll).
 
+pub mod api;
 pub mod bins;
 pub mod dns;
 pub mod python;
