@@ -11,7 +11,7 @@ use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use lucid_core::intention::{allowed, Action, Caller};
+use lucid_core::intention::{allowed, Caller};
 use lucid_tls::mtls::{peer_identity, server_config};
 use lucid_tls::SpiffeId;
 use tokio::net::TcpListener;
@@ -103,7 +103,7 @@ async fn handle(
             plane: Some(&mesh.me.plane),
         },
         Some((req.method().as_str(), req.uri().path())),
-        Action::Allow,
+        policy.default,
     );
     if !ok {
         return refuse(

@@ -12,7 +12,7 @@ use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
 use http::Method;
 use lucid_client::{RegistryClient, Response};
-use lucid_core::intention::Intention;
+use lucid_core::intention::{Action, Intention};
 use lucid_tls::mtls::{Identity, Revoked};
 use lucid_tls::SpiffeId;
 use serde_json::{json, Value};
@@ -25,11 +25,23 @@ const BLOCK: &str = "30s";
 const TTL: &str = "30s";
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 
-/// Intentions and the plane map.
-#[derive(Debug, Default)]
+/// Intentions, the plane map, and what applies when no intention matches.
+#[derive(Debug)]
 pub struct Policy {
     pub intentions: Vec<Intention>,
     pub planes: BTreeMap<String, Vec<String>>,
+    pub default: Action,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        // Until the registry has said otherwise, refuse: safer than allowing.
+        Policy {
+            intentions: Vec::new(),
+            planes: BTreeMap::new(),
+            default: Action::Deny,
+        }
+    }
 }
 
 impl Policy {
@@ -188,9 +200,18 @@ impl Mesh {
         )?
         .json()?;
         let planes = serde_json::from_value(planes).unwrap_or_default();
+        let d: Value = ok(
+            self.registry
+                .call(Method::GET, "/v1/connect/intentions/default", "")
+                .await?,
+            "default action",
+        )?
+        .json()?;
+        let default = serde_json::from_value(d["Action"].clone()).unwrap_or(Action::Deny);
         self.policy.store(Arc::new(Policy {
             intentions: list,
             planes,
+            default,
         }));
         Ok(next)
     }

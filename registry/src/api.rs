@@ -143,6 +143,10 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/connect/intentions/check", get(intentions::check))
         .route("/v1/connect/intentions/match", get(intentions::matches))
         .route(
+            "/v1/connect/intentions/default",
+            get(intentions::default_action),
+        )
+        .route(
             "/v1/connect/intentions/{id}",
             get(intentions::get_id).delete(intentions::delete_id),
         )

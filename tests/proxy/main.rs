@@ -41,6 +41,27 @@ async fn echo_app(name: &'static str) -> anyhow::Result<u16> {
     Ok(port)
 }
 
+/// A bootstrapped registry whose CA root exists.
+async fn registry(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<RegistryProc> {
+    let reg = RegistryProc::spawn(NodeSpec {
+        node_id: 1,
+        data_dir: dir.join("n1"),
+        bootstrap: true,
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })?;
+    let c = reg.client();
+    wait::until("the mesh root", Duration::from_secs(20), || async {
+        let v: Value = c
+            .call(Method::GET, "/v1/connect/ca/roots", "")
+            .await?
+            .json()?;
+        Ok(v["Roots"][0]["RootCert"].as_str().map(|_| ()))
+    })
+    .await?;
+    Ok(reg)
+}
+
 /// A running sidecar; killed on Drop.
 struct Sidecar {
     child: Child,
@@ -144,21 +165,8 @@ async fn via(
 async fn a_request_crosses_the_mesh_with_the_callers_identity_and_intentions_apply(
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let reg = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        ..Default::default()
-    })?;
+    let reg = registry(dir.path(), &[]).await?;
     let c = reg.client();
-    wait::until("the mesh root", Duration::from_secs(20), || async {
-        let v: Value = c
-            .call(Method::GET, "/v1/connect/ca/roots", "")
-            .await?
-            .json()?;
-        Ok(v["Roots"][0]["RootCert"].as_str().map(|_| ()))
-    })
-    .await?;
     let (a_port, b_port) = (echo_app("a").await?, echo_app("b").await?);
     let a = sidecar(&reg.http, "api-gateway", "ops", a_port).await?;
     let _b = sidecar(&reg.http, "blockchain-core", "chain", b_port).await?;
@@ -197,5 +205,34 @@ async fn a_request_crosses_the_mesh_with_the_callers_identity_and_intentions_app
         (st, v["error"]["code"].clone()),
         (StatusCode::SERVICE_UNAVAILABLE, json!("LUCID_ERR_1104"))
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn sidecars_apply_the_registrys_default_action() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let reg = registry(dir.path(), &["--intentions-default", "deny"]).await?;
+    let (a_port, b_port) = (echo_app("a").await?, echo_app("b").await?);
+    let a = sidecar(&reg.http, "web", "ops", a_port).await?;
+    let _b = sidecar(&reg.http, "db", "chain", b_port).await?;
+    // No intention: the registry's default (deny) decides in B's sidecar.
+    let (st, v) = via(&a, Method::GET, "db", "/").await?;
+    assert_eq!(
+        (st, v["error"]["code"].clone()),
+        (StatusCode::FORBIDDEN, json!("LUCID_ERR_1203")),
+        "{v}"
+    );
+    reg.client()
+        .call(
+            Method::POST,
+            "/v1/connect/intentions",
+            json!({"SourceName": "web", "DestinationName": "db", "Action": "allow"}).to_string(),
+        )
+        .await?
+        .error_for_status()?;
+    wait::until("web -> db allowed", Duration::from_secs(10), || async {
+        Ok((via(&a, Method::GET, "db", "/").await?.0 == StatusCode::OK).then_some(()))
+    })
+    .await?;
     Ok(())
 }

@@ -363,6 +363,12 @@ pub async fn apply_policy(
     Ok(Json(summary).into_response())
 }
 
+/// `GET /v1/connect/intentions/default`: what applies when no intention matches
+/// (`--intentions-default`), so sidecars decide as the registry does.
+pub async fn default_action(State(api): State<Arc<ApiState>>) -> Response {
+    Json(json!({"Action": api.intentions_default})).into_response()
+}
+
 /// `GET /v1/connect/planes`: plane -> services.
 pub async fn planes(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, _, planes) = api.node.state.intentions()?;
