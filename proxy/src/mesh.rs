@@ -44,15 +44,6 @@ impl Default for Policy {
     }
 }
 
-impl Policy {
-    pub fn plane_of(&self, service: &str) -> Option<&str> {
-        self.planes
-            .iter()
-            .find(|(_, s)| s.iter().any(|x| x == service))
-            .map(|(p, _)| p.as_str())
-    }
-}
-
 /// What the proxy knows.
 pub struct Mesh {
     pub registry: RegistryClient,

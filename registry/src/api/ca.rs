@@ -96,17 +96,10 @@ fn identity(service: &str, plane: &str) -> Result<SpiffeId, ApiError> {
     })
 }
 
-/// The plane of `service`: the policy's plane map, else its instances' `plane` meta, else
-/// the default.
+/// The plane of `service` (see [`super::intentions::plane_of`]), else the default.
 fn plane_of(api: &ApiState, service: &str) -> Result<String, ApiError> {
     let (_, _, planes) = api.node.state.intentions()?;
-    if let Some((p, _)) = planes.iter().find(|(_, s)| s.iter().any(|x| x == service)) {
-        return Ok(p.clone());
-    }
-    let (_, entries) = api.node.state.service(service)?;
-    Ok(entries
-        .iter()
-        .find_map(|(i, _)| i.meta.get("plane").cloned())
+    Ok(super::intentions::plane_of(api, &planes, service)?
         .unwrap_or_else(|| DEFAULT_PLANE.to_owned()))
 }
 

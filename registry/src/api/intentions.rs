@@ -14,28 +14,15 @@ use lucid_core::intention::{
 };
 use lucid_core::ErrorCode;
 use lucid_tls::SpiffeId;
-use rand::Rng;
 use serde_json::{json, Value};
 
+use super::acl::new_id;
 use super::error::ApiError;
 use super::extract::{ApiBody, Incoming};
 use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::intentions::Planes;
 use crate::types::Command;
-
-fn new_id() -> String {
-    let b: [u8; 16] = rand::rng().random();
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
 
 fn invalid(m: impl Into<String>) -> ApiError {
     ApiError::new(
@@ -64,7 +51,11 @@ fn party_param(req: &Incoming, name: &str) -> Result<Party, ApiError> {
 }
 
 /// The plane of a service: the policy's plane map, else its instances' `plane` meta.
-fn plane_of(api: &ApiState, planes: &Planes, service: &str) -> Result<Option<String>, ApiError> {
+pub(super) fn plane_of(
+    api: &ApiState,
+    planes: &Planes,
+    service: &str,
+) -> Result<Option<String>, ApiError> {
     if let Some((p, _)) = planes.iter().find(|(_, s)| s.iter().any(|x| x == service)) {
         return Ok(Some(p.clone()));
     }
