@@ -37,32 +37,6 @@ fn assert_denied((st, v): (StatusCode, Value), what: &str) {
     assert_eq!(v["error"]["code"], "LUCID_ERR_1203", "{what}: {v}");
 }
 
-fn csr(dir: &std::path::Path) -> anyhow::Result<String> {
-    let out = Command::new("openssl")
-        .args([
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-subj",
-            "/CN=x",
-            "-keyout",
-        ])
-        .arg(dir.join("k.pem"))
-        .arg("-out")
-        .arg(dir.join("c.pem"))
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok(std::fs::read_to_string(dir.join("c.pem"))?)
-}
-
 #[tokio::test]
 async fn tokens_decide_who_may_do_what() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -144,7 +118,7 @@ async fn tokens_decide_who_may_do_what() -> anyhow::Result<()> {
     )
     .await?;
     assert_eq!(st, StatusCode::OK);
-    let csr = csr(dir.path())?;
+    let csr = lucid_tests::openssl::make_csr(dir.path(), "web")?;
     let (st, v) = call(
         &web,
         Method::POST,

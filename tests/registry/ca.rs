@@ -2,8 +2,6 @@
 //! SANs, not a CA, expiry), server-side keys, revocation with a blocking revoked list, bad
 //! input refused without a trace, and the same root after a leader failover.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use http::{Method, StatusCode};
@@ -13,47 +11,9 @@ use lucid_tests::registry::{cluster_lock, Cluster};
 use lucid_tests::wait;
 use serde_json::{json, Value};
 
+use lucid_tests::openssl::{make_csr, openssl};
+
 use crate::kv::single_node;
-
-fn openssl(args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .map_err(|e| anyhow::anyhow!("running openssl (Debian package openssl): {e}"))?;
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    Ok((out.status.success(), text))
-}
-
-/// A P-256 key and a CSR for it that asks to be a CA for someone else; the CSR PEM.
-fn make_csr(dir: &Path, name: &str) -> anyhow::Result<String> {
-    let key = dir.join(format!("{name}.key"));
-    let csr = dir.join(format!("{name}.csr"));
-    let (ok, text) = openssl(&[
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-subj",
-        "/CN=evil.example.com",
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "subjectAltName=DNS:evil.example.com",
-        "-keyout",
-        key.to_str().unwrap(),
-        "-out",
-        csr.to_str().unwrap(),
-    ])?;
-    anyhow::ensure!(ok, "openssl req: {text}");
-    Ok(std::fs::read_to_string(csr)?)
-}
 
 async fn root_pem(c: &RegistryClient) -> anyhow::Result<String> {
     wait::until("the mesh root CA", Duration::from_secs(15), || async {

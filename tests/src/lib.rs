@@ -6,12 +6,14 @@
 //! - [`registry`]: a `lucid-registry` child process on ephemeral loopback ports, killed on Drop,
 //!   and a [`registry::Cluster`] of them.
 //! - [`dns`]: hickory's DNS client, raw DNS packets, and `dig`.
+//! - [`openssl`]: CSRs made and certificates checked by the openssl command.
 //! - [`python`]: a venv with real Python clients (py-consul) from PyPI.
 //! - [`wait`]: polling helpers (tests never sleep where they can poll).
 
 pub mod api;
 pub mod bins;
 pub mod dns;
+pub mod openssl;
 pub mod python;
 pub mod registry;
 pub mod wait;
