@@ -1,54 +1,156 @@
-//! Admin (127.0.0.1:15000): `/ready` (200 once the identity, registration and policy are in
-//! place), `/live`, `/certs` (serial and identity, never the key).
+//! Admin (127.0.0.1:15000), Envoy-like: `/ready` (200 once identity, registration, policy,
+//! config entries and revocations are in place, 503 while starting or draining), `/live`,
+//! `/stats`, `/stats/prometheus`, `/clusters` (`?format=json`), `/config_dump` (no private
+//! keys), `/certs`, and `POST /drain` (deregister, stop accepting, finish in flight; the
+//! process stays up until SIGTERM).
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::mesh::Mesh;
+use crate::stats;
 
-/// What the admin port can see: the mesh once started.
-pub type Ready = watch::Receiver<Option<Arc<Mesh>>>;
+/// What the admin port can see and do.
+#[derive(Clone)]
+pub struct Admin {
+    /// The mesh once started.
+    pub mesh: watch::Receiver<Option<Arc<Mesh>>>,
+    pub metrics: PrometheusHandle,
+    /// Start draining the data-plane listeners.
+    pub drain: Arc<dyn Fn() + Send + Sync>,
+    pub listeners: serde_json::Value,
+}
+
+impl Admin {
+    fn mesh(&self) -> Option<Arc<Mesh>> {
+        self.mesh.borrow().clone()
+    }
+}
+
+fn starting() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error": {"code": "LUCID_ERR_1101", "message": "starting: no identity or policy yet"}})),
+    )
+        .into_response()
+}
+
+async fn ready(State(a): State<Admin>) -> Response {
+    match a.mesh() {
+        Some(m) if m.draining.load(Ordering::Relaxed) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+        }
+        Some(_) => (StatusCode::OK, "ready\n").into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response(),
+    }
+}
+
+async fn certs(State(a): State<Admin>) -> Response {
+    let Some(m) = a.mesh() else { return starting() };
+    let c = m.cert.load();
+    Json(json!({
+        "identity": m.me.to_string(),
+        "serial": c.serial,
+        "not_before": c.not_before,
+        "not_after": c.not_after,
+        "expires_in_seconds": c.not_after - crate::mesh::unix_now(),
+        "rotations": m.generation.load(Ordering::Relaxed),
+        "cert_pem": c.pem,
+        "root_pem": m.root_pem,
+    }))
+    .into_response()
+}
+
+async fn stats_text(State(a): State<Admin>) -> Response {
+    match a.mesh() {
+        Some(m) => stats::text(&m).into_response(),
+        None => starting(),
+    }
+}
+
+async fn prometheus(State(a): State<Admin>) -> Response {
+    let m = a.mesh();
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        stats::prometheus(&a.metrics, m.as_deref()),
+    )
+        .into_response()
+}
+
+async fn clusters(State(a): State<Admin>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let Some(m) = a.mesh() else { return starting() };
+    if q.get("format").map(String::as_str) == Some("json") {
+        Json(stats::clusters_json(&m)).into_response()
+    } else {
+        stats::clusters_text(&m).into_response()
+    }
+}
+
+async fn config_dump(State(a): State<Admin>) -> Response {
+    let Some(m) = a.mesh() else { return starting() };
+    let policy = m.policy.load();
+    let entries = m.entries.load();
+    let c = m.cert.load();
+    Json(json!({
+        "service": m.cfg.service,
+        "plane": m.cfg.plane,
+        "identity": m.me.to_string(),
+        "instance_id": m.instance_id,
+        "app_port": m.cfg.app_port,
+        "health_path": m.cfg.health_path,
+        "registry": m.cfg.registry,
+        "listeners": a.listeners,
+        "drain_grace": lucid_core::duration::format_duration(m.cfg.drain_grace),
+        "certificate": {"serial": c.serial, "not_before": c.not_before, "not_after": c.not_after},
+        "inbound": {"rate_limit": m.limiter.current()},
+        "intentions": policy.intentions,
+        "intentions_default": policy.default,
+        "planes": policy.planes,
+        "config_entries": {
+            "service_defaults": entries.services.values().collect::<Vec<_>>(),
+            "proxy_defaults": entries.global,
+        },
+        "revoked_serials": m.revoked.len(),
+        "clusters": stats::clusters_json(&m)["clusters"],
+        "draining": m.draining.load(Ordering::Relaxed),
+    }))
+    .into_response()
+}
+
+async fn drain(State(a): State<Admin>) -> Response {
+    (a.drain)();
+    (StatusCode::ACCEPTED, Json(json!({"draining": true}))).into_response()
+}
 
 pub async fn run(
     listener: TcpListener,
-    ready: Ready,
+    admin: Admin,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     let app = Router::new()
-        .route("/live", get(|| async { "live" }))
-        .route(
-            "/ready",
-            get(|State(r): State<Ready>| async move {
-                match r.borrow().as_ref() {
-                    Some(_) => (StatusCode::OK, "ready"),
-                    None => (StatusCode::SERVICE_UNAVAILABLE, "starting"),
-                }
-            }),
-        )
-        .route(
-            "/certs",
-            get(|State(r): State<Ready>| async move {
-                let m = r.borrow().clone();
-                match m {
-                    Some(m) => (
-                        StatusCode::OK,
-                        Json(json!({"identity": m.me.to_string(), "serial": m.identity.serial()})),
-                    ),
-                    None => (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        Json(json!({"identity": null})),
-                    ),
-                }
-            }),
-        )
-        .with_state(ready);
+        .route("/live", get(|| async { "live\n" }))
+        .route("/ready", get(ready))
+        .route("/certs", get(certs))
+        .route("/stats", get(stats_text))
+        .route("/stats/prometheus", get(prometheus))
+        .route("/clusters", get(clusters))
+        .route("/config_dump", get(config_dump))
+        .route("/drain", post(drain))
+        .with_state(admin);
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             let _ = stop.wait_for(|s| *s).await;

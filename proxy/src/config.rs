@@ -1,6 +1,7 @@
 //! `lucid-proxy` flags (DESIGN §3), each also `LUCID_PROXY_<FLAG>`.
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
 
 use clap::Parser;
 
@@ -57,4 +58,15 @@ pub struct ProxyConfig {
     /// K=V (repeatable).
     #[arg(long = "meta", env = "LUCID_PROXY_META", value_delimiter = ',')]
     pub meta: Vec<String>,
+    /// On SIGTERM or `POST /drain`: how long in-flight requests get to finish.
+    #[arg(long, env = "LUCID_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = grace)]
+    pub drain_grace: Duration,
+}
+
+fn grace(s: &str) -> Result<Duration, String> {
+    let d = lucid_core::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    if d > Duration::from_secs(3600) {
+        return Err("at most 1h".to_owned());
+    }
+    Ok(d)
 }

@@ -1,16 +1,19 @@
-//! Inbound (15001): mTLS with a required client certificate from the mesh root, the peer's
-//! SPIFFE id authorised against intentions per request (L7 included), then forwarded to the
-//! local app with `X-Forwarded-Client-Cert` naming the caller.
+//! Inbound (15001): mTLS with a required client certificate from the mesh root (revoked
+//! serials refused at the handshake), the peer's SPIFFE id authorised against intentions per
+//! request (L7 included, 403 `LUCID_ERR_1203`), the service's rate limit (429
+//! `LUCID_ERR_1201`), then forwarded to the local app over a connection pool with
+//! `X-Forwarded-Client-Cert` naming the caller.
 
 use std::convert::Infallible;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lucid_core::intention::{allowed, Caller};
 use lucid_tls::mtls::{peer_identity, server_config};
 use lucid_tls::SpiffeId;
@@ -19,51 +22,40 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 
 use crate::mesh::Mesh;
+use crate::reply::refuse;
+use crate::{serve, stats, Body};
 
-pub type Body = BoxBody<Bytes, hyper::Error>;
+type AppClient = Client<HttpConnector, Incoming>;
 
-/// A JSON error answer with a `LUCID_ERR_` code (the proxy's own refusals).
-pub fn refuse(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
-    let mut r = Response::new(
-        Full::new(Bytes::from(body))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        "content-type",
-        http::HeaderValue::from_static("application/json"),
-    );
-    if let Ok(v) = http::HeaderValue::from_str(code) {
-        r.headers_mut().insert("x-lucid-error", v);
-    }
-    r
-}
-
-/// Serve inbound connections until `stop`.
+/// Serve inbound connections until `drain`, then finish within `grace`.
 pub async fn run(
     listener: TcpListener,
     mesh: Arc<Mesh>,
-    mut stop: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
+    grace: Duration,
 ) -> anyhow::Result<()> {
     let cfg = server_config(mesh.identity.clone(), &mesh.root_pem, mesh.revoked.clone())?;
     let acceptor = TlsAcceptor::from(cfg);
-    let app: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
-    loop {
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(e) => { tracing::warn!(error = %e, "accept"); continue } },
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-        };
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let app: AppClient = Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        // Below common app keep-alive timeouts (Node's 5 s) so we never reuse a closing one.
+        .pool_idle_timeout(Duration::from_secs(4))
+        .pool_max_idle_per_host(256)
+        .build(connector);
+    serve::accept_loop(listener, drain, grace, "inbound", move |tcp, watcher| {
         let (acceptor, mesh, app) = (acceptor.clone(), mesh.clone(), app.clone());
-        tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
-                    tracing::debug!(error = %e, "inbound handshake refused");
-                    return;
-                }
-            };
+        async move {
+            let tls =
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(t)) => t,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "inbound handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
             let Some((peer, _)) = tls
                 .get_ref()
                 .1
@@ -73,24 +65,31 @@ pub async fn run(
             else {
                 return;
             };
+            let peer = Arc::new(peer);
             let svc = hyper::service::service_fn(move |req| {
                 let (mesh, app, peer) = (mesh.clone(), app.clone(), peer.clone());
-                async move { Ok::<_, Infallible>(handle(req, &mesh, &app, &peer).await) }
+                async move {
+                    let start = Instant::now();
+                    let resp = handle(req, &mesh, &app, &peer).await;
+                    stats::request("inbound", &peer.service, resp.status(), start.elapsed());
+                    Ok::<_, Infallible>(resp)
+                }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tls), svc).await {
-                tracing::debug!(error = %e, "inbound connection ended");
-            }
-        });
-    }
+            serve::connection(tls, svc, watcher, "inbound").await;
+        }
+    })
+    .await;
+    Ok(())
 }
 
 async fn handle(
     mut req: Request<Incoming>,
     mesh: &Mesh,
-    app: &Client<HttpConnector, Incoming>,
+    app: &AppClient,
     peer: &SpiffeId,
 ) -> Response<Body> {
+    let counters = stats::inbound();
+    counters.rq_total.fetch_add(1, Ordering::Relaxed);
     let policy = mesh.policy.load();
     let (ok, _) = allowed(
         &policy.intentions,
@@ -106,11 +105,34 @@ async fn handle(
         policy.default,
     );
     if !ok {
+        counters.rq_denied.fetch_add(1, Ordering::Relaxed);
         return refuse(
             StatusCode::FORBIDDEN,
             "LUCID_ERR_1203",
             &format!("{peer} may not {} {}", req.method(), req.uri().path()),
         );
+    }
+    if let Err(wait) = mesh.limiter.check() {
+        stats::rate_limited();
+        let limit = mesh
+            .limiter
+            .current()
+            .map(|l| {
+                format!(
+                    " to {} requests/s (burst {})",
+                    l.requests_per_second, l.burst
+                )
+            })
+            .unwrap_or_default();
+        let mut r = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            "LUCID_ERR_1201",
+            &format!("{} is rate limited{limit}", mesh.me.service),
+        );
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        return r;
     }
     let path = req
         .uri()
@@ -125,6 +147,12 @@ async fn handle(
             "bad request target",
         );
     };
+    // HTTP/2 from the peer sidecar carries the authority as :authority; the app gets Host.
+    if let Some(a) = req.uri().authority().cloned() {
+        if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
+            req.headers_mut().entry(http::header::HOST).or_insert(v);
+        }
+    }
     *req.uri_mut() = uri;
     *req.version_mut() = http::Version::HTTP_11;
     if let Ok(v) = http::HeaderValue::from_str(&format!("URI={peer}")) {
@@ -132,10 +160,13 @@ async fn handle(
     }
     match app.request(req).await {
         Ok(resp) => resp.map(|b| b.boxed()),
-        Err(e) => refuse(
-            StatusCode::BAD_GATEWAY,
-            "LUCID_ERR_1104",
-            &format!("local app: {e}"),
-        ),
+        Err(e) => {
+            counters.rq_app_error.fetch_add(1, Ordering::Relaxed);
+            refuse(
+                StatusCode::BAD_GATEWAY,
+                "LUCID_ERR_1104",
+                &format!("local app on port {}: {e}", mesh.cfg.app_port),
+            )
+        }
     }
 }

@@ -1,28 +1,48 @@
-//! lucid-proxy: the Lucid Mesh sidecar (DESIGN §11). This is the first slice: identity from
-//! the registry's CA, registration with a TTL check, intentions and revocations followed with
-//! blocking queries, mTLS inbound (authorised per request) and outbound (round-robin,
-//! intended-peer check), and the admin `/ready`. Not yet: circuit breaking, rate limiting,
-//! retries, pooling, rotation, `/stats`, `/clusters`, drain.
+//! lucid-proxy: the Lucid Mesh sidecar (DESIGN §11): identity from the registry's CA with
+//! rotation, registration with a TTL check, intentions, config entries and revocations
+//! followed with blocking queries, mTLS inbound (authorised and rate limited per request) and
+//! outbound (discovery, load balancing, circuit breaking, retries, timeouts, pooled HTTP/2),
+//! an Envoy-like admin port, and a graceful drain on SIGTERM or `POST /drain`.
 //!
 //! # Layout
-//! - [`config`] holds the flags.
-//! - [`mesh`]: identity, registration, policy followers.
-//! - [`inbound`], [`outbound`], [`admin`]: the three listeners.
+//! - [`config`] holds the flags; [`mesh`] identity, registration, policy followers, rotation.
+//! - [`inbound`], [`outbound`], [`admin`]: the three listeners; [`serve`] their accept loop.
+//! - Outbound parts: [`cluster`] (endpoints, balancing), [`breaker`], [`pool`].
+//! - [`ratelimit`] (inbound), [`stats`] (metrics and admin views), [`reply`] (own errors).
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod breaker;
+pub mod cluster;
 pub mod config;
 pub mod inbound;
 pub mod mesh;
 pub mod outbound;
+pub mod pool;
+pub mod ratelimit;
+pub mod reply;
+pub mod serve;
+pub mod stats;
 
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::combinators::BoxBody;
+use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use config::ProxyConfig;
+
+/// The body type of everything the proxy sends and answers.
+pub type Body = BoxBody<Bytes, hyper::Error>;
+
+/// After deregistering, keep serving this long so callers' discovery catches up before the
+/// listeners close (at most half the grace period).
+const SETTLE: Duration = Duration::from_secs(1);
 
 /// The bound listeners.
 pub struct Listeners {
@@ -31,33 +51,73 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
-/// Run the sidecar until `shutdown`, then deregister.
+/// Deregister, let callers notice, then tell the data-plane listeners to drain.
+async fn begin_drain(
+    mesh: Option<Arc<mesh::Mesh>>,
+    drain: Arc<watch::Sender<bool>>,
+    grace: Duration,
+) {
+    if *drain.borrow() {
+        return;
+    }
+    if let Some(m) = mesh {
+        m.deregister().await;
+        tokio::time::sleep(SETTLE.min(grace / 2)).await;
+    }
+    tracing::info!("draining: no new connections; in-flight requests have {grace:?}");
+    let _ = drain.send(true);
+}
+
+/// Run the sidecar until `shutdown`, then drain and deregister.
 pub async fn run(
     cfg: ProxyConfig,
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let metrics = stats::install();
     let inbound_addr = listeners.inbound.local_addr()?;
+    let outbound_addr = listeners.outbound.local_addr()?;
+    let admin_addr = listeners.admin.local_addr()?;
     let address = match cfg.address {
         Some(ip) => ip.to_string(),
         None if inbound_addr.ip().is_unspecified() => "127.0.0.1".to_owned(),
         None => inbound_addr.ip().to_string(),
     };
     tracing::info!("listening inbound {inbound_addr}");
-    tracing::info!("listening outbound {}", listeners.outbound.local_addr()?);
-    tracing::info!("listening admin {}", listeners.admin.local_addr()?);
+    tracing::info!("listening outbound {outbound_addr}");
+    tracing::info!("listening admin {admin_addr}");
+    let grace = cfg.drain_grace;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let (ready_tx, ready_rx) = watch::channel(None);
-    let admin = tokio::spawn(admin::run(listeners.admin, ready_rx, stop_rx.clone()));
-    let stop_for_signal = stop_tx.clone();
+    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
+    let (drain_tx, drain_rx) = watch::channel(false);
+    let drain_tx = Arc::new(drain_tx);
+    let (mesh_tx, mesh_rx) = watch::channel(None);
+    let drain_fn = {
+        let (mesh_rx, drain_tx) = (mesh_rx.clone(), drain_tx.clone());
+        Arc::new(move || {
+            let mesh = mesh_rx.borrow().clone();
+            tokio::spawn(begin_drain(mesh, drain_tx.clone(), grace));
+        })
+    };
+    let admin = tokio::spawn(admin::run(
+        listeners.admin,
+        admin::Admin {
+            mesh: mesh_rx,
+            metrics: metrics.clone(),
+            drain: drain_fn,
+            listeners: json!({"inbound": inbound_addr, "outbound": outbound_addr, "admin": admin_addr}),
+        },
+        admin_stop_rx.clone(),
+    ));
+    tokio::spawn(stats::upkeep(metrics, admin_stop_rx));
     tokio::spawn(async move {
         shutdown.await;
-        let _ = stop_for_signal.send(true);
+        let _ = stop_tx.send(true);
     });
     let mesh = match mesh::Mesh::start(cfg, inbound_addr.port(), address, stop_rx.clone()).await {
         Ok(m) => m,
         Err(e) => {
-            let _ = stop_tx.send(true);
+            let _ = admin_stop_tx.send(true);
             let _ = admin.await;
             return Err(e);
         }
@@ -66,18 +126,24 @@ pub async fn run(
     let inbound = tokio::spawn(inbound::run(
         listeners.inbound,
         mesh.clone(),
-        stop_rx.clone(),
+        drain_rx.clone(),
+        grace,
     ));
     let outbound = tokio::spawn(outbound::run(
         listeners.outbound,
         mesh.clone(),
         stop_rx.clone(),
+        drain_rx,
+        grace,
     ));
-    let _ = ready_tx.send(Some(mesh.clone()));
+    let _ = mesh_tx.send(Some(mesh.clone()));
     tracing::info!(identity = %mesh.me, "ready");
-    let mut stop = stop_rx.clone();
+    let mut stop = stop_rx;
     let _ = stop.wait_for(|s| *s).await;
-    mesh.deregister().await;
-    let _ = tokio::join!(inbound, outbound, admin);
+    begin_drain(Some(mesh.clone()), drain_tx, grace).await;
+    let _ = tokio::join!(inbound, outbound);
+    let _ = admin_stop_tx.send(true);
+    let _ = admin.await;
+    tracing::info!("stopped");
     Ok(())
 }

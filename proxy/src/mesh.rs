@@ -1,10 +1,12 @@
 //! The sidecar's view of the mesh: its identity (key generated here, CSR signed by the
 //! registry), its registration with a TTL check kept current from the app's health path, and
-//! the intentions, plane map and revoked serials, followed with blocking queries. The
-//! registry being down at start is retried with backoff; once running, the last known state
-//! keeps serving when the registry goes away.
+//! the intentions, plane map, config entries and revoked serials, followed with blocking
+//! queries. The registry being down at start is retried with backoff; once running, the last
+//! known state keeps serving when the registry goes away. Several `--registry` addresses are
+//! tried in turn.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,13 +14,16 @@ use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
 use http::Method;
 use lucid_client::{RegistryClient, Response};
+use lucid_core::config_entry::{ConfigEntry, Resolved};
 use lucid_core::intention::{Action, Intention};
 use lucid_tls::mtls::{Identity, Revoked};
 use lucid_tls::SpiffeId;
 use serde_json::{json, Value};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
+use crate::cluster::Clusters;
 use crate::config::ProxyConfig;
+use crate::ratelimit::Limiter;
 
 /// How long a blocking query waits at the registry.
 const BLOCK: &str = "30s";
@@ -44,16 +49,44 @@ impl Default for Policy {
     }
 }
 
+/// `service-defaults` entries by service, and the `proxy-defaults` entry `global`.
+#[derive(Debug, Default)]
+pub struct Entries {
+    pub services: HashMap<String, ConfigEntry>,
+    pub global: Option<ConfigEntry>,
+}
+
+/// The current certificate, for `/certs`, `/config_dump` and rotation.
+#[derive(Debug, Clone)]
+pub struct Cert {
+    pub serial: String,
+    pub not_before: i64,
+    pub not_after: i64,
+    pub pem: String,
+}
+
 /// What the proxy knows.
 pub struct Mesh {
-    pub registry: RegistryClient,
+    registries: Vec<RegistryClient>,
+    /// The registry answering last: tried first.
+    current: AtomicUsize,
     pub cfg: ProxyConfig,
     pub me: SpiffeId,
     pub instance_id: String,
     pub identity: Arc<Identity>,
+    pub cert: ArcSwap<Cert>,
+    /// Bumped at each rotation; pooled connections made before it are replaced.
+    pub generation: AtomicU64,
+    /// Rotate at once (our own certificate was revoked).
+    pub rotate_now: Notify,
     pub root_pem: String,
     pub revoked: Revoked,
     pub policy: ArcSwap<Policy>,
+    pub entries: ArcSwap<Entries>,
+    pub clusters: Clusters,
+    pub limiter: Limiter,
+    /// Set by `POST /drain` or SIGTERM: `/ready` answers 503.
+    pub draining: AtomicBool,
 }
 
 fn ok(r: Response, what: &str) -> anyhow::Result<Response> {
@@ -88,7 +121,119 @@ where
     }
 }
 
+/// A fresh key and a certificate for it signed by the registry: `(cert, key PEM, root PEM)`.
+async fn new_certificate(
+    registry: &Registries<'_>,
+    service: &str,
+    plane: &str,
+) -> anyhow::Result<(Cert, String, String)> {
+    let key = rcgen::KeyPair::generate().context("generating the key")?;
+    let csr = rcgen::CertificateParams::new(Vec::<String>::new())
+        .and_then(|p| p.serialize_request(&key))
+        .and_then(|c| c.pem())
+        .context("making the CSR")?;
+    let body = json!({"csr": csr, "service": service, "plane": plane}).to_string();
+    let signed: Value = ok(
+        registry
+            .call(Method::POST, "/v1/connect/ca/sign", body, CALL_TIMEOUT)
+            .await?,
+        "signing",
+    )?
+    .json()?;
+    let pem = signed["cert_pem"]
+        .as_str()
+        .ok_or_else(|| anyhow!("the registry sent no cert_pem"))?
+        .to_owned();
+    let root = signed["chain_pem"].as_str().unwrap_or_default().to_owned();
+    let info = lucid_tls::inspect_pem(&pem)?;
+    let cert = Cert {
+        serial: info.serial,
+        not_before: info.not_before,
+        not_after: info.not_after,
+        pem,
+    };
+    Ok((cert, key.serialize_pem(), root))
+}
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// A blocking query's own timeout: the registry's wait plus its jitter and some slack.
+const BLOCK_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The configured registries, tried in turn from the last one that answered.
+struct Registries<'a> {
+    list: &'a [RegistryClient],
+    current: &'a AtomicUsize,
+}
+
+impl Registries<'_> {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: String,
+        timeout: Duration,
+    ) -> anyhow::Result<Response> {
+        let n = self.list.len().max(1);
+        let first = self.current.load(Ordering::Relaxed);
+        let mut last = None;
+        for k in 0..n {
+            let i = (first + k) % n;
+            let Some(r) = self.list.get(i) else { break };
+            match r
+                .call_with_timeout(method.clone(), path, body.clone(), timeout)
+                .await
+            {
+                Ok(resp) => {
+                    self.current.store(i, Ordering::Relaxed);
+                    return Ok(resp);
+                }
+                // Only an unreachable registry moves on; an answer (even an error) is final.
+                Err(e @ lucid_client::ClientError::Transport { .. }) => last = Some(e),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(last.map_or_else(|| anyhow!("no --registry given"), Into::into))
+    }
+}
+
 impl Mesh {
+    fn registries(&self) -> Registries<'_> {
+        Registries {
+            list: &self.registries,
+            current: &self.current,
+        }
+    }
+
+    /// GET from the registry (a blocking query when the path carries `index`).
+    pub async fn registry_get(&self, path: &str) -> anyhow::Result<Response> {
+        let timeout = if path.contains("index=") {
+            BLOCK_TIMEOUT
+        } else {
+            CALL_TIMEOUT
+        };
+        ok(
+            self.registries()
+                .call(Method::GET, path, String::new(), timeout)
+                .await?,
+            path,
+        )
+    }
+
+    async fn registry_put(&self, path: &str, body: String) -> anyhow::Result<Response> {
+        ok(
+            self.registries()
+                .call(Method::PUT, path, body, CALL_TIMEOUT)
+                .await?,
+            path,
+        )
+    }
+
+    /// What applies to traffic to (or, for our own service, into) `service`.
+    pub fn settings(&self, service: &str) -> Resolved {
+        let e = self.entries.load();
+        Resolved::of(e.services.get(service), e.global.as_ref())
+    }
+
     /// Get a certificate and register, retrying until the registry answers.
     pub async fn start(
         cfg: ProxyConfig,
@@ -96,33 +241,30 @@ impl Mesh {
         address: String,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Arc<Mesh>> {
-        let base = cfg.registry.first().cloned().unwrap_or_default();
-        let mut registry = RegistryClient::new(&base);
-        if let Some(t) = &cfg.token {
-            registry = registry.with_token(t.clone());
-        }
+        let registries: Vec<RegistryClient> = cfg
+            .registry
+            .iter()
+            .map(|base| {
+                let r = RegistryClient::new(base);
+                match &cfg.token {
+                    Some(t) => r.with_token(t.clone()),
+                    None => r,
+                }
+            })
+            .collect();
+        let current = AtomicUsize::new(0);
         let me = SpiffeId::new(&cfg.plane, &cfg.service)
             .ok_or_else(|| anyhow!("--service and --plane must be lower-case names"))?;
-        let key = rcgen::KeyPair::generate().context("generating the key")?;
-        let csr = rcgen::CertificateParams::new(Vec::<String>::new())
-            .and_then(|p| p.serialize_request(&key))
-            .and_then(|c| c.pem())
-            .context("making the CSR")?;
-        let body = json!({"csr": csr, "service": cfg.service, "plane": cfg.plane}).to_string();
-        let signed: Value = retry("getting a certificate from the registry", &mut stop, || {
-            let (r, body) = (registry.clone(), body.clone());
-            async move {
-                Ok(ok(
-                    r.call(Method::POST, "/v1/connect/ca/sign", body).await?,
-                    "signing",
-                )?
-                .json()?)
-            }
-        })
-        .await?;
-        let cert = signed["cert_pem"].as_str().unwrap_or_default();
-        let root_pem = signed["chain_pem"].as_str().unwrap_or_default().to_owned();
-        let identity = Arc::new(Identity::from_pem(cert, &key.serialize_pem())?);
+        let reg = Registries {
+            list: &registries,
+            current: &current,
+        };
+        let (cert, key_pem, root_pem) =
+            retry("getting a certificate from the registry", &mut stop, || {
+                new_certificate(&reg, &cfg.service, &cfg.plane)
+            })
+            .await?;
+        let identity = Arc::new(Identity::from_pem(&cert.pem, &key_pem)?);
         let instance_id = format!(
             "{}-{}-{}",
             cfg.service,
@@ -138,35 +280,95 @@ impl Mesh {
             })
             .chain([("plane".to_owned(), cfg.plane.clone())])
             .collect();
-        let reg = json!({"Name": cfg.service, "ID": instance_id, "Address": address,
+        let registration = json!({"Name": cfg.service, "ID": instance_id, "Address": address,
             "Port": cfg.app_port, "MeshPort": mesh_port, "Tags": cfg.tags, "Meta": meta,
             "Check": {"CheckID": format!("{instance_id}-sidecar"), "TTL": TTL, "Status": "passing"}})
         .to_string();
-        retry("registering", &mut stop, || {
-            let (r, reg) = (registry.clone(), reg.clone());
-            async move {
-                ok(
-                    r.call(Method::PUT, "/v1/agent/service/register", reg)
-                        .await?,
-                    "registering",
-                )
-                .map(|_| ())
-            }
-        })
-        .await?;
         let mesh = Arc::new(Mesh {
-            registry,
+            registries,
+            current,
             cfg,
             me,
             instance_id,
             identity,
+            cert: ArcSwap::from_pointee(cert),
+            generation: AtomicU64::new(0),
+            rotate_now: Notify::new(),
             root_pem,
             revoked: Revoked::default(),
             policy: ArcSwap::from_pointee(Policy::default()),
+            entries: ArcSwap::from_pointee(Entries::default()),
+            clusters: Clusters::default(),
+            limiter: Limiter::default(),
+            draining: AtomicBool::new(false),
         });
-        mesh.refresh_policy(None).await?;
-        mesh.refresh_revoked(None).await?;
+        retry("registering", &mut stop, || {
+            mesh.registry_put("/v1/agent/service/register", registration.clone())
+        })
+        .await?;
+        retry("reading intentions", &mut stop, || {
+            mesh.refresh_policy(None)
+        })
+        .await?;
+        retry("reading config entries", &mut stop, || {
+            mesh.refresh_entries(None)
+        })
+        .await?;
+        retry("reading revoked certificates", &mut stop, || {
+            mesh.refresh_revoked(None)
+        })
+        .await?;
         Ok(mesh)
+    }
+
+    /// `service-defaults` (blocking on the config index when `index` is set) and the global
+    /// `proxy-defaults`; applied to the breakers and the inbound limiter at once.
+    async fn refresh_entries(&self, index: Option<u64>) -> anyhow::Result<u64> {
+        let path = match index {
+            Some(i) => format!("/v1/config/service-defaults?index={i}&wait={BLOCK}"),
+            None => "/v1/config/service-defaults".to_owned(),
+        };
+        let r = self.registry_get(&path).await?;
+        let next = r.consul_index().unwrap_or(0);
+        let list: Vec<ConfigEntry> = r.json()?;
+        let global = match self
+            .registries()
+            .call(
+                Method::GET,
+                "/v1/config/proxy-defaults/global",
+                String::new(),
+                CALL_TIMEOUT,
+            )
+            .await?
+        {
+            r if r.status == http::StatusCode::NOT_FOUND => None,
+            r => Some(ok(r, "proxy-defaults")?.json::<ConfigEntry>()?),
+        };
+        let entries = Entries {
+            services: list.into_iter().map(|e| (e.name.clone(), e)).collect(),
+            global,
+        };
+        let limit = entries
+            .services
+            .get(&self.cfg.service)
+            .and_then(|e| e.rate_limit.as_ref())
+            .or(entries.global.as_ref().and_then(|g| g.rate_limit.as_ref()));
+        self.limiter.configure(limit);
+        self.entries.store(Arc::new(entries));
+        self.clusters.reconfigure(self);
+        Ok(next)
+    }
+
+    /// A new key and certificate, swapped in for new handshakes.
+    pub async fn rotate(&self) -> anyhow::Result<()> {
+        let (cert, key_pem, _) =
+            new_certificate(&self.registries(), &self.cfg.service, &self.cfg.plane).await?;
+        self.identity.rotate(&cert.pem, &key_pem)?;
+        let old = self.cert.load().serial.clone();
+        tracing::info!(old = %old, new = %cert.serial, "certificate rotated");
+        self.cert.store(Arc::new(cert));
+        self.generation.fetch_add(1, Ordering::Relaxed);
+        Ok(())
     }
 
     /// `index`: block until the intentions move past it; `None`: answer at once.
@@ -175,29 +377,15 @@ impl Mesh {
             Some(i) => format!("/v1/connect/intentions?index={i}&wait={BLOCK}"),
             None => "/v1/connect/intentions".to_owned(),
         };
-        let r = ok(
-            self.registry
-                .call_with_timeout(Method::GET, &path, "", Duration::from_secs(40))
-                .await?,
-            "intentions",
-        )?;
+        let r = self.registry_get(&path).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Intention> = r.json()?;
-        let planes: Value = ok(
-            self.registry
-                .call(Method::GET, "/v1/connect/planes", "")
-                .await?,
-            "planes",
-        )?
-        .json()?;
+        let planes: Value = self.registry_get("/v1/connect/planes").await?.json()?;
         let planes = serde_json::from_value(planes).unwrap_or_default();
-        let d: Value = ok(
-            self.registry
-                .call(Method::GET, "/v1/connect/intentions/default", "")
-                .await?,
-            "default action",
-        )?
-        .json()?;
+        let d: Value = self
+            .registry_get("/v1/connect/intentions/default")
+            .await?
+            .json()?;
         let default = serde_json::from_value(d["Action"].clone()).unwrap_or(Action::Deny);
         self.policy.store(Arc::new(Policy {
             intentions: list,
@@ -207,30 +395,30 @@ impl Mesh {
         Ok(next)
     }
 
+    /// The revoked serials; our own among them means rotate now.
     async fn refresh_revoked(&self, index: Option<u64>) -> anyhow::Result<u64> {
         let path = match index {
             Some(i) => format!("/v1/connect/ca/revoked?index={i}&wait={BLOCK}"),
             None => "/v1/connect/ca/revoked".to_owned(),
         };
-        let r = ok(
-            self.registry
-                .call_with_timeout(Method::GET, &path, "", Duration::from_secs(40))
-                .await?,
-            "revoked",
-        )?;
+        let r = self.registry_get(&path).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Value> = r.json()?;
         self.revoked.replace(
             list.iter()
                 .filter_map(|c| c["serial"].as_str().map(str::to_owned)),
         );
+        if self.revoked.contains(&self.cert.load().serial) {
+            tracing::warn!(serial = %self.cert.load().serial, "our certificate was revoked; rotating now");
+            self.rotate_now.notify_one();
+        }
         Ok(next)
     }
 
-    /// Follow intentions and revocations; keep the TTL check current. Errors only delay:
-    /// the last known state keeps serving.
+    /// Follow intentions, config entries and revocations; keep the TTL check current; rotate
+    /// the certificate. Errors only delay: the last known state keeps serving.
     pub fn spawn_followers(self: &Arc<Self>, stop: watch::Receiver<bool>) {
-        for which in 0..3 {
+        for which in 0..4 {
             let mesh = self.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
@@ -240,6 +428,7 @@ impl Mesh {
                         match which {
                             0 => mesh.refresh_policy(Some(index)).await,
                             1 => mesh.refresh_revoked(Some(index)).await,
+                            2 => mesh.refresh_entries(Some(index)).await,
                             _ => {
                                 mesh.probe_app().await;
                                 tokio::time::sleep(PROBE_EVERY).await;
@@ -253,7 +442,8 @@ impl Mesh {
                     };
                     match outcome {
                         None => return,
-                        Some(Ok(i)) => index = i,
+                        // An index going backwards (a restored registry) must not make us spin.
+                        Some(Ok(i)) => index = if i < index { 0 } else { i },
                         Some(Err(e)) => {
                             tracing::warn!(error = %format!("{e:#}"), "registry unreachable; serving the last known state");
                             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -262,6 +452,7 @@ impl Mesh {
                 }
             });
         }
+        tokio::spawn(rotation(self.clone(), stop));
     }
 
     /// GET the app's health path; pass or fail the TTL check accordingly.
@@ -276,16 +467,73 @@ impl Mesh {
             .is_ok_and(|r| r.status.is_success());
         let verb = if healthy { "pass" } else { "fail" };
         let path = format!("/v1/agent/check/{verb}/{}-sidecar", self.instance_id);
-        if let Err(e) = self.registry.call(Method::PUT, &path, "").await {
-            tracing::warn!(error = %e, "cannot update the TTL check");
+        if let Err(e) = self.registry_put(&path, String::new()).await {
+            tracing::warn!(error = %format!("{e:#}"), "cannot update the TTL check");
         }
     }
 
-    /// Deregister (on SIGTERM).
+    /// Deregister (on drain or SIGTERM); once only.
     pub async fn deregister(&self) {
+        if self.draining.swap(true, Ordering::SeqCst) {
+            return;
+        }
         let path = format!("/v1/agent/service/deregister/{}", self.instance_id);
-        if let Err(e) = self.registry.call(Method::PUT, &path, "").await {
-            tracing::warn!(error = %e, "cannot deregister");
+        match self.registry_put(&path, String::new()).await {
+            Ok(_) => tracing::info!(instance = %self.instance_id, "deregistered"),
+            Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot deregister"),
+        }
+    }
+}
+
+/// When to rotate a certificate: at a random point between 60 % and 90 % of its lifetime
+/// (spread so a fleet started together does not renew together).
+fn rotation_due(cert: &Cert) -> i64 {
+    let life = (cert.not_after - cert.not_before).max(0);
+    let frac = rand::random_range(0.6..0.9);
+    cert.not_before + (life as f64 * frac) as i64
+}
+
+/// Rotate when due or when told (revocation); a failed renewal is retried every 5 s.
+async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
+    let mut due = rotation_due(&mesh.cert.load());
+    loop {
+        let wait = Duration::from_secs(u64::try_from(due - unix_now()).unwrap_or(0));
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = mesh.rotate_now.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match mesh.rotate().await {
+            Ok(()) => due = rotation_due(&mesh.cert.load()),
+            Err(e) => {
+                tracing::warn!(error = %format!("{e:#}"), "certificate renewal failed; retrying in 5 s");
+                due = unix_now() + 5;
+            }
+        }
+    }
+}
+
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_falls_between_60_and_90_percent_of_the_lifetime() {
+        let cert = Cert {
+            serial: String::new(),
+            not_before: 1_000,
+            not_after: 2_000,
+            pem: String::new(),
+        };
+        for _ in 0..1000 {
+            let at = rotation_due(&cert);
+            assert!((1_600..=1_900).contains(&at), "{at}");
         }
     }
 }

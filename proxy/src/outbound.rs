@@ -1,66 +1,63 @@
-//! Outbound (127.0.0.1:15002): plain HTTP from the app; the destination service from an
-//! absolute-form URI (`HTTP_PROXY`) or the Host header `<service>.lucid.internal[:port]`;
-//! endpoints are the service's passing instances with a `mesh_port`, taken round-robin; each
-//! request goes over mTLS to the peer's sidecar, which must prove it is that service.
-//! (This first slice opens one connection per request: no pooling, breakers or retries yet.)
+//! Outbound (127.0.0.1:15002): plain HTTP/1.1 or HTTP/2 (h2c) from the app; the destination
+//! service from an absolute-form URI (`HTTP_PROXY`) or the Host header
+//! `<service>.lucid.internal[:port]`. Each request gets an endpoint from the cluster's
+//! balancer (skipping open circuits), goes over the endpoint's pooled mTLS connection to the
+//! peer sidecar, and is retried on another endpoint when the service's retry policy, the
+//! method and the retry budget allow; the whole exchange is bounded by the circuit breaker's
+//! `Timeout` (504 `LUCID_ERR_1305`).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use lucid_tls::mtls::client_config;
-use rustls::pki_types::ServerName;
-use serde_json::Value;
-use tokio::net::{TcpListener, TcpStream};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body as _, Incoming};
+use lucid_core::config_entry::Retry;
 use tokio::sync::watch;
-use tokio_rustls::TlsConnector;
 
-use crate::inbound::{refuse, Body};
+use crate::breaker::{Outcome, Permit};
+use crate::cluster::{Cluster, Endpoint};
 use crate::mesh::Mesh;
+use crate::pool::{Dial, SendError};
+use crate::reply::refuse;
+use crate::{serve, stats, Body};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Idempotent requests with bodies up to this size are held so they can be retried.
+const MAX_REPLAY: u64 = 64 * 1024;
+/// Retries in flight may be this share of requests in flight (Envoy's default budget)...
+const BUDGET_PERCENT: u64 = 20;
+/// ...but at least this many.
+const BUDGET_MIN: u64 = 3;
 
 struct Outbound {
     mesh: Arc<Mesh>,
-    next: AtomicUsize,
-    tls: Mutex<HashMap<String, TlsConnector>>,
+    stop: watch::Receiver<bool>,
 }
 
-/// Serve the app's outbound requests until `stop`.
+/// Serve the app's outbound requests until `drain`, then finish within `grace`.
 pub async fn run(
-    listener: TcpListener,
+    listener: tokio::net::TcpListener,
     mesh: Arc<Mesh>,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let out = Arc::new(Outbound {
-        mesh,
-        next: AtomicUsize::new(0),
-        tls: Mutex::default(),
-    });
-    loop {
-        let (tcp, _) = tokio::select! {
-            a = listener.accept() => match a { Ok(a) => a, Err(e) => { tracing::warn!(error = %e, "accept"); continue } },
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-        };
+    stop: watch::Receiver<bool>,
+    drain: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let out = Arc::new(Outbound { mesh, stop });
+    serve::accept_loop(listener, drain, grace, "outbound", move |tcp, watcher| {
         let out = out.clone();
-        tokio::spawn(async move {
+        async move {
             let svc = hyper::service::service_fn(move |req| {
                 let out = out.clone();
                 async move { Ok::<_, Infallible>(out.handle(req).await) }
             });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            if let Err(e) = builder.serve_connection(TokioIo::new(tcp), svc).await {
-                tracing::debug!(error = %e, "outbound connection ended");
-            }
-        });
-    }
+            serve::connection(tcp, svc, watcher, "outbound").await;
+        }
+    })
+    .await;
 }
 
 /// `<service>` from `web.lucid.internal[:port]`.
@@ -71,137 +68,282 @@ fn service_of(host: &str) -> Option<String> {
         .filter(|s| lucid_core::catalog::valid_service_name(s))
 }
 
-impl Outbound {
-    fn connector(&self, service: &str) -> anyhow::Result<TlsConnector> {
-        let mut map = self.tls.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(c) = map.get(service) {
-            return Ok(c.clone());
+fn destination(req: &Request<Incoming>) -> Option<String> {
+    let host = req.uri().authority().map(|a| a.as_str()).or_else(|| {
+        req.headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+    })?;
+    service_of(host)
+}
+
+/// Connection-specific headers: never forwarded (and illegal in HTTP/2).
+fn strip_hop_by_hop(h: &mut HeaderMap) {
+    for name in [
+        "connection",
+        "proxy-connection",
+        "keep-alive",
+        "transfer-encoding",
+        "te",
+        "upgrade",
+    ] {
+        h.remove(name);
+    }
+}
+
+/// The request body: held (so the request can be sent again) or streamed once.
+enum Payload {
+    Held(Bytes),
+    Stream(Option<Incoming>),
+}
+
+/// Increments a counter for the guard's lifetime.
+struct InFlight<'a>(&'a AtomicU64);
+
+impl<'a> InFlight<'a> {
+    fn new(c: &'a AtomicU64) -> Self {
+        c.fetch_add(1, Ordering::Relaxed);
+        InFlight(c)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Does the retry policy cover this outcome?
+fn retry_on(retry: &Retry, o: Outcome) -> bool {
+    let on = |t: &str| retry.on.iter().any(|x| x == t);
+    match o {
+        Outcome::Status(s) => {
+            (s >= 500 && on("5xx")) || (matches!(s, 502..=504) && on("gateway-error"))
         }
-        let m = &self.mesh;
-        let c = TlsConnector::from(client_config(
-            m.identity.clone(),
-            &m.root_pem,
-            service,
-            m.revoked.clone(),
-        )?);
-        map.insert(service.to_owned(), c.clone());
-        Ok(c)
+        Outcome::Connect => on("connect-failure"),
+        Outcome::Reset => on("reset"),
+        Outcome::Timeout => on("timeout"),
     }
+}
 
-    async fn endpoints(&self, service: &str) -> anyhow::Result<Vec<(String, u16)>> {
-        let r = self
-            .mesh
-            .registry
-            .call(
-                http::Method::GET,
-                &format!("/v1/health/service/{service}?passing&stale"),
-                "",
-            )
-            .await?;
-        let list: Vec<Value> = r.json()?;
-        Ok(list
-            .iter()
-            .filter_map(|e| {
-                let s = &e["Service"];
-                let port = u16::try_from(s["MeshPort"].as_u64()?).ok()?;
-                Some((s["Address"].as_str()?.to_owned(), port))
-            })
-            .collect())
-    }
+/// What one try came to.
+enum Try {
+    Answered(Response<Incoming>),
+    Failed {
+        outcome: Outcome,
+        error: String,
+        /// The request, when the peer never saw it.
+        unsent: Option<Request<Body>>,
+    },
+}
 
-    async fn handle(&self, mut req: Request<Incoming>) -> Response<Body> {
-        let host = req
-            .uri()
-            .authority()
-            .map(|a| a.as_str().to_owned())
-            .or_else(|| {
-                req.headers()
-                    .get(http::header::HOST)
-                    .and_then(|h| h.to_str().ok())
-                    .map(str::to_owned)
-            });
-        let Some(service) = host.as_deref().and_then(service_of) else {
+impl Outbound {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        let start = Instant::now();
+        let Some(service) = destination(&req) else {
             return refuse(
                 StatusCode::BAD_REQUEST,
                 "LUCID_ERR_1103",
-                "the destination must be <service>.lucid.internal",
+                "the destination must be <service>.lucid.internal (Host header or absolute URI)",
             );
         };
-        let eps = match self.endpoints(&service).await {
-            Ok(e) if !e.is_empty() => e,
-            Ok(_) => {
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "LUCID_ERR_1104",
-                    &format!("no healthy endpoint of {service}"),
-                )
-            }
+        let resp = self.route(&service, req).await;
+        stats::request("outbound", &service, resp.status(), start.elapsed());
+        resp
+    }
+
+    async fn route(&self, service: &str, req: Request<Incoming>) -> Response<Body> {
+        let cluster = match self
+            .mesh
+            .clusters
+            .get(&self.mesh, service, &self.stop)
+            .await
+        {
+            Ok(c) => c,
             Err(e) => {
                 return refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "LUCID_ERR_1104",
-                    &format!("discovery of {service}: {e}"),
+                    &format!("discovery of {service}: {e:#}"),
                 )
             }
         };
-        let (addr, port) = eps[self.next.fetch_add(1, Ordering::Relaxed) % eps.len()].clone();
-        let path = req
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        if let Ok(uri) = path.parse() {
-            *req.uri_mut() = uri;
-        }
-        match tokio::time::timeout(REQUEST_TIMEOUT, self.send(&service, &addr, port, req)).await {
-            Ok(Ok(resp)) => resp,
-            Ok(Err(e)) => refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "LUCID_ERR_1104",
-                &format!("{service} at {addr}:{port}: {e:#}"),
-            ),
-            Err(_) => refuse(
-                StatusCode::GATEWAY_TIMEOUT,
-                "LUCID_ERR_1305",
-                &format!("{service} did not answer within {REQUEST_TIMEOUT:?}"),
-            ),
+        let settings = self.mesh.settings(service);
+        let (mut parts, body) = req.into_parts();
+        strip_hop_by_hop(&mut parts.headers);
+        let idempotent = matches!(
+            parts.method,
+            Method::GET
+                | Method::HEAD
+                | Method::OPTIONS
+                | Method::PUT
+                | Method::DELETE
+                | Method::TRACE
+        );
+        let replayable = idempotent
+            && settings.retry.attempts > 0
+            && body.size_hint().upper().is_some_and(|n| n <= MAX_REPLAY);
+        let mut payload = if replayable {
+            match body.collect().await {
+                Ok(b) => Payload::Held(b.to_bytes()),
+                Err(e) => {
+                    return refuse(
+                        StatusCode::BAD_REQUEST,
+                        "LUCID_ERR_1103",
+                        &format!("reading the request body: {e}"),
+                    )
+                }
+            }
+        } else {
+            Payload::Stream(Some(body))
+        };
+        let _active = InFlight::new(&cluster.active);
+        let deadline = Instant::now() + settings.circuit_breaker.timeout;
+        let mut tried: Vec<String> = Vec::new();
+        let mut unsent: Option<Request<Body>> = None;
+        loop {
+            let now = Instant::now();
+            let Some(pick) = cluster.pick(settings.load_balancer.policy, &tried, now) else {
+                let (n, open) = cluster.summary(now);
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "LUCID_ERR_1104",
+                    &if n == 0 {
+                        format!("no healthy endpoint of {service}")
+                    } else {
+                        format!("no usable endpoint of {service}: {n} endpoint(s), {open} circuit(s) open")
+                    },
+                );
+            };
+            let endpoint = pick.endpoint;
+            stats::circuit(service, &endpoint, pick.transition);
+            let permit = Permit::new(&endpoint.breaker, pick.admission);
+            let retrying = !tried.is_empty();
+            tried.push(endpoint.id.clone());
+            let req = match (unsent.take(), &mut payload) {
+                (Some(r), _) => r,
+                (None, Payload::Held(b)) => {
+                    let body = Full::new(b.clone()).map_err(|never| match never {}).boxed();
+                    Request::from_parts(parts.clone(), body)
+                }
+                (None, Payload::Stream(s)) => match s.take() {
+                    Some(b) => Request::from_parts(parts.clone(), b.boxed()),
+                    None => {
+                        return refuse(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "LUCID_ERR_1104",
+                            &format!("{service}: the request body was already sent"),
+                        )
+                    }
+                },
+            };
+            let left = deadline.saturating_duration_since(now);
+            let per_try = if matches!(payload, Payload::Held(_)) {
+                settings.retry.per_try_timeout.min(left)
+            } else {
+                left
+            };
+            let _retry = retrying.then(|| InFlight::new(&cluster.retries_active));
+            let result = self.attempt(&cluster, &endpoint, req, per_try).await;
+            let (outcome, app_type) = match &result {
+                Try::Answered(r) => (
+                    Outcome::Status(r.status().as_u16()),
+                    r.headers()
+                        .get("x-lucid-error-type")
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned),
+                ),
+                Try::Failed { outcome, .. } => (*outcome, None),
+            };
+            let failed = outcome.fails(&endpoint.breaker.error_types(), app_type.as_deref());
+            // Envoy's rq_error: 5xx answers and requests that got no answer.
+            if !matches!(outcome, Outcome::Status(s) if s < 500) {
+                endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
+            }
+            let t = permit.record(failed, Instant::now());
+            stats::circuit(service, &endpoint, t);
+
+            let came_back = matches!(
+                &result,
+                Try::Failed {
+                    unsent: Some(_),
+                    ..
+                }
+            );
+            let may_resend = matches!(payload, Payload::Held(_)) || came_back;
+            let budget_ok = cluster.retries_active.load(Ordering::Relaxed)
+                < (cluster.active.load(Ordering::Relaxed) * BUDGET_PERCENT / 100).max(BUDGET_MIN);
+            // A request the peer never saw is safe to send elsewhere whatever its method.
+            let covered = retry_on(&settings.retry, outcome) || came_back;
+            let again = may_resend
+                && covered
+                && budget_ok
+                && tried.len() <= settings.retry.attempts as usize
+                && Instant::now() < deadline;
+            if again {
+                cluster.retries.fetch_add(1, Ordering::Relaxed);
+                stats::retry(service);
+                if let Try::Failed { unsent: u, .. } = result {
+                    unsent = u;
+                }
+                continue;
+            }
+            return match result {
+                Try::Answered(r) => r.map(|b| b.boxed()),
+                Try::Failed {
+                    outcome: Outcome::Timeout,
+                    ..
+                } => refuse(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "LUCID_ERR_1305",
+                    &format!(
+                        "{service} did not answer within {:?}",
+                        settings.circuit_breaker.timeout.min(per_try)
+                    ),
+                ),
+                Try::Failed { error, .. } => refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "LUCID_ERR_1104",
+                    &format!("{service} at {}:{}: {error}", endpoint.addr, endpoint.port),
+                ),
+            };
         }
     }
 
-    async fn send(
+    async fn attempt(
         &self,
-        service: &str,
-        addr: &str,
-        port: u16,
-        req: Request<Incoming>,
-    ) -> anyhow::Result<Response<Body>> {
-        let tcp = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((addr, port))).await??;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(format!("{service}.lucid.internal"))?;
-        let tls = self.connector(service)?.connect(name, tcp).await?;
-        let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        let io = TokioIo::new(tls);
-        let resp = if h2 {
-            let (mut send, conn) =
-                hyper::client::conn::http2::handshake(TokioExecutor::new(), io).await?;
-            tokio::spawn(conn);
-            let mut req = req;
-            *req.version_mut() = http::Version::HTTP_2;
-            // HTTP/2 carries the target as :scheme and :authority: it needs an absolute URI.
-            let path = req
-                .uri()
-                .path_and_query()
-                .map_or("/", |p| p.as_str())
-                .to_owned();
-            *req.uri_mut() = format!("https://{service}.lucid.internal{path}").parse()?;
-            req.headers_mut().remove(http::header::HOST);
-            send.send_request(req).await?
-        } else {
-            let (mut send, conn) = hyper::client::conn::http1::handshake(io).await?;
-            tokio::spawn(conn);
-            send.send_request(req).await?
+        cluster: &Cluster,
+        ep: &Endpoint,
+        req: Request<Body>,
+        within: Duration,
+    ) -> Try {
+        ep.rq_total.fetch_add(1, Ordering::Relaxed);
+        let _active = InFlight::new(&ep.rq_active);
+        let dial = Dial {
+            addr: &ep.addr,
+            port: ep.port,
+            service: &cluster.service,
+            tls: &cluster.tls,
+            generation: self.mesh.generation.load(Ordering::Relaxed),
+            connect_timeout: CONNECT_TIMEOUT.min(within),
         };
-        Ok(resp.map(|b| b.boxed()))
+        match tokio::time::timeout(within, ep.pool.send(&dial, req)).await {
+            Ok(Ok(resp)) => Try::Answered(resp),
+            Ok(Err((e, back))) => Try::Failed {
+                outcome: match &e {
+                    SendError::Connect(_) => Outcome::Connect,
+                    SendError::Failed { unsent: true, .. } => Outcome::Connect,
+                    SendError::Failed { .. } => Outcome::Reset,
+                },
+                error: e.to_string(),
+                unsent: back,
+            },
+            Err(_) => Try::Failed {
+                outcome: Outcome::Timeout,
+                error: format!("no answer within {within:?}"),
+                unsent: None,
+            },
+        }
     }
 }
 
@@ -218,5 +360,20 @@ mod tests {
         );
         assert_eq!(service_of("example.com"), None);
         assert_eq!(service_of("Bad_Name.lucid.internal"), None);
+    }
+
+    #[test]
+    fn retry_conditions() {
+        let r = Retry {
+            attempts: 2,
+            per_try_timeout: Duration::from_secs(1),
+            on: vec!["connect-failure".into(), "gateway-error".into()],
+        };
+        assert!(retry_on(&r, Outcome::Connect));
+        assert!(retry_on(&r, Outcome::Status(503)));
+        assert!(!retry_on(&r, Outcome::Status(500)));
+        assert!(!retry_on(&r, Outcome::Status(200)));
+        assert!(!retry_on(&r, Outcome::Timeout));
+        assert!(!retry_on(&r, Outcome::Reset));
     }
 }

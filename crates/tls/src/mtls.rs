@@ -106,6 +106,14 @@ impl Revoked {
     pub fn contains(&self, serial: &str) -> bool {
         self.0.load().contains(serial)
     }
+
+    pub fn len(&self) -> usize {
+        self.0.load().len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.load().is_empty()
+    }
 }
 
 /// The SPIFFE id and serial of a DER certificate.

@@ -1,0 +1,304 @@
+//! Upstream clusters: per destination service, its endpoints (passing instances with a
+//! `mesh_port`) followed with blocking queries, each endpoint with its circuit breaker,
+//! connection pool and counters; and the load-balancing pick (round-robin, random, or
+//! least-request over two random choices), which skips endpoints whose circuit refuses.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use lucid_core::config_entry::{LbPolicy, Resolved};
+use lucid_tls::mtls::client_config;
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio_rustls::TlsConnector;
+
+use crate::breaker::{Admission, Breaker, State, Transition};
+use crate::mesh::Mesh;
+use crate::pool::Pool;
+
+/// A cap on destinations, so a caller naming endless services cannot grow us without bound.
+const MAX_CLUSTERS: usize = 1024;
+const BLOCK: &str = "30s";
+
+/// One instance of the destination service.
+#[derive(Debug)]
+pub struct Endpoint {
+    pub id: String,
+    pub addr: String,
+    pub port: u16,
+    pub breaker: Breaker,
+    pub pool: Pool,
+    pub rq_total: AtomicU64,
+    pub rq_error: AtomicU64,
+    pub rq_active: AtomicU64,
+}
+
+/// A destination service.
+pub struct Cluster {
+    pub service: String,
+    pub endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
+    pub tls: TlsConnector,
+    rr: AtomicUsize,
+    /// Requests and retries in flight, for the retry budget.
+    pub active: AtomicU64,
+    pub retries_active: AtomicU64,
+    pub retries: AtomicU64,
+}
+
+/// Every destination this sidecar has sent to.
+#[derive(Default)]
+pub struct Clusters {
+    map: Mutex<HashMap<String, Arc<Cluster>>>,
+}
+
+/// Pull the usable endpoints out of a `/v1/health/service/<svc>` answer: passing instances
+/// with a `MeshPort`.
+fn usable(list: &[Value]) -> Vec<(String, String, u16)> {
+    list.iter()
+        .filter(|e| {
+            e["Checks"].as_array().is_none_or(|cs| {
+                cs.iter()
+                    .all(|c| c["Status"].as_str().unwrap_or("passing") == "passing")
+            })
+        })
+        .filter_map(|e| {
+            let s = &e["Service"];
+            let port = u16::try_from(s["MeshPort"].as_u64()?).ok()?;
+            let addr = match s["Address"].as_str() {
+                Some(a) if !a.is_empty() => a,
+                _ => e["Node"]["Address"].as_str()?,
+            };
+            Some((s["ID"].as_str()?.to_owned(), addr.to_owned(), port))
+        })
+        .collect()
+}
+
+impl Clusters {
+    pub fn all(&self) -> Vec<Arc<Cluster>> {
+        let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut v: Vec<_> = map.values().cloned().collect();
+        v.sort_by(|a, b| a.service.cmp(&b.service));
+        v
+    }
+
+    /// The cluster for `service`, created (first discovery answered, follower started) on
+    /// first use.
+    pub async fn get(
+        &self,
+        mesh: &Arc<Mesh>,
+        service: &str,
+        stop: &watch::Receiver<bool>,
+    ) -> anyhow::Result<Arc<Cluster>> {
+        if let Some(c) = self
+            .map
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(service)
+        {
+            return Ok(c.clone());
+        }
+        let (index, eps) = discover(mesh, service, None).await?;
+        let tls = TlsConnector::from(client_config(
+            mesh.identity.clone(),
+            &mesh.root_pem,
+            service,
+            mesh.revoked.clone(),
+        )?);
+        let cluster = Arc::new(Cluster {
+            service: service.to_owned(),
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+            tls,
+            rr: AtomicUsize::new(0),
+            active: AtomicU64::new(0),
+            retries_active: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        });
+        cluster.update(eps, &mesh.settings(service));
+        {
+            let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(c) = map.get(service) {
+                // Another request created it meanwhile: use theirs (its follower runs).
+                return Ok(c.clone());
+            }
+            if map.len() >= MAX_CLUSTERS {
+                anyhow::bail!("this sidecar already follows {MAX_CLUSTERS} destinations");
+            }
+            map.insert(service.to_owned(), cluster.clone());
+        }
+        tokio::spawn(follow(mesh.clone(), cluster.clone(), index, stop.clone()));
+        Ok(cluster)
+    }
+
+    /// Apply changed config entries to every cluster's breakers.
+    pub fn reconfigure(&self, mesh: &Mesh) {
+        for c in self.all() {
+            let s = mesh.settings(&c.service);
+            for e in c.endpoints.load().iter() {
+                e.breaker.configure(&s.circuit_breaker);
+            }
+        }
+    }
+}
+
+async fn discover(
+    mesh: &Mesh,
+    service: &str,
+    index: Option<u64>,
+) -> anyhow::Result<(u64, Vec<(String, String, u16)>)> {
+    let path = match index {
+        Some(i) => format!("/v1/health/service/{service}?stale&index={i}&wait={BLOCK}"),
+        None => format!("/v1/health/service/{service}?stale"),
+    };
+    let r = mesh.registry_get(&path).await?;
+    let list: Vec<Value> = r.json()?;
+    Ok((r.consul_index().unwrap_or(0), usable(&list)))
+}
+
+/// Keep a cluster's endpoints current; on errors keep the last known set.
+async fn follow(
+    mesh: Arc<Mesh>,
+    cluster: Arc<Cluster>,
+    mut index: u64,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let r = tokio::select! {
+            r = discover(&mesh, &cluster.service, Some(index)) => r,
+            _ = stop.wait_for(|s| *s) => return,
+        };
+        match r {
+            Ok((i, eps)) => {
+                // An index going backwards (a restored registry) must not make us spin.
+                index = if i < index { 0 } else { i };
+                cluster.update(eps, &mesh.settings(&cluster.service));
+            }
+            Err(e) => {
+                tracing::warn!(service = %cluster.service, error = %format!("{e:#}"),
+                    "discovery failed; keeping the last known endpoints");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// A chosen endpoint with its breaker admission.
+pub struct Pick {
+    pub endpoint: Arc<Endpoint>,
+    pub admission: Admission,
+    pub transition: Option<Transition>,
+}
+
+impl Cluster {
+    /// Replace the endpoint set, keeping the state (breaker, connection) of those that stay.
+    fn update(&self, eps: Vec<(String, String, u16)>, settings: &Resolved) {
+        let old = self.endpoints.load();
+        let next: Vec<Arc<Endpoint>> = eps
+            .into_iter()
+            .map(|(id, addr, port)| {
+                old.iter()
+                    .find(|e| e.id == id && e.addr == addr && e.port == port)
+                    .cloned()
+                    .unwrap_or_else(|| {
+                        Arc::new(Endpoint {
+                            id,
+                            addr,
+                            port,
+                            breaker: Breaker::new(settings.circuit_breaker.clone()),
+                            pool: Pool::default(),
+                            rq_total: AtomicU64::new(0),
+                            rq_error: AtomicU64::new(0),
+                            rq_active: AtomicU64::new(0),
+                        })
+                    })
+            })
+            .collect();
+        if next.len() != old.len() || next.iter().zip(old.iter()).any(|(a, b)| a.id != b.id) {
+            tracing::info!(service = %self.service, endpoints = next.len(), "endpoints changed");
+        }
+        self.endpoints.store(Arc::new(next));
+    }
+
+    /// Choose an endpoint by `policy`, avoiding `tried` when another is available, and take
+    /// its breaker's admission. `None`: no endpoint will take a request now.
+    pub fn pick(&self, policy: LbPolicy, tried: &[String], now: Instant) -> Option<Pick> {
+        let all = self.endpoints.load();
+        let fresh: Vec<&Arc<Endpoint>> = all
+            .iter()
+            .filter(|e| !tried.contains(&e.id) && e.breaker.available(now))
+            .collect();
+        let candidates = if fresh.is_empty() {
+            all.iter().filter(|e| e.breaker.available(now)).collect()
+        } else {
+            fresh
+        };
+        let n = candidates.len();
+        if n == 0 {
+            return None;
+        }
+        let first = match policy {
+            LbPolicy::RoundRobin => self.rr.fetch_add(1, Ordering::Relaxed) % n,
+            LbPolicy::Random => rand::rng().random_range(0..n),
+            LbPolicy::LeastRequest => {
+                let mut rng = rand::rng();
+                let (a, b) = (rng.random_range(0..n), rng.random_range(0..n));
+                let load = |i: usize| candidates[i].rq_active.load(Ordering::Relaxed);
+                if load(b) < load(a) {
+                    b
+                } else {
+                    a
+                }
+            }
+        };
+        // The chosen one may have been taken meanwhile (its last half-open probe): walk on.
+        (0..n).find_map(|k| {
+            let e = candidates[(first + k) % n];
+            let (admission, transition) = e.breaker.admit(now);
+            admission.map(|admission| Pick {
+                endpoint: e.clone(),
+                admission,
+                transition,
+            })
+        })
+    }
+
+    /// `(endpoints, open circuits)` for error messages.
+    pub fn summary(&self, now: Instant) -> (usize, usize) {
+        let all = self.endpoints.load();
+        let open = all
+            .iter()
+            .filter(|e| e.breaker.state(now).0 != State::Closed)
+            .count();
+        (all.len(), open)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_passing_instances_with_a_mesh_port_are_usable() {
+        let list = vec![
+            json!({"Node": {"Address": "10.0.0.1"}, "Service": {"ID": "a", "Address": "10.0.0.9", "MeshPort": 15001},
+                   "Checks": [{"Status": "passing"}]}),
+            json!({"Node": {"Address": "10.0.0.2"}, "Service": {"ID": "b", "Address": "", "MeshPort": 15001},
+                   "Checks": []}),
+            json!({"Node": {"Address": "10.0.0.3"}, "Service": {"ID": "c", "Address": "10.0.0.3", "MeshPort": 15001},
+                   "Checks": [{"Status": "passing"}, {"Status": "critical"}]}),
+            json!({"Node": {"Address": "10.0.0.4"}, "Service": {"ID": "d", "Address": "10.0.0.4"},
+                   "Checks": []}),
+        ];
+        assert_eq!(
+            usable(&list),
+            vec![
+                ("a".to_owned(), "10.0.0.9".to_owned(), 15001),
+                ("b".to_owned(), "10.0.0.2".to_owned(), 15001)
+            ]
+        );
+    }
+}

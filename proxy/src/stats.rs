@@ -1,0 +1,255 @@
+//! What the admin port reports: Prometheus metrics through the `metrics` facade (requests by
+//! direction, peer and status; latency histograms; circuit transitions; rate-limited
+//! requests; retries; certificate expiry), per-endpoint gauges filled in at scrape time, and
+//! the Envoy-style `/stats` and `/clusters` views built from the clusters' own counters.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use serde_json::{json, Value};
+
+use crate::breaker::{State, Transition};
+use crate::cluster::Endpoint;
+use crate::mesh::Mesh;
+
+/// Inbound counters (outbound ones live on the clusters).
+#[derive(Debug, Default)]
+pub struct Inbound {
+    pub rq_total: AtomicU64,
+    pub rq_denied: AtomicU64,
+    pub rq_rate_limited: AtomicU64,
+    pub rq_app_error: AtomicU64,
+}
+
+/// The process's inbound counters.
+pub fn inbound() -> &'static Inbound {
+    static INBOUND: OnceLock<Inbound> = OnceLock::new();
+    INBOUND.get_or_init(Inbound::default)
+}
+
+/// Install the Prometheus recorder once per process and return its handle.
+pub fn install() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets(&[
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                    10.0,
+                ])
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            // Fails only when another recorder is installed; ours still renders what it got.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Fold histogram samples into buckets; without it they pile up between scrapes.
+pub async fn upkeep(handle: PrometheusHandle, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => handle.run_upkeep(),
+            _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// One request done, in `direction` (`inbound`/`outbound`) with `peer`.
+pub fn request(direction: &'static str, peer: &str, status: http::StatusCode, took: Duration) {
+    metrics::counter!("lucid_proxy_requests_total", "direction" => direction,
+        "peer" => peer.to_owned(), "status" => status.as_str().to_owned())
+    .increment(1);
+    metrics::histogram!("lucid_proxy_request_duration_seconds", "direction" => direction,
+        "peer" => peer.to_owned())
+    .record(took.as_secs_f64());
+}
+
+/// A circuit moved: log it and count it.
+pub fn circuit(service: &str, ep: &Endpoint, t: Option<Transition>) {
+    if let Some((from, to)) = t {
+        tracing::info!(service, endpoint = %format!("{}:{}", ep.addr, ep.port),
+            from = from.as_str(), to = to.as_str(), "circuit");
+        metrics::counter!("lucid_proxy_circuit_transitions_total", "cluster" => service.to_owned(),
+            "endpoint" => format!("{}:{}", ep.addr, ep.port), "to" => to.as_str())
+        .increment(1);
+    }
+}
+
+pub fn retry(service: &str) {
+    metrics::counter!("lucid_proxy_retries_total", "peer" => service.to_owned()).increment(1);
+}
+
+pub fn rate_limited() {
+    inbound().rq_rate_limited.fetch_add(1, Ordering::Relaxed);
+    metrics::counter!("lucid_proxy_rate_limited_total").increment(1);
+}
+
+fn cert_expiry_seconds(mesh: &Mesh) -> i64 {
+    mesh.cert.load().not_after - crate::mesh::unix_now()
+}
+
+fn state_code(s: State) -> f64 {
+    match s {
+        State::Closed => 0.0,
+        State::HalfOpen => 1.0,
+        State::Open => 2.0,
+    }
+}
+
+/// `/stats/prometheus`: the recorder's metrics plus gauges read now.
+pub fn prometheus(handle: &PrometheusHandle, mesh: Option<&Mesh>) -> String {
+    if let Some(mesh) = mesh {
+        metrics::gauge!("lucid_proxy_cert_expiry_seconds").set(cert_expiry_seconds(mesh) as f64);
+        let now = Instant::now();
+        for c in mesh.clusters.all() {
+            for e in c.endpoints.load().iter() {
+                let labels = [
+                    ("cluster", c.service.clone()),
+                    ("endpoint", format!("{}:{}", e.addr, e.port)),
+                ];
+                let (state, t) = e.breaker.state(now);
+                circuit(&c.service, e, t);
+                metrics::gauge!("lucid_proxy_circuit_state", &labels).set(state_code(state));
+                metrics::gauge!("lucid_proxy_endpoint_rq_active", &labels)
+                    .set(e.rq_active.load(Ordering::Relaxed) as f64);
+                metrics::gauge!("lucid_proxy_endpoint_cx_active", &labels)
+                    .set(e.pool.cx_active.load(Ordering::Relaxed) as f64);
+            }
+        }
+    }
+    handle.render()
+}
+
+/// One endpoint as `/clusters` shows it.
+fn endpoint_json(service: &str, e: &Endpoint, now: Instant) -> Value {
+    let (state, t) = e.breaker.state(now);
+    circuit(service, e, t);
+    json!({
+        "id": e.id,
+        "address": format!("{}:{}", e.addr, e.port),
+        "health": "healthy",
+        "circuit": state.as_str(),
+        "rq_total": e.rq_total.load(Ordering::Relaxed),
+        "rq_error": e.rq_error.load(Ordering::Relaxed),
+        "rq_active": e.rq_active.load(Ordering::Relaxed),
+        "cx_active": e.pool.cx_active.load(Ordering::Relaxed),
+    })
+}
+
+/// `/clusters?format=json`.
+pub fn clusters_json(mesh: &Mesh) -> Value {
+    let now = Instant::now();
+    let list: Vec<Value> = mesh
+        .clusters
+        .all()
+        .iter()
+        .map(|c| {
+            let s = mesh.settings(&c.service);
+            json!({
+                "name": c.service,
+                "load_balancer": s.load_balancer.policy,
+                "circuit_breaker": s.circuit_breaker,
+                "retry": s.retry,
+                "retries": c.retries.load(Ordering::Relaxed),
+                "endpoints": c.endpoints.load().iter().map(|e| endpoint_json(&c.service, e, now)).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({ "clusters": list })
+}
+
+/// `/clusters`: Envoy's `cluster::address::stat::value` lines.
+pub fn clusters_text(mesh: &Mesh) -> String {
+    let mut out = String::new();
+    for c in clusters_json(mesh)["clusters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        let name = c["name"].as_str().unwrap_or_default();
+        for e in c["endpoints"].as_array().into_iter().flatten() {
+            let addr = e["address"].as_str().unwrap_or_default();
+            for k in [
+                "health",
+                "circuit",
+                "rq_total",
+                "rq_error",
+                "rq_active",
+                "cx_active",
+            ] {
+                let v = match &e[k] {
+                    Value::String(s) => s.clone(),
+                    v => v.to_string(),
+                };
+                let _ = writeln!(out, "{name}::{addr}::{k}::{v}");
+            }
+        }
+    }
+    out
+}
+
+/// `/stats`: Envoy-style `name: value` lines.
+pub fn text(mesh: &Mesh) -> String {
+    let mut out = String::new();
+    let now = Instant::now();
+    for c in mesh.clusters.all() {
+        let eps = c.endpoints.load();
+        let sum = |f: &dyn Fn(&Endpoint) -> u64| eps.iter().map(|e| f(e)).sum::<u64>();
+        let n = &c.service;
+        let open = eps
+            .iter()
+            .filter(|e| e.breaker.state(now).0 != State::Closed)
+            .count();
+        let lines = [
+            ("membership_total", eps.len() as u64),
+            (
+                "upstream_rq_total",
+                sum(&|e| e.rq_total.load(Ordering::Relaxed)),
+            ),
+            (
+                "upstream_rq_error",
+                sum(&|e| e.rq_error.load(Ordering::Relaxed)),
+            ),
+            (
+                "upstream_rq_active",
+                sum(&|e| e.rq_active.load(Ordering::Relaxed)),
+            ),
+            (
+                "upstream_cx_active",
+                sum(&|e| e.pool.cx_active.load(Ordering::Relaxed)),
+            ),
+            ("upstream_rq_retry", c.retries.load(Ordering::Relaxed)),
+            ("circuit_breakers_open", open as u64),
+        ];
+        for (k, v) in lines {
+            let _ = writeln!(out, "cluster.{n}.{k}: {v}");
+        }
+    }
+    let i = inbound();
+    for (k, v) in [
+        ("rq_total", &i.rq_total),
+        ("rq_denied", &i.rq_denied),
+        ("rq_rate_limited", &i.rq_rate_limited),
+        ("rq_app_error", &i.rq_app_error),
+    ] {
+        let _ = writeln!(out, "inbound.{k}: {}", v.load(Ordering::Relaxed));
+    }
+    let _ = writeln!(
+        out,
+        "server.cert_expiry_seconds: {}",
+        cert_expiry_seconds(mesh)
+    );
+    let _ = writeln!(
+        out,
+        "server.draining: {}",
+        u8::from(mesh.draining.load(Ordering::Relaxed))
+    );
+    out
+}
