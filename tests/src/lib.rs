@@ -7,6 +7,7 @@
 //!   and a [`registry::Cluster`] of them.
 //! - [`dns`]: hickory's DNS client, raw DNS packets, and `dig`.
 //! - [`openssl`]: CSRs made and certificates checked by the openssl command.
+//! - [`procs`]: child processes that log `listening <kind> <addr>`; stopping them by PID.
 //! - [`python`]: a venv with real Python clients (py-consul) from PyPI.
 //! - [`wait`]: polling helpers (tests never sleep where they can poll).
 
@@ -14,6 +15,7 @@ pub mod api;
 pub mod bins;
 pub mod dns;
 pub mod openssl;
+pub mod procs;
 pub mod python;
 pub mod registry;
 pub mod wait;

@@ -1,15 +1,14 @@
 //! `lucid-registry` child processes for tests.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use lucid_client::RegistryClient;
 
 use crate::bins::bin;
+use crate::procs::{listeners, terminate, Log};
 use crate::wait;
 
 /// How a node is started.
@@ -35,7 +34,7 @@ pub struct RegistryProc {
     pub raft: String,
     /// DNS address (UDP and TCP).
     pub dns: String,
-    log: Arc<Mutex<Vec<String>>>,
+    log: Log,
 }
 
 impl RegistryProc {
@@ -66,53 +65,19 @@ impl RegistryProc {
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
         let mut child = cmd.spawn().context("spawning lucid-registry")?;
-        let stderr = child.stderr.take().context("no stderr pipe")?;
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let sink = log.clone();
-        let (tx, rx) = std::sync::mpsc::channel::<(String, String)>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                for kind in ["http", "raft", "dns"] {
-                    let marker = format!("listening {kind} ");
-                    if let Some(pos) = line.find(&marker) {
-                        let addr = line[pos + marker.len()..]
-                            .split_whitespace()
-                            .next()
-                            .unwrap_or("");
-                        let _ = tx.send((kind.to_owned(), addr.to_owned()));
-                    }
-                }
-                if std::env::var_os("LUCID_TEST_LOGS").is_some() {
-                    eprintln!("[node] {line}");
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let (mut http, mut raft, mut dns) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while http.is_none() || raft.is_none() || dns.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok((k, a)) if k == "http" => http = Some(a),
-                Ok((k, a)) if k == "raft" => raft = Some(a),
-                Ok((_, a)) => dns = Some(a),
-                Err(_) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!(
-                        "lucid-registry node {} did not report its listeners:\n{}",
-                        spec.node_id,
-                        log.lock().unwrap().join("\n")
-                    );
-                }
-            }
-        }
+        let (addrs, log) = listeners(
+            &mut child,
+            &["http", "raft", "dns"],
+            &format!("node {}", spec.node_id),
+        )?;
+        let addr = |k: &str| addrs.get(k).cloned().unwrap_or_default();
+        let (http, raft, dns) = (addr("http"), addr("raft"), addr("dns"));
         Ok(RegistryProc {
             child,
             spec,
-            http: http.unwrap_or_default(),
-            raft: raft.unwrap_or_default(),
-            dns: dns.unwrap_or_default(),
+            http,
+            raft,
+            dns,
             log,
         })
     }
@@ -133,18 +98,7 @@ impl RegistryProc {
 
     /// SIGTERM and wait for a clean exit; the exit status.
     pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            if let Some(st) = self.child.try_wait()? {
-                return Ok(st);
-            }
-            if Instant::now() > deadline {
-                bail!("node did not exit within 15 s of SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        terminate(&mut self.child, Duration::from_secs(15))
     }
 
     /// Has the process exited (e.g. refused to start)?
