@@ -1,72 +1,97 @@
-//! Integration suite for lucid-proxy: a real registry, two real sidecars, two real apps.
+//! Integration suite for lucid-proxy: a real registry, real sidecars, real apps
+//! (`lucid-test-app`), all on ephemeral loopback ports.
+
+mod lifecycle;
+mod mesh;
+mod resilience;
+mod tls;
 
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use http::{Method, StatusCode};
+use lucid_client::{HttpClient, RegistryClient};
 use lucid_tests::bins::bin;
+use lucid_tests::procs::{self, listeners, Log};
 use lucid_tests::registry::{NodeSpec, RegistryProc};
 use lucid_tests::wait;
 use serde_json::{json, Value};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A tiny app on 127.0.0.1:0 that answers every request with what it saw.
-async fn echo_app(name: &'static str) -> anyhow::Result<u16> {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let port = l.local_addr()?.port();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let Ok(n) = s.read(&mut buf).await else {
-                    return;
-                };
-                let text = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let line = text.lines().next().unwrap_or("").to_owned();
-                let xfcc = text
-                    .lines()
-                    .find_map(|l| {
-                        l.to_ascii_lowercase()
-                            .starts_with("x-forwarded-client-cert:")
-                            .then(|| l[24..].trim().to_owned())
-                    })
-                    .unwrap_or_default();
-                let body = json!({"app": name, "line": line, "xfcc": xfcc}).to_string();
-                let resp = format!("HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
-                let _ = s.write_all(resp.as_bytes()).await;
-            });
-        }
-    });
-    Ok(port)
+/// A `lucid-test-app` child; killed on Drop.
+pub struct App {
+    child: Child,
+    pub port: u16,
+    http: HttpClient,
 }
 
-/// A bootstrapped registry whose CA root exists.
-async fn registry(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<RegistryProc> {
-    let reg = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.join("n1"),
-        bootstrap: true,
-        extra: extra.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })?;
-    let c = reg.client();
-    wait::until("the mesh root", Duration::from_secs(20), || async {
-        let v: Value = c
-            .call(Method::GET, "/v1/connect/ca/roots", "")
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl App {
+    pub fn spawn(name: &str) -> anyhow::Result<App> {
+        let mut child = Command::new(bin("lucid-test-app"))
+            .args(["--name", name, "--port", "0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning lucid-test-app")?;
+        let (addrs, _) = listeners(&mut child, &["http"], name)?;
+        let port = addrs["http"]
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .context("app address")?;
+        Ok(App {
+            child,
+            port,
+            http: HttpClient::new(Duration::from_secs(5)),
+        })
+    }
+
+    /// Set the app's mode for later requests (`{"status", "delay_ms", "fail", "healthy"}`).
+    pub async fn control(&self, mode: Value) -> anyhow::Result<()> {
+        self.http
+            .send(
+                Method::POST,
+                &format!("http://127.0.0.1:{}/control", self.port),
+                &[],
+                mode.to_string(),
+            )
+            .await?
+            .error_for_status()?;
+        Ok(())
+    }
+
+    /// Requests that reached the app (not counting /control and /health).
+    pub async fn requests(&self) -> anyhow::Result<u64> {
+        let v: Value = self
+            .http
+            .send(
+                Method::GET,
+                &format!("http://127.0.0.1:{}/control", self.port),
+                &[],
+                "",
+            )
             .await?
             .json()?;
-        Ok(v["Roots"][0]["RootCert"].as_str().map(|_| ()))
-    })
-    .await?;
-    Ok(reg)
+        v["requests"].as_u64().context("requests")
+    }
 }
 
-/// A running sidecar; killed on Drop.
-struct Sidecar {
+/// A running `lucid-proxy`; killed on Drop.
+pub struct Sidecar {
     child: Child,
-    outbound: String,
-    admin: String,
+    pub inbound: String,
+    pub outbound: String,
+    pub admin: String,
+    pub log: Log,
 }
 
 impl Drop for Sidecar {
@@ -76,163 +101,270 @@ impl Drop for Sidecar {
     }
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+impl Sidecar {
+    /// Start a sidecar for `service` in `plane` in front of `app_port`; waits for `/ready`.
+    pub async fn spawn(
+        registry: &str,
+        service: &str,
+        plane: &str,
+        app_port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Sidecar> {
+        let sc = Self::start(registry, service, plane, app_port, extra)?;
+        sc.wait_ready(Duration::from_secs(30)).await?;
+        Ok(sc)
+    }
 
-async fn sidecar(
-    registry: &str,
-    service: &str,
-    plane: &str,
-    app_port: u16,
-) -> anyhow::Result<Sidecar> {
-    let (i, o, a) = (free_port()?, free_port()?, free_port()?);
-    let child = Command::new(bin("lucid-proxy"))
-        .args([
-            "--service",
-            service,
-            "--plane",
-            plane,
-            "--app-port",
-            &app_port.to_string(),
-        ])
-        .args(["--registry", registry])
-        .args([
-            "--inbound-addr",
-            &format!("127.0.0.1:{i}"),
-            "--outbound-addr",
-            &format!("127.0.0.1:{o}"),
-            "--admin-addr",
-            &format!("127.0.0.1:{a}"),
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(if std::env::var_os("LUCID_TEST_LOGS").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
+    /// Start without waiting for `/ready`.
+    pub fn start(
+        registry: &str,
+        service: &str,
+        plane: &str,
+        app_port: u16,
+        extra: &[&str],
+    ) -> anyhow::Result<Sidecar> {
+        let mut child = Command::new(bin("lucid-proxy"))
+            .args(["--service", service, "--plane", plane])
+            .args(["--app-port", &app_port.to_string(), "--registry", registry])
+            .args(["--inbound-addr", "127.0.0.1:0"])
+            .args(["--outbound-addr", "127.0.0.1:0"])
+            .args(["--admin-addr", "127.0.0.1:0"])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("spawning lucid-proxy")?;
+        let (addrs, log) = listeners(&mut child, &["inbound", "outbound", "admin"], service)?;
+        Ok(Sidecar {
+            child,
+            inbound: addrs["inbound"].clone(),
+            outbound: addrs["outbound"].clone(),
+            admin: addrs["admin"].clone(),
+            log,
         })
-        .spawn()
-        .context("spawning lucid-proxy")?;
-    let sc = Sidecar {
-        child,
-        outbound: format!("127.0.0.1:{o}"),
-        admin: format!("127.0.0.1:{a}"),
-    };
-    let http = lucid_client::HttpClient::new(Duration::from_secs(2));
-    let url = format!("http://{}/ready", sc.admin);
-    wait::until(
-        &format!("{service} sidecar ready"),
-        Duration::from_secs(20),
-        || async {
+    }
+
+    pub async fn wait_ready(&self, within: Duration) -> anyhow::Result<()> {
+        let http = HttpClient::new(Duration::from_secs(2));
+        let url = format!("http://{}/ready", self.admin);
+        wait::until("sidecar ready", within, || async {
             Ok(http
                 .send(Method::GET, &url, &[], "")
                 .await
                 .ok()
                 .filter(|r| r.status == StatusCode::OK)
                 .map(|_| ()))
-        },
-    )
-    .await?;
-    Ok(sc)
+        })
+        .await
+        .with_context(|| self.log())
+    }
+
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// GET an admin path; status and body text.
+    pub async fn admin(&self, method: Method, path: &str) -> anyhow::Result<(StatusCode, String)> {
+        let r = HttpClient::new(Duration::from_secs(5))
+            .send(method, &format!("http://{}{path}", self.admin), &[], "")
+            .await?;
+        Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
+    }
+
+    /// `/clusters?format=json`: the endpoints of `service`.
+    pub async fn endpoints(&self, service: &str) -> anyhow::Result<Vec<Value>> {
+        let (_, text) = self.admin(Method::GET, "/clusters?format=json").await?;
+        let v: Value = serde_json::from_str(&text)?;
+        Ok(v["clusters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["name"] == service)
+            .flat_map(|c| c["endpoints"].as_array().cloned().unwrap_or_default())
+            .collect())
+    }
+
+    /// The certificate serial and rotation count from `/certs`.
+    pub async fn cert(&self) -> anyhow::Result<(String, u64)> {
+        let (_, text) = self.admin(Method::GET, "/certs").await?;
+        let v: Value = serde_json::from_str(&text)?;
+        Ok((
+            v["serial"].as_str().unwrap_or_default().to_owned(),
+            v["rotations"].as_u64().unwrap_or(0),
+        ))
+    }
+
+    pub fn sigterm(&self) -> anyhow::Result<()> {
+        procs::signal(&self.child, "TERM")
+    }
+
+    pub fn wait_exit(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(st) = self.child.try_wait()? {
+                return Ok(st);
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "sidecar still running after {within:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
-/// GET http://<service>.lucid.internal<path> through a sidecar's outbound listener.
-async fn via(
+/// A bootstrapped registry whose CA root exists.
+pub async fn registry(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<RegistryProc> {
+    let reg = RegistryProc::spawn(NodeSpec {
+        node_id: 1,
+        data_dir: dir.join("n1"),
+        bootstrap: true,
+        extra: extra.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    })?;
+    wait_root(&reg.client()).await?;
+    Ok(reg)
+}
+
+pub async fn wait_root(c: &RegistryClient) -> anyhow::Result<()> {
+    wait::until("the mesh root", Duration::from_secs(20), || async {
+        let v: Value = match c.call(Method::GET, "/v1/connect/ca/roots", "").await {
+            Ok(r) => r.json()?,
+            Err(_) => return Ok(None),
+        };
+        Ok(v["Roots"][0]["RootCert"].as_str().map(|_| ()))
+    })
+    .await
+}
+
+/// `PUT /v1/config` with a service-defaults entry.
+pub async fn service_defaults(c: &RegistryClient, entry: Value) -> anyhow::Result<()> {
+    let mut e = entry;
+    e["Kind"] = json!("service-defaults");
+    c.call(Method::PUT, "/v1/config", e.to_string())
+        .await?
+        .error_for_status()?;
+    Ok(())
+}
+
+/// What an app saw or what the proxy refused with.
+pub struct Answer {
+    pub status: StatusCode,
+    pub body: Value,
+}
+
+impl Answer {
+    /// The proxy's own `LUCID_ERR_` code, if it answered itself.
+    pub fn code(&self) -> Option<&str> {
+        self.body["error"]["code"].as_str()
+    }
+}
+
+/// `method http://<service>.lucid.internal<path>` through a sidecar's outbound listener
+/// (HTTP/1.1, Host header).
+pub async fn via(
     sc: &Sidecar,
     method: Method,
     service: &str,
     path: &str,
-) -> anyhow::Result<(StatusCode, Value)> {
-    let http = lucid_client::HttpClient::new(Duration::from_secs(10));
-    let r = http
+) -> anyhow::Result<Answer> {
+    via_addr(&sc.outbound, method, service, path).await
+}
+
+pub async fn via_addr(
+    outbound: &str,
+    method: Method,
+    service: &str,
+    path: &str,
+) -> anyhow::Result<Answer> {
+    let r = HttpClient::new(Duration::from_secs(20))
         .send(
             method,
-            &format!("http://{}{path}", sc.outbound),
+            &format!("http://{outbound}{path}"),
             &[("host", &format!("{service}.lucid.internal"))],
             "",
         )
         .await?;
-    Ok((
-        r.status,
-        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
-    ))
-}
-
-#[tokio::test]
-async fn a_request_crosses_the_mesh_with_the_callers_identity_and_intentions_apply(
-) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let reg = registry(dir.path(), &[]).await?;
-    let c = reg.client();
-    let (a_port, b_port) = (echo_app("a").await?, echo_app("b").await?);
-    let a = sidecar(&reg.http, "api-gateway", "ops", a_port).await?;
-    let _b = sidecar(&reg.http, "blockchain-core", "chain", b_port).await?;
-
-    let (st, v) = via(&a, Method::GET, "blockchain-core", "/blocks/7").await?;
-    assert_eq!(st, StatusCode::OK, "{v}");
-    assert_eq!(v["app"], "b");
-    assert_eq!(v["line"], "GET /blocks/7 HTTP/1.1");
-    assert_eq!(
-        v["xfcc"],
-        "URI=spiffe://lucid.internal/plane/ops/svc/api-gateway"
-    );
-
-    // The platform's read-only policy: GET allowed, POST denied by B's sidecar.
-    let policy = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/fixtures/service-mesh-config.yaml"
-    ))?;
-    let _ = policy; // applied through the API in JSON form below
-    let doc = json!({"planeIsolation": {"planes": {"ops": {"allowedClusters": ["api-gateway"]}, "chain": {"allowedClusters": ["blockchain-core"]}},
-        "policies": [{"name": "ops-to-chain-readonly", "source": "ops", "destination": "chain", "rules": [{"action": "allow", "methods": ["GET"]}]}]}});
-    c.call(Method::PUT, "/v1/connect/policy", doc.to_string())
-        .await?
-        .error_for_status()?;
-    wait::until("POST denied", Duration::from_secs(10), || async {
-        let (st, v) = via(&a, Method::POST, "blockchain-core", "/blocks").await?;
-        Ok((st == StatusCode::FORBIDDEN && v["error"]["code"] == "LUCID_ERR_1203").then_some(()))
+    Ok(Answer {
+        status: r.status,
+        body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
     })
-    .await?;
-    let (st, _) = via(&a, Method::GET, "blockchain-core", "/blocks/8").await?;
-    assert_eq!(st, StatusCode::OK);
-
-    // Unknown destination: 503 LUCID_ERR_1104, at once.
-    let (st, v) = via(&a, Method::GET, "nobody", "/").await?;
-    assert_eq!(
-        (st, v["error"]["code"].clone()),
-        (StatusCode::SERVICE_UNAVAILABLE, json!("LUCID_ERR_1104"))
-    );
-    Ok(())
 }
 
-#[tokio::test]
-async fn sidecars_apply_the_registrys_default_action() -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
-    let reg = registry(dir.path(), &["--intentions-default", "deny"]).await?;
-    let (a_port, b_port) = (echo_app("a").await?, echo_app("b").await?);
-    let a = sidecar(&reg.http, "web", "ops", a_port).await?;
-    let _b = sidecar(&reg.http, "db", "chain", b_port).await?;
-    // No intention: the registry's default (deny) decides in B's sidecar.
-    let (st, v) = via(&a, Method::GET, "db", "/").await?;
-    assert_eq!(
-        (st, v["error"]["code"].clone()),
-        (StatusCode::FORBIDDEN, json!("LUCID_ERR_1203")),
-        "{v}"
-    );
-    reg.client()
-        .call(
-            Method::POST,
-            "/v1/connect/intentions",
-            json!({"SourceName": "web", "DestinationName": "db", "Action": "allow"}).to_string(),
+/// Closed-loop load: `workers` tasks each sending GETs through `outbound` to `service`, with
+/// `pause` between a worker's requests, until finished.
+pub struct Load {
+    pub ok: Arc<AtomicU64>,
+    pub failed: Arc<AtomicU64>,
+    pub first_failure: Arc<std::sync::Mutex<Option<String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Load {
+    pub fn start(
+        outbound: &str,
+        service: &str,
+        path: &str,
+        workers: usize,
+        pause: Duration,
+    ) -> Load {
+        let ok = Arc::new(AtomicU64::new(0));
+        let failed = Arc::new(AtomicU64::new(0));
+        let first_failure = Arc::new(std::sync::Mutex::new(None));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let tasks = (0..workers)
+            .map(|_| {
+                let (ok, failed, first, stop) = (
+                    ok.clone(),
+                    failed.clone(),
+                    first_failure.clone(),
+                    stop.clone(),
+                );
+                let (outbound, service, path) =
+                    (outbound.to_owned(), service.to_owned(), path.to_owned());
+                tokio::spawn(async move {
+                    while !stop.load(Ordering::Relaxed) {
+                        match via_addr(&outbound, Method::GET, &service, &path).await {
+                            Ok(a) if a.status == StatusCode::OK => {
+                                ok.fetch_add(1, Ordering::Relaxed);
+                            }
+                            other => {
+                                failed.fetch_add(1, Ordering::Relaxed);
+                                let what = match other {
+                                    Ok(a) => format!("{} {}", a.status, a.body),
+                                    Err(e) => format!("{e:#}"),
+                                };
+                                first.lock().unwrap().get_or_insert(what);
+                            }
+                        }
+                        tokio::time::sleep(pause).await;
+                    }
+                })
+            })
+            .collect();
+        Load {
+            ok,
+            failed,
+            first_failure,
+            stop,
+            tasks,
+        }
+    }
+
+    /// Stop and return (ok, failed, first failure).
+    pub async fn finish(self) -> (u64, u64, Option<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        let first = self.first_failure.lock().unwrap().clone();
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            first,
         )
-        .await?
-        .error_for_status()?;
-    wait::until("web -> db allowed", Duration::from_secs(10), || async {
-        Ok((via(&a, Method::GET, "db", "/").await?.0 == StatusCode::OK).then_some(()))
-    })
-    .await?;
-    Ok(())
+    }
 }
