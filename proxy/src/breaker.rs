@@ -157,10 +157,6 @@ impl Breaker {
         }
     }
 
-    pub fn error_types(&self) -> Vec<String> {
-        self.lock().cfg.error_types.clone()
-    }
-
     /// The state now (moving open -> half-open once the recovery timeout has passed).
     pub fn state(&self, now: Instant) -> (State, Option<Transition>) {
         let mut g = self.lock();

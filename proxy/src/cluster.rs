@@ -42,6 +42,8 @@ pub struct Cluster {
     pub service: String,
     pub endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
     pub tls: TlsConnector,
+    /// What the config entries say for this service (read per request, replaced on change).
+    pub settings: ArcSwap<Resolved>,
     rr: AtomicUsize,
     /// Requests and retries in flight, for the retry budget.
     pub active: AtomicU64,
@@ -108,16 +110,18 @@ impl Clusters {
             service,
             mesh.revoked.clone(),
         )?);
+        let settings = mesh.settings(service);
         let cluster = Arc::new(Cluster {
             service: service.to_owned(),
             endpoints: ArcSwap::from_pointee(Vec::new()),
             tls,
+            settings: ArcSwap::from_pointee(settings.clone()),
             rr: AtomicUsize::new(0),
             active: AtomicU64::new(0),
             retries_active: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         });
-        cluster.update(eps, &mesh.settings(service));
+        cluster.update(eps, &settings);
         {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
             if let Some(c) = map.get(service) {
@@ -133,13 +137,14 @@ impl Clusters {
         Ok(cluster)
     }
 
-    /// Apply changed config entries to every cluster's breakers.
+    /// Apply changed config entries to every cluster and its breakers.
     pub fn reconfigure(&self, mesh: &Mesh) {
         for c in self.all() {
             let s = mesh.settings(&c.service);
             for e in c.endpoints.load().iter() {
                 e.breaker.configure(&s.circuit_breaker);
             }
+            c.settings.store(Arc::new(s));
         }
     }
 }
@@ -174,7 +179,7 @@ async fn follow(
             Ok((i, eps)) => {
                 // An index going backwards (a restored registry) must not make us spin.
                 index = if i < index { 0 } else { i };
-                cluster.update(eps, &mesh.settings(&cluster.service));
+                cluster.update(eps, &cluster.settings.load());
             }
             Err(e) => {
                 tracing::warn!(service = %cluster.service, error = %format!("{e:#}"),
@@ -279,7 +284,105 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lucid_core::config_entry::CircuitBreaker;
     use serde_json::json;
+
+    fn cluster(n: usize) -> Cluster {
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth();
+        let c = Cluster {
+            service: "s".into(),
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+            tls: TlsConnector::from(Arc::new(tls)),
+            settings: ArcSwap::from_pointee(Resolved::default()),
+            rr: AtomicUsize::new(0),
+            active: AtomicU64::new(0),
+            retries_active: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+        };
+        let eps = (0..n)
+            .map(|i| (format!("e{i}"), "127.0.0.1".to_owned(), 1000 + i as u16))
+            .collect();
+        let settings = Resolved {
+            circuit_breaker: CircuitBreaker {
+                failure_threshold: 1,
+                ..CircuitBreaker::default()
+            },
+            ..Resolved::default()
+        };
+        c.update(eps, &settings);
+        c
+    }
+
+    fn picks(c: &Cluster, policy: LbPolicy, tried: &[String], n: usize) -> Vec<String> {
+        (0..n)
+            .filter_map(|_| {
+                let p = c.pick(policy, tried, Instant::now())?;
+                p.endpoint.breaker.release(p.admission);
+                Some(p.endpoint.id.clone())
+            })
+            .collect()
+    }
+
+    fn count(v: &[String], id: &str) -> usize {
+        v.iter().filter(|x| *x == id).count()
+    }
+
+    #[test]
+    fn round_robin_random_and_least_request() {
+        let c = cluster(3);
+        assert_eq!(
+            picks(&c, LbPolicy::RoundRobin, &[], 6),
+            ["e0", "e1", "e2", "e0", "e1", "e2"]
+        );
+        let r = picks(&c, LbPolicy::Random, &[], 300);
+        assert!(
+            ["e0", "e1", "e2"].iter().all(|id| count(&r, id) > 50),
+            "{r:?}"
+        );
+        // Two busy endpoints and an idle one: two random choices favour the idle one.
+        let eps = c.endpoints.load();
+        eps[0].rq_active.store(10, Ordering::Relaxed);
+        eps[1].rq_active.store(10, Ordering::Relaxed);
+        let l = picks(&c, LbPolicy::LeastRequest, &[], 300);
+        assert!(
+            count(&l, "e2") > 130,
+            "expected about 5/9 of 300: {}",
+            count(&l, "e2")
+        );
+    }
+
+    #[test]
+    fn open_circuits_and_tried_endpoints_are_avoided() {
+        let c = cluster(3);
+        let eps = c.endpoints.load();
+        let (a, _) = eps[1].breaker.admit(Instant::now());
+        eps[1]
+            .breaker
+            .record(a.expect("closed"), true, Instant::now());
+        let p = picks(&c, LbPolicy::RoundRobin, &[], 10);
+        assert_eq!(count(&p, "e1"), 0, "open: {p:?}");
+        let p = picks(&c, LbPolicy::RoundRobin, &["e0".to_owned()], 5);
+        assert!(p.iter().all(|id| id == "e2"), "{p:?}");
+        // Everything tried: the usable ones again rather than nothing.
+        let all = ["e0".to_owned(), "e2".to_owned()];
+        assert_eq!(picks(&c, LbPolicy::RoundRobin, &all, 4).len(), 4);
+        let (a, _) = eps[0].breaker.admit(Instant::now());
+        eps[0]
+            .breaker
+            .record(a.expect("closed"), true, Instant::now());
+        let (a, _) = eps[2].breaker.admit(Instant::now());
+        eps[2]
+            .breaker
+            .record(a.expect("closed"), true, Instant::now());
+        assert!(c.pick(LbPolicy::RoundRobin, &[], Instant::now()).is_none());
+        assert_eq!(c.summary(Instant::now()), (3, 3));
+    }
 
     #[test]
     fn only_passing_instances_with_a_mesh_port_are_usable() {

@@ -18,7 +18,8 @@ pub struct ProxyConfig {
     /// The local application's port on 127.0.0.1.
     #[arg(long, env = "LUCID_PROXY_APP_PORT")]
     pub app_port: u16,
-    /// The address peers reach this sidecar at (default: the inbound listener's IP).
+    /// The address peers reach this sidecar at (default: the inbound listener's IP, or when
+    /// that is 0.0.0.0 the local IP that routes to the registry).
     #[arg(long, env = "LUCID_PROXY_ADDRESS")]
     pub address: Option<IpAddr>,
     /// Registry HTTP address (repeatable; tried in order).

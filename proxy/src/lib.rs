@@ -68,6 +68,33 @@ async fn begin_drain(
     let _ = drain.send(true);
 }
 
+/// With the inbound listener on every interface and no `--address`: the local IP this host
+/// uses to reach the registry, which peers on the same network can reach too (a UDP
+/// "connect" sends nothing, it only asks the kernel for the route). Loopback if unknown.
+async fn route_to(registries: &[String]) -> String {
+    for r in registries {
+        let hostport = r.split("://").last().unwrap_or(r).trim_end_matches('/');
+        let Ok(mut addrs) = tokio::net::lookup_host(hostport).await else {
+            continue;
+        };
+        let Some(target) = addrs.next() else { continue };
+        let bind = if target.is_ipv4() {
+            "0.0.0.0:0"
+        } else {
+            "[::]:0"
+        };
+        if let Ok(sock) = tokio::net::UdpSocket::bind(bind).await {
+            if sock.connect(target).await.is_ok() {
+                if let Ok(local) = sock.local_addr() {
+                    tracing::info!(address = %local.ip(), "advertising the address that routes to the registry");
+                    return local.ip().to_string();
+                }
+            }
+        }
+    }
+    "127.0.0.1".to_owned()
+}
+
 /// Run the sidecar until `shutdown`, then drain and deregister.
 pub async fn run(
     cfg: ProxyConfig,
@@ -80,7 +107,7 @@ pub async fn run(
     let admin_addr = listeners.admin.local_addr()?;
     let address = match cfg.address {
         Some(ip) => ip.to_string(),
-        None if inbound_addr.ip().is_unspecified() => "127.0.0.1".to_owned(),
+        None if inbound_addr.ip().is_unspecified() => route_to(&cfg.registry).await,
         None => inbound_addr.ip().to_string(),
     };
     tracing::info!("listening inbound {inbound_addr}");

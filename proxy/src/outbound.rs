@@ -168,7 +168,7 @@ impl Outbound {
                 )
             }
         };
-        let settings = self.mesh.settings(service);
+        let settings = cluster.settings.load_full();
         let (mut parts, body) = req.into_parts();
         strip_hop_by_hop(&mut parts.headers);
         let idempotent = matches!(
@@ -255,7 +255,7 @@ impl Outbound {
                 ),
                 Try::Failed { outcome, .. } => (*outcome, None),
             };
-            let failed = outcome.fails(&endpoint.breaker.error_types(), app_type.as_deref());
+            let failed = outcome.fails(&settings.circuit_breaker.error_types, app_type.as_deref());
             // Envoy's rq_error: 5xx answers and requests that got no answer.
             if !matches!(outcome, Outcome::Status(s) if s < 500) {
                 endpoint.rq_error.fetch_add(1, Ordering::Relaxed);

@@ -151,7 +151,7 @@ pub fn clusters_json(mesh: &Mesh) -> Value {
         .all()
         .iter()
         .map(|c| {
-            let s = mesh.settings(&c.service);
+            let s = c.settings.load();
             json!({
                 "name": c.service,
                 "load_balancer": s.load_balancer.policy,

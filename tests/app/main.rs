@@ -2,7 +2,8 @@
 //! HTTP/1.1 and h2c on one port. Every answer says who answered and what arrived (method,
 //! path, `Host`, `X-Forwarded-Client-Cert`), unless told otherwise:
 //! - per request, by query: `status=N`, `delay_ms=N`, `size=N` (a body of N bytes instead),
-//!   `fail=reset` (drop the connection without answering);
+//!   `fail=reset` (drop the connection without answering), `error_type=T` (answer with
+//!   `x-lucid-error-type: T`, how an app flags its own error kinds to circuit breakers);
 //! - for every later request, `POST /control` with `{"status", "delay_ms", "fail", "healthy"}`
 //!   (`GET /control` returns the mode and how many requests arrived);
 //! - `GET /health` answers 200, or 503 once `healthy` is false.
@@ -126,8 +127,16 @@ impl App {
             .or(global.status)
             .and_then(|s| StatusCode::from_u16(s).ok())
             .unwrap_or(StatusCode::OK);
+        let error_type =
+            query(&req, "error_type").and_then(|t| http::HeaderValue::from_str(&t).ok());
+        let flag = |mut r: Response<Full<Bytes>>| {
+            if let Some(t) = error_type.clone() {
+                r.headers_mut().insert("x-lucid-error-type", t);
+            }
+            r
+        };
         if let Some(n) = query(&req, "size").and_then(|s| s.parse::<usize>().ok()) {
-            return Ok(reply(status, vec![b'x'; n.min(16 << 20)], false));
+            return Ok(flag(reply(status, vec![b'x'; n.min(16 << 20)], false)));
         }
         let header = |name: &str| {
             req.headers()
@@ -151,7 +160,7 @@ impl App {
             "host": host,
             "body_len": body.len(),
         });
-        Ok(reply(status, v.to_string(), true))
+        Ok(flag(reply(status, v.to_string(), true)))
     }
 }
 

@@ -223,3 +223,50 @@ async fn a_failed_get_is_retried_on_another_endpoint_and_a_post_is_not() -> anyh
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn a_request_past_its_timeout_gets_504_and_the_app_can_flag_its_own_errors(
+) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let reg = registry(dir.path(), &[]).await?;
+    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
+    let a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
+    let _b = Sidecar::spawn(&reg.http, "ledger", "default", app_b.port, &[]).await?;
+    service_defaults(
+        &reg.client(),
+        json!({"Name": "ledger",
+            "CircuitBreaker": {"FailureThreshold": 2, "RecoveryTimeout": "60s", "Timeout": "1s",
+                "ErrorTypes": ["timeout", "payment-error"]},
+            "Retry": {"Attempts": 0}}),
+    )
+    .await?;
+    sees_entry(&a, "ledger", "CircuitBreaker").await?;
+    let r = via(&a, Method::GET, "ledger", "/?delay_ms=3000").await?;
+    assert_eq!(
+        (r.status, r.code()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("LUCID_ERR_1305")),
+        "{}",
+        r.body
+    );
+    // 5xx is not among this service's ErrorTypes: the circuit stays closed.
+    for _ in 0..3 {
+        let r = via(&a, Method::GET, "ledger", "/?status=500").await?;
+        assert_eq!(r.status, StatusCode::INTERNAL_SERVER_ERROR);
+    }
+    assert_eq!(a.endpoints("ledger").await?[0]["circuit"], "closed");
+    // The app flags a payment error (x-lucid-error-type), then another timeout: two
+    // failures in a row under this service's ErrorTypes open the circuit.
+    let r = via(
+        &a,
+        Method::GET,
+        "ledger",
+        "/?status=402&error_type=payment-error",
+    )
+    .await?;
+    assert_eq!(r.status, StatusCode::PAYMENT_REQUIRED);
+    assert_eq!(a.endpoints("ledger").await?[0]["circuit"], "closed");
+    let r = via(&a, Method::GET, "ledger", "/?delay_ms=3000").await?;
+    assert_eq!(r.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(a.endpoints("ledger").await?[0]["circuit"], "open");
+    Ok(())
+}
