@@ -59,6 +59,10 @@ pub struct ProxyConfig {
     /// K=V (repeatable).
     #[arg(long = "meta", env = "LUCID_PROXY_META", value_delimiter = ',')]
     pub meta: Vec<String>,
+    /// Runtime threads: 1 runs everything on one thread (no cross-thread wake-ups; the
+    /// lowest latency and CPU per request on a small host), more spreads connections.
+    #[arg(long, env = "LUCID_PROXY_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
     /// On SIGTERM or `POST /drain`: how long in-flight requests get to finish.
     #[arg(long, env = "LUCID_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = grace)]
     pub drain_grace: Duration,
