@@ -126,7 +126,7 @@ async fn draining_under_load_fails_no_request() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (ok, failed, first) = load.finish().await;
     assert_eq!(failed, 0, "{failed} failed of {}: {first:?}", ok + failed);
-    assert!(app_b1.requests().await? > b1_before, "b1 was in rotation");
+    assert!(b1_before > 0, "b1 was in rotation when it got SIGTERM");
     assert_eq!(instances().await?, 1);
 
     // POST /drain on the other: not ready, deregistered, listeners closed; process stays.
