@@ -7,7 +7,8 @@ use clap::Parser;
 
 /// lucid-proxy: the Lucid Mesh sidecar.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "lucid-proxy", version, about, long_about = None)]
+#[command(name = "lucid-proxy", version, about, long_about = None,
+    after_help = "`lucid-proxy health [ADMIN_ADDR]` probes a running sidecar's /ready (default LUCID_PROXY_ADMIN_ADDR or 127.0.0.1:15000); exit 0 when ready.")]
 pub struct ProxyConfig {
     /// This workload's service name.
     #[arg(long, env = "LUCID_PROXY_SERVICE")]

@@ -8,6 +8,16 @@ use lucid_proxy::{run, Listeners, ProxyConfig};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("health") {
+        // `lucid-proxy health [ADMIN_ADDR]`: GET /ready on the admin port (HEALTHCHECK).
+        return lucid_client::health::run_health(
+            &args[1..],
+            "LUCID_PROXY_ADMIN_ADDR",
+            "127.0.0.1:15000",
+            "/ready",
+        );
+    }
     let cfg = ProxyConfig::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()

@@ -18,7 +18,8 @@ pub enum LogFormat {
 
 /// lucid-registry: a Raft-replicated service registry with a Consul-compatible API.
 #[derive(Debug, Parser)]
-#[command(name = "lucid-registry", version, about, long_about = None)]
+#[command(name = "lucid-registry", version, about, long_about = None,
+    after_help = "`lucid-registry health [ADDR]` probes a running node's /health (default LUCID_HTTP_ADDR or 127.0.0.1:8500); exit 0 when healthy.")]
 pub struct Args {
     /// Single-node development mode: bootstraps itself, data in ./lucid-data.
     #[arg(long, env = "LUCID_DEV")]

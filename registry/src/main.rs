@@ -9,6 +9,16 @@ use lucid_registry::{run, Listeners};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("health") {
+        // `lucid-registry health [ADDR]`: GET /health on this node (the image's HEALTHCHECK).
+        return lucid_client::health::run_health(
+            &args[1..],
+            "LUCID_HTTP_ADDR",
+            "127.0.0.1:8500",
+            "/health",
+        );
+    }
     let cfg = match Args::parse().resolve() {
         Ok(c) => c,
         Err(e) => {
