@@ -40,37 +40,71 @@ for b in "${BINS[@]}"; do
   "${QEMU[@]}" "$OUT/$b" --help >/dev/null
 done
 
-# A dev registry under emulation must serve a KV round trip.
+# Size limits (issue 7): the sidecar under 10 MB, the registry under 20 MB, stripped.
+size() { stat -c %s "$OUT/$1"; }
+[ "$(size lucid-proxy)" -lt 10000000 ] || { echo "lucid-proxy is over 10 MB" >&2; exit 1; }
+[ "$(size lucid-registry)" -lt 20000000 ] || { echo "lucid-registry is over 20 MB" >&2; exit 1; }
+
+# A three-node registry cluster of arm64 binaries under emulation: it must elect a leader,
+# replicate a write made on one node to another, and answer DNS on a third.
 work=$(mktemp -d)
-"${QEMU[@]}" "$OUT/lucid-registry" --dev --data-dir "$work/data" \
-  --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0 2>"$work/log" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-http=""
+pids=()
+trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$work"' EXIT
+addr_of() { # node kind
+  local a=""
+  for _ in $(seq 1 600); do
+    a=$(grep -o "listening $2 [0-9.:]*" "$work/n$1.log" 2>/dev/null | awk '{print $3}' || true)
+    [ -n "$a" ] && { echo "$a"; return 0; }
+    sleep 0.1
+  done
+  cat "$work/n$1.log" >&2; echo "arm64 node $1 did not start" >&2; return 1
+}
+start_node() { # id extra...
+  local id=$1; shift
+  "${QEMU[@]}" "$OUT/lucid-registry" --node-id "$id" --data-dir "$work/d$id" \
+    --http-addr 127.0.0.1:0 --raft-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0 "$@" 2>"$work/n$id.log" &
+  pids+=($!)
+}
+start_node 1 --bootstrap
+h1=$(addr_of 1 http)
+start_node 2 --join "$h1"
+start_node 3 --join "$h1"
+h2=$(addr_of 2 http); h3=$(addr_of 3 http); dns3=$(addr_of 3 dns)
+voters=0
 for _ in $(seq 1 300); do
-  http=$(grep -o 'listening http [0-9.:]*' "$work/log" | awk '{print $3}' || true)
-  [ -n "$http" ] && break
-  sleep 0.1
-done
-[ -n "$http" ] || { cat "$work/log"; echo "arm64 registry did not start" >&2; exit 1; }
-for _ in $(seq 1 100); do
-  if [ "$(curl -s -X PUT --data arm64 "http://$http/v1/kv/smoke" || true)" = true ]; then break; fi
+  voters=$(curl -s "http://$h1/v1/operator/raft/configuration" |
+    python3 -c 'import json,sys; print(sum(1 for s in json.load(sys.stdin)["Servers"] if s.get("Voter")))' 2>/dev/null || echo 0)
+  [ "$voters" = 3 ] && break
   sleep 0.2
 done
-got=$(curl -s "http://$http/v1/kv/smoke?raw")
-[ "$got" = arm64 ] || { cat "$work/log"; echo "arm64 KV round trip failed: got '$got'" >&2; exit 1; }
-echo "arm64 smoke run: ok (KV round trip through a dev registry under qemu)"
+[ "$voters" = 3 ] || { tail -20 "$work"/n*.log; echo "arm64 cluster: $voters voters" >&2; exit 1; }
+leader=$(curl -s "http://$h3/v1/status/leader")
+[ -n "$leader" ] && [ "$leader" != '""' ] || { echo "arm64 cluster: no leader" >&2; exit 1; }
+echo "arm64 cluster: 3 voters, leader $leader"
+ok=""
+for _ in $(seq 1 100); do
+  ok=$(curl -s -X PUT --data arm64 "http://$h2/v1/kv/smoke" || true)
+  [ "$ok" = true ] && break
+  sleep 0.2
+done
+got=""
+for _ in $(seq 1 50); do
+  got=$(curl -s "http://$h3/v1/kv/smoke?raw&stale" || true)
+  [ "$got" = arm64 ] && break
+  sleep 0.2
+done
+[ "$got" = arm64 ] || { echo "arm64 cluster: write on node 2 not on node 3 (got '$got')" >&2; exit 1; }
+echo "arm64 cluster: ok (a write through node 2 read back from node 3)"
 
 if command -v dig >/dev/null; then
-  dns=$(grep -o 'listening dns [0-9.:]*' "$work/log" | awk '{print $3}')
   curl -sf -X PUT -d '{"Name":"smoke","ID":"smoke-1","Address":"10.64.0.1","Port":1}' \
-    "http://$http/v1/agent/service/register" >/dev/null
+    "http://$h1/v1/agent/service/register" >/dev/null
   ans=""
   for _ in $(seq 1 50); do
-    ans=$(dig @"${dns%:*}" -p "${dns##*:}" +short smoke.lucid.internal A || true)
+    ans=$(dig @"${dns3%:*}" -p "${dns3##*:}" +short smoke.lucid.internal A || true)
     [ "$ans" = 10.64.0.1 ] && break
     sleep 0.2
   done
-  [ "$ans" = 10.64.0.1 ] || { cat "$work/log"; echo "arm64 DNS answer: got '$ans'" >&2; exit 1; }
-  echo "arm64 smoke run: ok (smoke.lucid.internal resolves through the registry's DNS under qemu)"
+  [ "$ans" = 10.64.0.1 ] || { echo "arm64 DNS answer on node 3: got '$ans'" >&2; exit 1; }
+  echo "arm64 cluster: ok (smoke.lucid.internal, registered on node 1, resolves on node 3's DNS)"
 fi
