@@ -109,8 +109,9 @@ fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -
 
     // The compose file: each service's environment is known to its image's binary, and its
     // command parses with that binary's own flag parser.
-    let mut yaml: yaml_serde::Value =
-        yaml_serde::from_str(&std::fs::read_to_string(d.join("compose/docker-compose.yml"))?)?;
+    let mut yaml: yaml_serde::Value = yaml_serde::from_str(&std::fs::read_to_string(
+        d.join("compose/docker-compose.yml"),
+    )?)?;
     yaml.apply_merge()?; // the `<<: *registry` keys
     let compose: Value = serde_json::to_value(yaml)?;
     let services = compose["services"].as_object().context("services")?;
@@ -291,6 +292,15 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
     let answer =
         lucid_tests::dns::dig(&field("dns"), &["blockchain-core.lucid.internal", "+short"])?;
     assert!(answer.contains("127.0.0.1"), "{answer}");
+
+    // The health subcommands see the running processes as healthy.
+    for (b, addr) in [
+        ("lucid-proxy", field("gateway_admin")),
+        ("lucid-registry", field("registry")),
+    ] {
+        let st = Command::new(bin(b)).args(["health", &addr]).status()?;
+        assert!(st.success(), "{b} health {addr}");
+    }
 
     // Ctrl-C stops everything: the sidecar's admin port closes and the script exits.
     let admin = field("gateway_admin");
