@@ -28,7 +28,8 @@ COPY --from=build /out/lucid-proxy /usr/local/bin/
 USER 65532:65532
 ENV LUCID_PROXY_INBOUND_ADDR=0.0.0.0:15001 \
     LUCID_PROXY_OUTBOUND_ADDR=127.0.0.1:15002 \
-    LUCID_PROXY_ADMIN_ADDR=127.0.0.1:15000
+    LUCID_PROXY_ADMIN_ADDR=127.0.0.1:15000 \
+    LUCID_PROXY_LOG_FORMAT=json
 EXPOSE 15001/tcp
 HEALTHCHECK --interval=10s --timeout=4s --start-period=20s --retries=3 \
   CMD ["/usr/local/bin/lucid-proxy", "health"]

@@ -3,7 +3,14 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{Parser, ValueEnum};
+
+/// Log output format (DESIGN §13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
 
 /// lucid-proxy: the Lucid Mesh sidecar.
 #[derive(Debug, Clone, Parser)]
@@ -64,6 +71,13 @@ pub struct ProxyConfig {
     /// lowest latency and CPU per request on a small host), more spreads connections.
     #[arg(long, env = "LUCID_PROXY_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
+    #[arg(
+        long,
+        env = "LUCID_PROXY_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
     /// On SIGTERM or `POST /drain`: how long in-flight requests get to finish.
     #[arg(long, env = "LUCID_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = grace)]
     pub drain_grace: Duration,

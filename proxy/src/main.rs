@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+use lucid_proxy::config::LogFormat;
 use lucid_proxy::{run, Listeners, ProxyConfig};
 use tracing_subscriber::EnvFilter;
 
@@ -20,11 +21,13 @@ fn main() -> ExitCode {
     }
     let cfg = ProxyConfig::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .init();
+        .with_writer(std::io::stderr);
+    match cfg.log_format {
+        LogFormat::Json => logs.json().init(),
+        LogFormat::Text => logs.with_ansi(false).init(),
+    }
     let mut builder = if cfg.workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
