@@ -171,6 +171,45 @@ fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -
     Ok(())
 }
 
+/// `systemd-analyze verify` on a unit; its complaints other than the binary not being
+/// installed on this machine.
+fn unit_complaints(unit: &Path) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no"])
+        .arg(unit)
+        .output()
+        .context("systemd-analyze (Debian package systemd)")?;
+    Ok(String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| !l.contains("is not executable") && !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect())
+}
+
+#[test]
+fn the_systemd_units_have_no_unknown_keys() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A template is verified as an instance.
+    for (file, as_name) in [
+        ("lucid-registry.service", "lucid-registry.service"),
+        ("lucid-proxy@.service", "lucid-proxy@web.service"),
+    ] {
+        let unit = dir.path().join(as_name);
+        std::fs::copy(deploy().join("systemd").join(file), &unit)?;
+        let complaints = unit_complaints(&unit)?;
+        assert!(complaints.is_empty(), "{file}: {complaints:?}");
+        // A misspelt key is reported, so an empty list above means something.
+        let text = std::fs::read_to_string(&unit)?.replace("RestartSec=", "RestartSecs=");
+        std::fs::write(&unit, text)?;
+        let complaints = unit_complaints(&unit)?;
+        assert!(
+            complaints.iter().any(|c| c.contains("Unknown key")),
+            "{complaints:?}"
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn compose_config_and_hadolint_accept_the_deploy_files() -> anyhow::Result<()> {
     let tools = lucid_tests::python::deploy_tools()?;
