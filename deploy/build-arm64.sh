@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Cross-build the Lucid Mesh binaries for aarch64-unknown-linux-gnu, strip them, print their
-# sizes, and smoke-run each under qemu-aarch64-static: --version, --help, and a dev registry
-# that must answer a KV round trip.
+# Cross-build the Lucid Mesh binaries for aarch64-unknown-linux-gnu (size-tuned profiles),
+# print their sizes (failing above the limits: proxy 10 MB, registry 20 MB), and smoke-run
+# each under qemu-aarch64-static: --version, --help, then a three-node registry cluster of
+# arm64 binaries that must elect a leader, replicate a write and answer DNS. The binaries end
+# up in target/aarch64-unknown-linux-gnu/deploy/.
 #
 # Needs: rustup, Debian's gcc-aarch64-linux-gnu and qemu-user-static (installed when missing
 # and running as root).
@@ -10,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 TARGET=aarch64-unknown-linux-gnu
 BINS=(lucid-registry lucid-proxy lucidctl)
-OUT="target/$TARGET/release"
+OUT="target/$TARGET/deploy"
 
 if ! rustup target list --installed | grep -qx "$TARGET"; then
   rustup target add "$TARGET"
@@ -26,9 +28,12 @@ if ! command -v aarch64-linux-gnu-gcc >/dev/null || ! command -v qemu-aarch64-st
 fi
 
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
-pkgs=()
-for b in "${BINS[@]}"; do pkgs+=(--bin "$b"); done
-cargo build --release --locked --target "$TARGET" "${pkgs[@]}"
+# Size-tuned profiles (workspace Cargo.toml): fat LTO, one codegen unit, stripped; panic =
+# abort for the registry and lucidctl, unwinding for the sidecar.
+cargo build --profile dist --locked --target "$TARGET" --bin lucid-registry --bin lucidctl
+cargo build --profile dist-unwind --locked --target "$TARGET" --bin lucid-proxy
+mkdir -p "$OUT"
+cp "target/$TARGET/dist/lucid-registry" "target/$TARGET/dist/lucidctl" "target/$TARGET/dist-unwind/lucid-proxy" "$OUT/"
 
 QEMU=(qemu-aarch64-static -L /usr/aarch64-linux-gnu)
 printf '%-16s %10s\n' binary bytes

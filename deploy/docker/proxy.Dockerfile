@@ -19,9 +19,9 @@ RUN case "$TARGETARCH" in \
       *) echo "unsupported TARGETARCH $TARGETARCH" >&2; exit 1 ;; \
     esac \
  && rustup target add "$target" \
- && cargo build --release --locked --target "$target" -p lucid-proxy \
+ && cargo build --profile dist-unwind --locked --target "$target" -p lucid-proxy \
  && mkdir -p /out \
- && cp "target/$target/release/lucid-proxy" /out/
+ && cp "target/$target/dist-unwind/lucid-proxy" /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/lucid-proxy /usr/local/bin/

@@ -19,9 +19,9 @@ RUN case "$TARGETARCH" in \
       *) echo "unsupported TARGETARCH $TARGETARCH" >&2; exit 1 ;; \
     esac \
  && rustup target add "$target" \
- && cargo build --release --locked --target "$target" -p lucid-registry -p lucid-ctl \
+ && cargo build --profile dist --locked --target "$target" -p lucid-registry -p lucid-ctl \
  && mkdir -p /out/data \
- && cp "target/$target/release/lucid-registry" "target/$target/release/lucidctl" /out/
+ && cp "target/$target/dist/lucid-registry" "target/$target/dist/lucidctl" /out/
 
 FROM gcr.io/distroless/cc-debian12:nonroot
 COPY --from=build /out/lucid-registry /out/lucidctl /usr/local/bin/
