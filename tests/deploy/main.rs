@@ -211,6 +211,41 @@ fn the_systemd_units_have_no_unknown_keys() -> anyhow::Result<()> {
 }
 
 #[test]
+fn the_resolver_snippets_are_valid() -> anyhow::Result<()> {
+    let check = |file: &Path| -> anyhow::Result<(bool, String)> {
+        let out = Command::new("dnsmasq")
+            .args(["--test", "-C"])
+            .arg(file)
+            .output()
+            .context("dnsmasq (Debian package dnsmasq-base)")?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let snippet = deploy().join("resolver/dnsmasq-lucid.conf");
+    let (ok, err) = check(&snippet)?;
+    assert!(ok, "{err}");
+    let dir = tempfile::tempdir()?;
+    let bad = dir.path().join("bad.conf");
+    std::fs::write(
+        &bad,
+        "server=/lucid.internal/127.0.0.1#8600\nforward-zone=lucid\n",
+    )?;
+    assert!(!check(&bad)?.0, "dnsmasq refuses an unknown option");
+    // systemd-resolved: only the keys resolved.conf(5) defines for [Resolve].
+    let text = std::fs::read_to_string(deploy().join("resolver/systemd-resolved-lucid.conf"))?;
+    let keys: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.contains('='))
+        .filter_map(|l| l.split_once('=').map(|(k, _)| k.trim()))
+        .collect();
+    assert_eq!(keys, ["DNS", "Domains"]);
+    assert!(text.contains("[Resolve]"));
+    Ok(())
+}
+
+#[test]
 fn compose_config_and_hadolint_accept_the_deploy_files() -> anyhow::Result<()> {
     let tools = lucid_tests::python::deploy_tools()?;
     let out = Command::new(tools.join("docker-compose"))
