@@ -9,7 +9,7 @@ use lucid_tests::registry::RegistryProc;
 use lucid_tests::wait;
 use serde_json::Value;
 
-use crate::{registry, via, wait_root, App, Load, Sidecar};
+use crate::{pair, registry, via, wait_root, App, Load, Pair, Sidecar};
 
 #[tokio::test]
 async fn a_sidecar_waits_for_the_registry_and_survives_losing_it() -> anyhow::Result<()> {
@@ -46,9 +46,12 @@ async fn certificates_rotate_under_load_without_a_failed_request() -> anyhow::Re
     let dir = tempfile::tempdir()?;
     // One-minute leaves (the shortest allowed): due for rotation 12-48 s after issue.
     let reg = registry(dir.path(), &["--leaf-ttl", "1m"]).await?;
-    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
-    let a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
-    let b = Sidecar::spawn(&reg.http, "ledger", "default", app_b.port, &[]).await?;
+    let Pair {
+        app_a: _app_a,
+        app_b: _app_b,
+        a,
+        b,
+    } = pair(&reg.http).await?;
     let (a_serial, _) = a.cert().await?;
     let (b_serial, _) = b.cert().await?;
     let load = Load::start(&a.outbound, "ledger", "/", 4, Duration::from_millis(10));

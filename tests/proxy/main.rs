@@ -215,6 +215,22 @@ impl Sidecar {
     }
 }
 
+/// The usual pair: app "a" behind the `web` sidecar (the caller) and app "b" behind the
+/// `ledger` sidecar, both in plane `default`.
+pub struct Pair {
+    pub app_a: App,
+    pub app_b: App,
+    pub a: Sidecar,
+    pub b: Sidecar,
+}
+
+pub async fn pair(registry: &str) -> anyhow::Result<Pair> {
+    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
+    let a = Sidecar::spawn(registry, "web", "default", app_a.port, &[]).await?;
+    let b = Sidecar::spawn(registry, "ledger", "default", app_b.port, &[]).await?;
+    Ok(Pair { app_a, app_b, a, b })
+}
+
 /// A bootstrapped registry whose CA root exists.
 pub async fn registry(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<RegistryProc> {
     let reg = RegistryProc::spawn(NodeSpec {

@@ -7,7 +7,7 @@ use http::{Method, StatusCode};
 use lucid_tests::wait;
 use serde_json::{json, Value};
 
-use crate::{registry, service_defaults, via, App, Sidecar};
+use crate::{pair, registry, service_defaults, via, App, Pair, Sidecar};
 
 /// Wait until `sc` has read the entry for `service` (its `/config_dump` shows it).
 async fn sees_entry(sc: &Sidecar, service: &str, field: &str) -> anyhow::Result<()> {
@@ -32,9 +32,12 @@ async fn sees_entry(sc: &Sidecar, service: &str, field: &str) -> anyhow::Result<
 async fn the_inbound_rate_limit_answers_429_beyond_the_burst() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let reg = registry(dir.path(), &[]).await?;
-    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
-    let a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
-    let b = Sidecar::spawn(&reg.http, "ledger", "default", app_b.port, &[]).await?;
+    let Pair {
+        app_a: _app_a,
+        app_b,
+        a,
+        b,
+    } = pair(&reg.http).await?;
     service_defaults(
         &reg.client(),
         json!({"Name": "ledger", "RateLimit": {"RequestsPerSecond": 2, "Burst": 10}}),
@@ -85,9 +88,12 @@ async fn the_inbound_rate_limit_answers_429_beyond_the_burst() -> anyhow::Result
 async fn the_circuit_opens_fails_fast_half_opens_and_closes() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let reg = registry(dir.path(), &[]).await?;
-    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
-    let a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
-    let _b = Sidecar::spawn(&reg.http, "ledger", "default", app_b.port, &[]).await?;
+    let Pair {
+        app_a: _app_a,
+        app_b,
+        a,
+        b: _b,
+    } = pair(&reg.http).await?;
     service_defaults(
         &reg.client(),
         json!({"Name": "ledger",
@@ -229,9 +235,12 @@ async fn a_request_past_its_timeout_gets_504_and_the_app_can_flag_its_own_errors
 ) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let reg = registry(dir.path(), &[]).await?;
-    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
-    let a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
-    let _b = Sidecar::spawn(&reg.http, "ledger", "default", app_b.port, &[]).await?;
+    let Pair {
+        app_a: _app_a,
+        app_b: _app_b,
+        a,
+        b: _b,
+    } = pair(&reg.http).await?;
     service_defaults(
         &reg.client(),
         json!({"Name": "ledger",

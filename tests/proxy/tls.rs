@@ -13,7 +13,7 @@ use lucid_tests::wait;
 use lucid_tls::{CaMaterial, Signer, SpiffeId};
 use serde_json::{json, Value};
 
-use crate::{registry, via, App, Sidecar};
+use crate::{pair, registry, via, App, Pair, Sidecar};
 
 /// One HTTP/1.1 request over `openssl s_client` to `addr`; the raw output.
 fn s_client(addr: &str, root: &Path, cert: Option<(&Path, &Path)>) -> anyhow::Result<String> {
@@ -163,9 +163,12 @@ async fn outbound_refuses_a_peer_that_is_not_the_service_meant() -> anyhow::Resu
     let dir = tempfile::tempdir()?;
     let reg = registry(dir.path(), &[]).await?;
     let c = reg.client();
-    let (app_a, app_b) = (App::spawn("a")?, App::spawn("b")?);
-    let a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
-    let b = Sidecar::spawn(&reg.http, "ledger", "default", app_b.port, &[]).await?;
+    let Pair {
+        app_a: _app_a,
+        app_b,
+        a,
+        b,
+    } = pair(&reg.http).await?;
     // "payments" registered at ledger's sidecar: the TLS peer proves it is ledger.
     let port: u16 = b.inbound.rsplit_once(':').unwrap().1.parse()?;
     c.call(
