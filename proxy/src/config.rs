@@ -1,9 +1,13 @@
-//! `lucid-proxy` flags (DESIGN §3), each also `LUCID_PROXY_<FLAG>`.
+//! `lucid-proxy` flags (DESIGN §3), each also `LUCID_PROXY_<FLAG>`, and `--config FILE`: the
+//! same settings as TOML keys (`app_port = 8080`, `registry = ["http://..."]`). Precedence:
+//! flags, then environment, then the file, then defaults. Unknown keys are an error.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
 
 /// Log output format (DESIGN §13).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -14,7 +18,7 @@ pub enum LogFormat {
 
 /// lucid-proxy: the Lucid Mesh sidecar.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "lucid-proxy", version, about, long_about = None,
+#[command(name = "lucid-proxy", version, about, long_about = None, args_override_self = true,
     after_help = "`lucid-proxy health [ADMIN_ADDR]` probes a running sidecar's /ready (default LUCID_PROXY_ADMIN_ADDR or 127.0.0.1:15000); exit 0 when ready.")]
 pub struct ProxyConfig {
     /// This workload's service name.
@@ -71,6 +75,9 @@ pub struct ProxyConfig {
     /// lowest latency and CPU per request on a small host), more spreads connections.
     #[arg(long, env = "LUCID_PROXY_WORKERS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub workers: u16,
+    /// A TOML file with any of these settings (keys are the flag names with `_`).
+    #[arg(long, env = "LUCID_PROXY_CONFIG")]
+    pub config: Option<PathBuf>,
     #[arg(
         long,
         env = "LUCID_PROXY_LOG_FORMAT",
@@ -89,4 +96,132 @@ fn grace(s: &str) -> Result<Duration, String> {
         return Err("at most 1h".to_owned());
     }
     Ok(d)
+}
+
+/// Why the configuration could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{0}")]
+    Args(#[from] clap::Error),
+    #[error("--config {path}: {reason}")]
+    File { path: String, reason: String },
+}
+
+/// The value of `--config` / `--config=` in `args`, else `LUCID_PROXY_CONFIG`.
+fn config_path(args: &[OsString]) -> Option<PathBuf> {
+    let mut it = args.iter().skip(1);
+    while let Some(a) = it.next() {
+        let a = a.to_string_lossy();
+        if a == "--config" {
+            return it.next().map(PathBuf::from);
+        }
+        if let Some(v) = a.strip_prefix("--config=") {
+            return Some(PathBuf::from(v));
+        }
+    }
+    std::env::var_os("LUCID_PROXY_CONFIG").map(PathBuf::from)
+}
+
+/// The file's settings as flags, placed before the real arguments. A key also given as a flag
+/// is left to the flag (lists too: they would otherwise append), and a key whose environment
+/// variable is set is left to the variable.
+fn file_args(path: &PathBuf, cli: &[OsString]) -> Result<Vec<OsString>, ConfigError> {
+    let bad = |reason: String| ConfigError::File {
+        path: path.display().to_string(),
+        reason,
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    let cmd = ProxyConfig::command();
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let long = key.replace('_', "-");
+        let Some(arg) = cmd
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long.as_str()))
+            .filter(|_| long != "config")
+        else {
+            return Err(bad(format!(
+                "unknown key {key:?} (lucid-proxy --help lists them)"
+            )));
+        };
+        let flag = format!("--{}", arg.get_long().unwrap_or_default());
+        let on_cli = cli.iter().any(|a| {
+            let a = a.to_string_lossy();
+            a == flag.as_str() || a.starts_with(&format!("{flag}="))
+        });
+        if on_cli || arg.get_env().is_some_and(|e| std::env::var_os(e).is_some()) {
+            continue;
+        }
+        let scalar = |v: &toml::Value| match v {
+            toml::Value::String(s) => Ok(s.clone()),
+            toml::Value::Integer(i) => Ok(i.to_string()),
+            toml::Value::Boolean(b) => Ok(b.to_string()),
+            other => Err(bad(format!(
+                "{key}: a {} is not a string, number or bool",
+                other.type_str()
+            ))),
+        };
+        let values = match &value {
+            toml::Value::Array(list) => list.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
+            v => vec![scalar(v)?],
+        };
+        for v in values {
+            out.push(OsString::from(&flag));
+            out.push(OsString::from(v));
+        }
+    }
+    Ok(out)
+}
+
+impl ProxyConfig {
+    /// Parse flags, environment and `--config FILE`.
+    pub fn load(args: Vec<OsString>) -> Result<ProxyConfig, ConfigError> {
+        let mut all: Vec<OsString> = args.iter().take(1).cloned().collect();
+        if let Some(path) = config_path(&args) {
+            all.extend(file_args(&path, &args)?);
+        }
+        all.extend(args.into_iter().skip(1));
+        let matches = ProxyConfig::command().try_get_matches_from(all)?;
+        Ok(ProxyConfig::from_arg_matches(&matches)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<OsString> {
+        std::iter::once("lucid-proxy")
+            .chain(a.iter().copied())
+            .map(OsString::from)
+            .collect()
+    }
+
+    #[test]
+    fn a_file_supplies_settings_and_flags_override_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let f = dir.path().join("p.toml");
+        std::fs::write(
+            &f,
+            "service = \"web\"\napp_port = 8080\nregistry = [\"http://a:8500\", \"http://b:8500\"]\ndrain_grace = \"3s\"\n",
+        )
+        .expect("write");
+        let path = f.to_str().expect("utf-8");
+        let c = ProxyConfig::load(args(&["--config", path, "--app-port", "9090"])).expect("load");
+        assert_eq!(c.service, "web");
+        assert_eq!(c.app_port, 9090, "the flag wins");
+        assert_eq!(c.registry, ["http://a:8500", "http://b:8500"]);
+        let c =
+            ProxyConfig::load(args(&["--config", path, "--registry=http://c:8500"])).expect("load");
+        assert_eq!(
+            c.registry,
+            ["http://c:8500"],
+            "a list flag replaces the file's list"
+        );
+        assert_eq!(c.drain_grace, Duration::from_secs(3));
+        std::fs::write(&f, "service = \"web\"\napp_prot = 8080\n").expect("write");
+        let err = ProxyConfig::load(args(&["--config", path])).expect_err("unknown key");
+        assert!(err.to_string().contains("app_prot"), "{err}");
+    }
 }

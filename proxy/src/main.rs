@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
 use lucid_proxy::config::LogFormat;
 use lucid_proxy::{run, Listeners, ProxyConfig};
 use tracing_subscriber::EnvFilter;
@@ -19,7 +18,14 @@ fn main() -> ExitCode {
             "/ready",
         );
     }
-    let cfg = ProxyConfig::parse();
+    let cfg = match ProxyConfig::load(std::env::args_os().collect()) {
+        Ok(c) => c,
+        Err(lucid_proxy::config::ConfigError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("lucid-proxy: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
