@@ -93,6 +93,33 @@ fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -
     let err = registry_accepts(&bad).expect_err("an unknown key must be refused");
     assert!(format!("{err:#}").contains("heartbeat_msec"), "{err:#}");
 
+    // The proxy's TOML: read by lucid-proxy itself (`--help` after it: the file is merged and
+    // every value parsed, then help is printed instead of starting); a stray key is refused.
+    let proxy_toml = d.join("systemd/proxy.toml.example");
+    let accepts = |f: &Path| -> anyhow::Result<(bool, String)> {
+        let out = Command::new(bin("lucid-proxy"))
+            .arg("--config")
+            .arg(f)
+            .arg("--help")
+            .output()?;
+        Ok((
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ))
+    };
+    let (ok, err) = accepts(&proxy_toml)?;
+    assert!(ok, "{err}");
+    let bad = dir.path().join("bad-proxy.toml");
+    std::fs::write(
+        &bad,
+        format!(
+            "{}\ndrain_grase = \"1s\"\n",
+            std::fs::read_to_string(&proxy_toml)?
+        ),
+    )?;
+    let (ok, err) = accepts(&bad)?;
+    assert!(!ok && err.contains("drain_grase"), "{err}");
+
     // Env files: every variable is one the binaries read.
     let known: BTreeSet<String> = ["lucid-registry", "lucid-proxy", "lucidctl"]
         .iter()
