@@ -27,7 +27,12 @@ for t in "$OHA" nginx curl python3; do command -v "$t" >/dev/null || { echo "mis
 BIN="$root/target/release"
 W=$(mktemp -d /tmp/lucid-proxy-bench.XXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() {
+  # nginx masters first, with TERM: a killed master leaves its workers running.
+  for n in a b; do [ -f "$W/$n/nginx.pid" ] && kill -TERM "$(cat "$W/$n/nginx.pid")" 2>/dev/null; done
+  sleep 1
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"
+}
 trap cleanup EXIT
 
 mapfile -t P < <(free_ports 12)
