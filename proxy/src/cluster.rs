@@ -22,7 +22,6 @@ use crate::pool::Pool;
 
 /// A cap on destinations, so a caller naming endless services cannot grow us without bound.
 const MAX_CLUSTERS: usize = 1024;
-const BLOCK: &str = "30s";
 
 /// One instance of the destination service.
 #[derive(Debug)]
@@ -154,11 +153,9 @@ async fn discover(
     service: &str,
     index: Option<u64>,
 ) -> anyhow::Result<(u64, Vec<(String, String, u16)>)> {
-    let path = match index {
-        Some(i) => format!("/v1/health/service/{service}?stale&index={i}&wait={BLOCK}"),
-        None => format!("/v1/health/service/{service}?stale"),
-    };
-    let r = mesh.registry_get(&path).await?;
+    let r = mesh
+        .registry_get(&format!("/v1/health/service/{service}?stale"), index)
+        .await?;
     let list: Vec<Value> = r.json()?;
     Ok((r.consul_index().unwrap_or(0), usable(&list)))
 }
@@ -229,11 +226,11 @@ impl Cluster {
 
     /// Choose an endpoint by `policy`, avoiding `tried` when another is available, and take
     /// its breaker's admission. `None`: no endpoint will take a request now.
-    pub fn pick(&self, policy: LbPolicy, tried: &[String], now: Instant) -> Option<Pick> {
+    pub fn pick(&self, policy: LbPolicy, tried: &[Arc<Endpoint>], now: Instant) -> Option<Pick> {
         let all = self.endpoints.load();
         let fresh: Vec<&Arc<Endpoint>> = all
             .iter()
-            .filter(|e| !tried.contains(&e.id) && e.breaker.available(now))
+            .filter(|e| !tried.iter().any(|t| Arc::ptr_eq(t, e)) && e.breaker.available(now))
             .collect();
         let candidates = if fresh.is_empty() {
             all.iter().filter(|e| e.breaker.available(now)).collect()
@@ -319,7 +316,7 @@ mod tests {
         c
     }
 
-    fn picks(c: &Cluster, policy: LbPolicy, tried: &[String], n: usize) -> Vec<String> {
+    fn picks(c: &Cluster, policy: LbPolicy, tried: &[Arc<Endpoint>], n: usize) -> Vec<String> {
         (0..n)
             .filter_map(|_| {
                 let p = c.pick(policy, tried, Instant::now())?;
@@ -367,10 +364,10 @@ mod tests {
             .record(a.expect("closed"), true, Instant::now());
         let p = picks(&c, LbPolicy::RoundRobin, &[], 10);
         assert_eq!(count(&p, "e1"), 0, "open: {p:?}");
-        let p = picks(&c, LbPolicy::RoundRobin, &["e0".to_owned()], 5);
+        let p = picks(&c, LbPolicy::RoundRobin, &[eps[0].clone()], 5);
         assert!(p.iter().all(|id| id == "e2"), "{p:?}");
         // Everything tried: the usable ones again rather than nothing.
-        let all = ["e0".to_owned(), "e2".to_owned()];
+        let all = [eps[0].clone(), eps[2].clone()];
         assert_eq!(picks(&c, LbPolicy::RoundRobin, &all, 4).len(), 4);
         let (a, _) = eps[0].breaker.admit(Instant::now());
         eps[0]

@@ -204,18 +204,21 @@ impl Mesh {
         }
     }
 
-    /// GET from the registry (a blocking query when the path carries `index`).
-    pub async fn registry_get(&self, path: &str) -> anyhow::Result<Response> {
-        let timeout = if path.contains("index=") {
-            BLOCK_TIMEOUT
-        } else {
-            CALL_TIMEOUT
+    /// GET from the registry; with `index`, a blocking query that waits (up to [`BLOCK`])
+    /// until the answer moves past it.
+    pub async fn registry_get(&self, path: &str, index: Option<u64>) -> anyhow::Result<Response> {
+        let (path, timeout) = match index {
+            Some(i) => {
+                let sep = if path.contains('?') { '&' } else { '?' };
+                (format!("{path}{sep}index={i}&wait={BLOCK}"), BLOCK_TIMEOUT)
+            }
+            None => (path.to_owned(), CALL_TIMEOUT),
         };
         ok(
             self.registries()
-                .call(Method::GET, path, String::new(), timeout)
+                .call(Method::GET, &path, String::new(), timeout)
                 .await?,
-            path,
+            &path,
         )
     }
 
@@ -324,11 +327,9 @@ impl Mesh {
     /// `service-defaults` (blocking on the config index when `index` is set) and the global
     /// `proxy-defaults`; applied to the breakers and the inbound limiter at once.
     async fn refresh_entries(&self, index: Option<u64>) -> anyhow::Result<u64> {
-        let path = match index {
-            Some(i) => format!("/v1/config/service-defaults?index={i}&wait={BLOCK}"),
-            None => "/v1/config/service-defaults".to_owned(),
-        };
-        let r = self.registry_get(&path).await?;
+        let r = self
+            .registry_get("/v1/config/service-defaults", index)
+            .await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<ConfigEntry> = r.json()?;
         let global = match self
@@ -373,17 +374,16 @@ impl Mesh {
 
     /// `index`: block until the intentions move past it; `None`: answer at once.
     async fn refresh_policy(&self, index: Option<u64>) -> anyhow::Result<u64> {
-        let path = match index {
-            Some(i) => format!("/v1/connect/intentions?index={i}&wait={BLOCK}"),
-            None => "/v1/connect/intentions".to_owned(),
-        };
-        let r = self.registry_get(&path).await?;
+        let r = self.registry_get("/v1/connect/intentions", index).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Intention> = r.json()?;
-        let planes: Value = self.registry_get("/v1/connect/planes").await?.json()?;
+        let planes: Value = self
+            .registry_get("/v1/connect/planes", None)
+            .await?
+            .json()?;
         let planes = serde_json::from_value(planes).unwrap_or_default();
         let d: Value = self
-            .registry_get("/v1/connect/intentions/default")
+            .registry_get("/v1/connect/intentions/default", None)
             .await?
             .json()?;
         let default = serde_json::from_value(d["Action"].clone()).unwrap_or(Action::Deny);
@@ -397,11 +397,7 @@ impl Mesh {
 
     /// The revoked serials; our own among them means rotate now.
     async fn refresh_revoked(&self, index: Option<u64>) -> anyhow::Result<u64> {
-        let path = match index {
-            Some(i) => format!("/v1/connect/ca/revoked?index={i}&wait={BLOCK}"),
-            None => "/v1/connect/ca/revoked".to_owned(),
-        };
-        let r = self.registry_get(&path).await?;
+        let r = self.registry_get("/v1/connect/ca/revoked", index).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Value> = r.json()?;
         self.revoked.replace(

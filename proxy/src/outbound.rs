@@ -199,7 +199,7 @@ impl Outbound {
         };
         let _active = InFlight::new(&cluster.active);
         let deadline = Instant::now() + settings.circuit_breaker.timeout;
-        let mut tried: Vec<String> = Vec::new();
+        let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut unsent: Option<Request<Body>> = None;
         loop {
             let now = Instant::now();
@@ -219,7 +219,7 @@ impl Outbound {
             stats::circuit(service, &endpoint, pick.transition);
             let permit = Permit::new(&endpoint.breaker, pick.admission);
             let retrying = !tried.is_empty();
-            tried.push(endpoint.id.clone());
+            tried.push(endpoint.clone());
             let req = match (unsent.take(), &mut payload) {
                 (Some(r), _) => r,
                 (None, Payload::Held(b)) => {
