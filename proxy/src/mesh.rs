@@ -493,7 +493,7 @@ fn rotation_due(cert: &Cert) -> i64 {
 async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
     let mut due = rotation_due(&mesh.cert.load());
     loop {
-        let wait = Duration::from_secs(u64::try_from(due - unix_now()).unwrap_or(0));
+        let wait = Duration::from_secs(u64::try_from(due - lucid_core::unix_now()).unwrap_or(0));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = mesh.rotate_now.notified() => {}
@@ -503,16 +503,10 @@ async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
             Ok(()) => due = rotation_due(&mesh.cert.load()),
             Err(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "certificate renewal failed; retrying in 5 s");
-                due = unix_now() + 5;
+                due = lucid_core::unix_now() + 5;
             }
         }
     }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 #[cfg(test)]

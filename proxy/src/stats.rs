@@ -92,7 +92,7 @@ pub fn rate_limited() {
 }
 
 fn cert_expiry_seconds(mesh: &Mesh) -> i64 {
-    mesh.cert.load().not_after - crate::mesh::unix_now()
+    mesh.cert.load().not_after - lucid_core::unix_now()
 }
 
 fn state_code(s: State) -> f64 {

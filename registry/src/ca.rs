@@ -4,7 +4,7 @@
 //! the client receives is always one the CA can list and revoke).
 
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use lucid_tls::{CaMaterial, Leaf, Signer, SpiffeId};
 use tokio::sync::watch;
@@ -42,12 +42,7 @@ impl From<lucid_tls::CaError> for CaOpError {
     }
 }
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+pub use lucid_core::unix_now as now;
 
 /// Signs leaves with the root in the local replica.
 pub struct Ca {

@@ -19,3 +19,10 @@ mod obj;
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use obj::BodyError;
+
+/// Unix seconds now (certificate validity, rotation times); 0 if the clock is before 1970.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
