@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -41,7 +41,9 @@ pub fn listeners(
             if std::env::var_os("LUCID_TEST_LOGS").is_some() {
                 eprintln!("[{tag}] {line}");
             }
-            sink.lock().unwrap().push(line);
+            sink.lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(line);
         }
     });
     let mut found = HashMap::new();
@@ -58,7 +60,9 @@ pub fn listeners(
                 bail!(
                     "{} did not report its listeners {kinds:?}:\n{}",
                     child.id(),
-                    log.lock().unwrap().join("\n")
+                    log.lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .join("\n")
                 );
             }
         }

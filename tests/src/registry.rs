@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::PoisonError;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -108,7 +109,10 @@ impl RegistryProc {
 
     /// The node's log so far.
     pub fn log(&self) -> String {
-        self.log.lock().unwrap().join("\n")
+        self.log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .join("\n")
     }
 
     /// A spec that restarts this node on the same ports and data.
