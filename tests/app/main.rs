@@ -62,6 +62,16 @@ fn reply(status: StatusCode, body: impl Into<Bytes>, json_type: bool) -> Respons
     r
 }
 
+/// The whole request body; a broken one drops the connection.
+async fn body(req: Request<Incoming>) -> Result<Bytes, Reset> {
+    Ok(req
+        .into_body()
+        .collect()
+        .await
+        .map_err(|_| Reset)?
+        .to_bytes())
+}
+
 fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
     form_urlencoded::parse(req.uri().query()?.as_bytes())
         .find(|(k, _)| k == key)
@@ -91,12 +101,7 @@ impl App {
                 return Ok(reply(StatusCode::OK, v.to_string(), true));
             }
             ("POST", "/control") => {
-                let body = req
-                    .into_body()
-                    .collect()
-                    .await
-                    .map_err(|_| Reset)?
-                    .to_bytes();
+                let body = body(req).await?;
                 let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
                 let m = Mode {
                     status: v["status"].as_u64().and_then(|s| u16::try_from(s).ok()),
@@ -146,12 +151,7 @@ impl App {
                 .to_owned()
         };
         let (xfcc, host) = (header("x-forwarded-client-cert"), header("host"));
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map_err(|_| Reset)?
-            .to_bytes();
+        let body = body(req).await?;
         let v = json!({
             "app": self.name,
             "path": path,
