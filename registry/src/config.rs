@@ -90,6 +90,22 @@ pub struct Args {
     /// Nodes joining an ACL cluster present it.
     #[arg(long, env = "LUCID_ACL_BOOTSTRAP_TOKEN")]
     pub acl_bootstrap_token: Option<String>,
+    /// This node's certificate (PEM) for cluster TLS: Raft, join, forwarding and HTTPS.
+    #[arg(long, env = "LUCID_TLS_CERT_FILE")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert-file.
+    #[arg(long, env = "LUCID_TLS_KEY_FILE")]
+    pub tls_key_file: Option<PathBuf>,
+    /// The cluster CA (PEM): Raft peers must present a certificate chained to it.
+    #[arg(long, env = "LUCID_TLS_CA_FILE")]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Serve the HTTP API over TLS here too (8501 by convention; needs the TLS files).
+    #[arg(long, env = "LUCID_HTTPS_ADDR")]
+    pub https_addr: Option<SocketAddr>,
+    /// UNSAFE: allow a plain-text Raft listener off loopback with ACLs on. Anyone who can
+    /// reach it can rewrite the cluster's state.
+    #[arg(long, env = "LUCID_INSECURE_RAFT")]
+    pub insecure_raft: bool,
 }
 
 /// The same settings as a TOML file.
@@ -117,6 +133,19 @@ pub struct FileConfig {
     pub intentions_default: Option<String>,
     pub acl_enabled: Option<bool>,
     pub acl_bootstrap_token: Option<String>,
+    pub tls_cert_file: Option<PathBuf>,
+    pub tls_key_file: Option<PathBuf>,
+    pub tls_ca_file: Option<PathBuf>,
+    pub https_addr: Option<SocketAddr>,
+    pub insecure_raft: Option<bool>,
+}
+
+/// The three PEM files of cluster TLS.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 /// Resolved settings.
@@ -142,6 +171,10 @@ pub struct RegistryConfig {
     pub intentions_default: lucid_core::intention::Action,
     pub acl_enabled: bool,
     pub acl_bootstrap_token: Option<String>,
+    /// Cluster TLS; with it every peer call is `https` and Raft requires client certificates.
+    pub tls: Option<TlsFiles>,
+    /// The HTTPS API listener (requires `tls`; required with it).
+    pub https_addr: Option<SocketAddr>,
 }
 
 /// A configuration that cannot work.
@@ -276,12 +309,41 @@ impl Args {
         let default_dns: SocketAddr = ([127, 0, 0, 1], 8600).into();
         let default_http: SocketAddr = ([127, 0, 0, 1], 8500).into();
         let default_raft: SocketAddr = ([127, 0, 0, 1], 8300).into();
+        let raft_addr = self.raft_addr.or(file.raft_addr).unwrap_or(default_raft);
+        let tls = tls_files(
+            self.tls_cert_file.or(file.tls_cert_file),
+            self.tls_key_file.or(file.tls_key_file),
+            self.tls_ca_file.or(file.tls_ca_file),
+        )?;
+        let https_addr = self.https_addr.or(file.https_addr);
+        match (&tls, https_addr) {
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "--https-addr needs --tls-cert-file, --tls-key-file and --tls-ca-file".into(),
+                ))
+            }
+            (Some(_), None) => {
+                return Err(ConfigError::Invalid(
+                    "with cluster TLS, set --https-addr (8501 by convention): peers join and forward over HTTPS".into(),
+                ))
+            }
+            _ => {}
+        }
+        let insecure_raft = self.insecure_raft || file.insecure_raft.unwrap_or(false);
+        if acl_enabled && tls.is_none() && !raft_addr.ip().is_loopback() && !insecure_raft {
+            return Err(ConfigError::Invalid(format!(
+                "refusing to start: ACLs are enabled but the Raft listener {raft_addr} is off loopback \
+                 without TLS, so anyone who reaches it could rewrite the cluster's state. Set \
+                 --tls-cert-file, --tls-key-file and --tls-ca-file (see `lucidctl tls`), bind \
+                 --raft-addr to loopback, or pass --insecure-raft (unsafe)"
+            )));
+        }
         Ok(RegistryConfig {
             dev,
             node_id,
             data_dir,
             http_addr: self.http_addr.or(file.http_addr).unwrap_or(default_http),
-            raft_addr: self.raft_addr.or(file.raft_addr).unwrap_or(default_raft),
+            raft_addr,
             advertise: self.advertise.or(file.advertise),
             bootstrap,
             join,
@@ -299,7 +361,24 @@ impl Args {
             intentions_default,
             acl_enabled,
             acl_bootstrap_token,
+            tls,
+            https_addr,
         })
+    }
+}
+
+/// All three TLS files or none.
+fn tls_files(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    ca: Option<PathBuf>,
+) -> Result<Option<TlsFiles>, ConfigError> {
+    match (cert, key, ca) {
+        (None, None, None) => Ok(None),
+        (Some(cert), Some(key), Some(ca)) => Ok(Some(TlsFiles { cert, key, ca })),
+        _ => Err(ConfigError::Invalid(
+            "cluster TLS needs all of --tls-cert-file, --tls-key-file and --tls-ca-file".into(),
+        )),
     }
 }
 
@@ -400,6 +479,39 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(e.to_string().contains("exclusive"));
+    }
+
+    #[test]
+    fn acl_node_with_plain_raft_off_loopback_refuses_to_start() {
+        let base = ["--node-id", "1", "--data-dir", "x", "--acl-enabled"];
+        let with = |extra: &[&str]| {
+            let mut v = base.to_vec();
+            v.extend_from_slice(extra);
+            args(&v).resolve()
+        };
+        let e = with(&["--raft-addr", "0.0.0.0:8300"]).unwrap_err();
+        for flag in ["--tls-cert-file", "--insecure-raft"] {
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+        assert!(with(&["--raft-addr", "127.0.0.1:8300"]).is_ok());
+        assert!(with(&["--raft-addr", "0.0.0.0:8300", "--insecure-raft"]).is_ok());
+        let tls = [
+            "--raft-addr",
+            "0.0.0.0:8300",
+            "--tls-cert-file",
+            "c",
+            "--tls-key-file",
+            "k",
+            "--tls-ca-file",
+            "ca",
+        ];
+        let e = with(&tls).unwrap_err();
+        assert!(e.to_string().contains("--https-addr"), "{e}");
+        let mut full = tls.to_vec();
+        full.extend_from_slice(&["--https-addr", "0.0.0.0:8501"]);
+        assert!(with(&full).is_ok());
+        let e = with(&["--tls-cert-file", "c"]).unwrap_err();
+        assert!(e.to_string().contains("all of"), "{e}");
     }
 
     #[test]

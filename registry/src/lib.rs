@@ -11,6 +11,7 @@
 //! - [`ca`]: the mesh CA: root created once by a leader, leaves signed and recorded.
 //! - `dns`: keeps the DNS zone (`lucid-dns`) equal to the local replica's catalog.
 //! - `health`: HTTP/TCP probes, TTL expiry and reaping, run by whichever node leads.
+//! - `serve`: a router on a bound listener, plain or TLS (handshakes bounded in time).
 //! - [`lifecycle`]: bootstrap or join, Raft metrics export, and [`run`], the entry point.
 
 #![forbid(unsafe_code)]
@@ -23,6 +24,7 @@ mod health;
 mod lifecycle;
 pub mod node;
 pub mod raft;
+mod serve;
 pub mod store;
 pub mod types;
 

@@ -6,7 +6,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use axum::serve::ListenerExt;
 use lucid_client::{ClientError, HttpClient, JoinRequest, RegistryClient};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use openraft::ServerState;
@@ -17,6 +16,7 @@ use crate::api::{self, ApiState};
 use crate::config::RegistryConfig;
 use crate::node::{Node, NodeOptions, StartError};
 use crate::raft;
+use crate::serve::serve;
 use crate::store::StoreOptions;
 use crate::types::Member;
 
@@ -34,6 +34,8 @@ pub struct Listeners {
     /// DNS over UDP and TCP, normally on the same port.
     pub dns_udp: UdpSocket,
     pub dns_tcp: TcpListener,
+    /// The HTTP API over TLS (`--https-addr`), when cluster TLS is configured.
+    pub https: Option<TcpListener>,
 }
 
 /// Why a node stopped with an error.
@@ -90,11 +92,30 @@ pub async fn run(
 ) -> Result<(), RunError> {
     let http_bound = listeners.http.local_addr()?;
     let raft_bound = listeners.raft.local_addr()?;
+    let https_bound = match &listeners.https {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
+    let tls = match &cfg.tls {
+        Some(f) => Some(
+            lucid_tls::cluster::ClusterTls::load(&f.cert, &f.key, &f.ca)
+                .map_err(|e| RunError::Config(format!("cluster TLS: {e}")))?,
+        ),
+        None => None,
+    };
+    if tls.is_some() != https_bound.is_some() {
+        return Err(RunError::Config(
+            "cluster TLS and the HTTPS listener go together (--tls-* files and --https-addr)"
+                .into(),
+        ));
+    }
+    // Peers reach this node's API where it speaks TLS when cluster TLS is on.
+    let api_bound = https_bound.unwrap_or(http_bound);
     let me = Member {
         raft_addr: advertised(raft_bound, &cfg, "--raft-addr")?,
-        http_addr: advertised(http_bound, &cfg, "--http-addr")?,
+        http_addr: advertised(api_bound, &cfg, "--http-addr")?,
     };
-    std::fs::create_dir_all(&cfg.data_dir)?;
+    crate::store::private_dir(&cfg.data_dir)?;
     let opts = NodeOptions {
         node_id: cfg.node_id,
         data_dir: cfg.data_dir.clone(),
@@ -108,12 +129,17 @@ pub async fn run(
         },
     };
     let metrics = install_metrics();
-    let node = Node::start(&opts, me.clone(), HttpClient::new(Duration::from_secs(10))).await?;
+    let peer_client = match &tls {
+        Some(t) => HttpClient::with_tls(Duration::from_secs(10), t.client.clone()),
+        None => HttpClient::new(Duration::from_secs(10)),
+    };
+    let node = Node::start(&opts, me.clone(), peer_client).await?;
     tracing::info!(node_id = cfg.node_id, data_dir = %cfg.data_dir.display(), "node started");
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let raft_srv = serve(
         listeners.raft,
+        tls.as_ref().map(|t| t.raft_server.clone()),
         raft::server::router(node.clone()),
         stop_rx.clone(),
     );
@@ -130,7 +156,17 @@ pub async fn run(
         },
     });
     let acl_api = api_state.clone();
-    let http_srv = serve(listeners.http, api::router(api_state), stop_rx.clone());
+    let router = api::router(api_state);
+    let https_srv = match (listeners.https, &tls) {
+        (Some(l), Some(t)) => Some(serve(
+            l,
+            Some(t.https_server.clone()),
+            router.clone(),
+            stop_rx.clone(),
+        )),
+        _ => None,
+    };
+    let http_srv = serve(listeners.http, None, router, stop_rx.clone());
     let dns_bound = listeners.dns_udp.local_addr()?;
     if cfg.dns_recursor == Some(dns_bound) {
         return Err(RunError::Config(format!(
@@ -157,6 +193,9 @@ pub async fn run(
     ));
     tracing::info!("listening raft {raft_bound}");
     tracing::info!("listening http {http_bound}");
+    if let Some(a) = https_bound {
+        tracing::info!("listening https {a}");
+    }
     tracing::info!("listening dns {dns_bound}");
 
     if cfg.bootstrap {
@@ -192,6 +231,9 @@ pub async fn run(
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = tokio::join!(http_srv, raft_srv, dns_srv);
+        if let Some(h) = https_srv {
+            let _ = h.await;
+        }
     })
     .await;
     if drained.is_err() {
@@ -202,28 +244,6 @@ pub async fn run(
     }
     node.flush();
     Ok(())
-}
-
-fn serve(
-    listener: TcpListener,
-    router: axum::Router,
-    mut stop: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        // Raft RPCs and API answers are small request/response exchanges: never let Nagle
-        // hold a reply back waiting for an ACK.
-        let listener = listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let res = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = stop.wait_for(|s| *s).await;
-            })
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "server failed");
-        }
-    })
 }
 
 /// Ask the given members to add this node until one does.
@@ -241,7 +261,13 @@ async fn join_loop(
     let mut backoff = Duration::from_millis(200);
     loop {
         for target in &targets {
-            let client = RegistryClient::with_http(target, node.http.clone());
+            // A bare host:port gets this node's peer scheme (https with cluster TLS).
+            let base = if target.contains("://") {
+                target.clone()
+            } else {
+                node.http.url(target, "")
+            };
+            let client = RegistryClient::with_http(&base, node.http.clone());
             // An ACL-enabled cluster admits members with the management token.
             let client = match &token {
                 Some(t) => client.with_token(t.clone()),

@@ -9,6 +9,8 @@ use lucid_registry::{run, Listeners};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
+    // rustls needs a process-wide provider before any configuration is built (DESIGN §2).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("health") {
         // `lucid-registry health [ADDR]`: GET /health on this node (the image's HEALTHCHECK).
@@ -57,11 +59,20 @@ async fn serve(cfg: RegistryConfig) -> anyhow::Result<()> {
     let (dns_udp, dns_tcp) = lucid_dns::bind(cfg.dns_addr)
         .await
         .with_context(|| format!("binding the DNS listeners on {}", cfg.dns_addr))?;
+    let https = match cfg.https_addr {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .with_context(|| format!("binding the HTTPS listener on {a}"))?,
+        ),
+        None => None,
+    };
     let listeners = Listeners {
         http,
         raft,
         dns_udp,
         dns_tcp,
+        https,
     };
     run(cfg, listeners, shutdown_signal()).await?;
     Ok(())

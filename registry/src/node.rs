@@ -213,7 +213,7 @@ impl Node {
                     }
                     // Never retry once the request may have reached the leader: it may have
                     // been applied, and a retry would apply it twice.
-                    Err(e) if !is_connect_error(&e) => {
+                    Err(e) if !e.is_connect() => {
                         return Err(WriteError::Unavailable(format!(
                             "forwarding to leader {id} failed, outcome unknown: {e}"
                         )))
@@ -262,7 +262,7 @@ impl Node {
         cmd: &Command,
     ) -> Result<ForwardedWrite, ClientError> {
         let body = serde_json::to_vec(cmd).map_err(|e| ClientError::Request(e.to_string()))?;
-        let url = format!("http://{}{}", leader.raft_addr, PATH_WRITE);
+        let url = self.http.url(&leader.raft_addr, PATH_WRITE);
         self.http
             .send(
                 Method::POST,
@@ -303,7 +303,7 @@ impl Node {
     /// and have the target campaign. openraft 0.9 has no transfer of its own.
     pub async fn transfer_leadership(&self, target: &Member) -> Result<bool, ClientError> {
         self.raft.runtime_config().heartbeat(false);
-        let url = format!("http://{}{}", target.raft_addr, PATH_ELECT);
+        let url = self.http.url(&target.raft_addr, PATH_ELECT);
         let res = self
             .http
             .send_with_timeout(
@@ -344,10 +344,6 @@ impl Node {
             .map_err(|e| format!("removing node {id}: {e}"))?;
         Ok(())
     }
-}
-
-fn is_connect_error(e: &ClientError) -> bool {
-    matches!(e, ClientError::Transport { reason, .. } if reason.contains("Connect") || reason.contains("connect"))
 }
 
 impl Node {

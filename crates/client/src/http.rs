@@ -1,10 +1,14 @@
 //! A pooled HTTP/1.1 client with timeouts; bodies are buffered (every API body is small).
+//! `https://` URLs go over rustls (ring) with the trust anchors, and optionally the client
+//! certificate, the client was built with.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -17,7 +21,13 @@ pub enum ClientError {
     #[error("invalid request: {0}")]
     Request(String),
     #[error("request to {url} failed: {reason}")]
-    Transport { url: String, reason: String },
+    Transport {
+        url: String,
+        reason: String,
+        /// The connection (TCP or TLS handshake) was never made, so the request cannot have
+        /// reached the server: safe to send elsewhere.
+        connect: bool,
+    },
     #[error("request to {url} timed out after {after:?}")]
     Timeout { url: String, after: Duration },
     #[error("{status}: {message}")]
@@ -29,6 +39,13 @@ pub enum ClientError {
     },
     #[error("cannot decode response from {url}: {reason}")]
     Decode { url: String, reason: String },
+}
+
+impl ClientError {
+    /// True when the request certainly never reached the server.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, ClientError::Transport { connect: true, .. })
+    }
 }
 
 /// A buffered response.
@@ -78,21 +95,63 @@ impl Response {
 /// Cheap to clone; clones share the connection pool.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Full<Bytes>>,
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     timeout: Duration,
+    /// `https` when built with a TLS configuration: the scheme of [`HttpClient::url`].
+    scheme: &'static str,
 }
 
 impl HttpClient {
-    /// A client whose calls time out after `timeout` unless told otherwise.
+    /// A client whose calls time out after `timeout` unless told otherwise. It has no trust
+    /// anchors, so `https://` calls fail verification.
     pub fn new(timeout: Duration) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(2)));
-        connector.set_nodelay(true);
+        let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+        match cfg {
+            Ok(cfg) => Self::build(timeout, Arc::new(cfg), "http"),
+            // ring always offers the default protocol versions; keep a working plain client
+            // even if that ever changes.
+            Err(_) => Self::build(timeout, Arc::new(fallback_config()), "http"),
+        }
+    }
+
+    /// A client for TLS peers: `https://` calls verify the server with `tls`'s roots and
+    /// present its client certificate, if any. [`HttpClient::url`] builds `https` URLs.
+    pub fn with_tls(timeout: Duration, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self::build(timeout, tls, "https")
+    }
+
+    fn build(timeout: Duration, tls: Arc<rustls::ClientConfig>, scheme: &'static str) -> Self {
+        let mut http = HttpConnector::new();
+        http.set_connect_timeout(Some(Duration::from_secs(2)));
+        http.set_nodelay(true);
+        http.enforce_http(false);
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls).clone())
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
             .build(connector);
-        HttpClient { inner, timeout }
+        HttpClient {
+            inner,
+            timeout,
+            scheme,
+        }
+    }
+
+    /// `<scheme>://<authority><path>`, the scheme being this client's (peer calls between
+    /// registry nodes, which are all TLS or all plain).
+    pub fn url(&self, authority: &str, path: &str) -> String {
+        format!("{}://{authority}{path}", self.scheme)
     }
 
     /// Send a request with the default timeout.
@@ -139,6 +198,7 @@ impl HttpClient {
                 .map_err(|e| ClientError::Transport {
                     url: url.to_owned(),
                     reason: error_chain(&e),
+                    connect: e.is_connect(),
                 })?;
             let (parts, body) = resp.into_parts();
             let body = body
@@ -147,6 +207,7 @@ impl HttpClient {
                 .map_err(|e| ClientError::Transport {
                     url: url.to_owned(),
                     reason: e.to_string(),
+                    connect: false,
                 })?
                 .to_bytes();
             Ok(Response {
@@ -163,6 +224,12 @@ impl HttpClient {
             }),
         }
     }
+}
+
+fn fallback_config() -> rustls::ClientConfig {
+    rustls::ClientConfig::builder()
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth()
 }
 
 /// hyper-util's errors hide the useful part (connection refused) in their sources.

@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    // rustls needs a process-wide provider before any configuration is built (DESIGN §2).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let cli = cli::Cli::parse();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

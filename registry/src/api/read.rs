@@ -150,7 +150,7 @@ pub async fn forward(
     timeout: Duration,
 ) -> Result<Response<Body>, ApiError> {
     let path = req.uri.path_and_query().map_or("/", |p| p.as_str());
-    let url = format!("http://{http_addr}{path}");
+    let url = node.http.url(http_addr, path);
     let from = node.id.to_string();
     let mut fwd: Vec<(&str, &str)> = vec![(FORWARDED, from.as_str())];
     for name in ["x-consul-token", "authorization", "content-type"] {

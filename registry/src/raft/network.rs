@@ -64,7 +64,7 @@ impl PeerConn {
         E: std::error::Error + DeserializeOwned,
     {
         let body = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let url = format!("http://{}{}", self.raft_addr, path);
+        let url = self.http.url(&self.raft_addr, path);
         let resp = self
             .http
             .send_with_timeout(
