@@ -15,6 +15,10 @@ pub struct Cli {
     /// ACL token (else LUCID_TOKEN, else CONSUL_HTTP_TOKEN).
     #[arg(long, global = true)]
     pub token: Option<String>,
+    /// CA certificate (PEM) to verify an `https://` registry with (else LUCID_CACERT, else
+    /// CONSUL_CACERT).
+    #[arg(long, global = true)]
+    pub registry_ca: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
@@ -45,6 +49,49 @@ pub enum Command {
     /// ACL tokens.
     #[command(subcommand)]
     Acl(AclCmd),
+    /// Cluster TLS files for the registries (offline: no registry is called).
+    #[command(subcommand)]
+    Tls(TlsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCmd {
+    /// The cluster CA.
+    #[command(subcommand)]
+    Ca(TlsCaCmd),
+    /// Node certificates.
+    #[command(subcommand)]
+    Cert(TlsCertCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCaCmd {
+    /// Write DIR/ca.pem and DIR/ca-key.pem (the key 0600); refuses to overwrite.
+    Create {
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TlsCertCmd {
+    /// Write DIR/NAME.pem and DIR/NAME-key.pem, signed by the CA in --ca DIR, valid as server
+    /// and client certificate for the given IPs and DNS names.
+    Create {
+        /// Directory holding ca.pem and ca-key.pem.
+        #[arg(long)]
+        ca: PathBuf,
+        #[arg(long)]
+        node: String,
+        /// An IP address peers dial this node at (repeatable).
+        #[arg(long)]
+        ip: Vec<std::net::IpAddr>,
+        /// A DNS name peers dial this node at (repeatable).
+        #[arg(long)]
+        dns: Vec<String>,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,9 +115,14 @@ pub enum TokenCmd {
         read_only: bool,
         #[arg(long, default_value = "")]
         description: String,
+        /// Expire the token after this long (Consul's ExpirationTTL, 1m to 24h).
+        #[arg(long)]
+        ttl: Option<String>,
     },
     /// Every token (no secrets).
     List,
+    /// Delete a token by its AccessorID.
+    Delete { accessor: String },
 }
 
 #[derive(Debug, Subcommand)]

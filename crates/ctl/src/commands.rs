@@ -8,11 +8,12 @@ use lucid_client::{RegistryClient, Response};
 use serde_json::{json, Value};
 
 use crate::cli::{
-    AclCmd, ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, KvCmd, ServicesCmd, SnapshotCmd, TokenCmd,
+    AclCmd, ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, KvCmd, ServicesCmd, SnapshotCmd,
+    TlsCaCmd, TlsCertCmd, TlsCmd, TokenCmd,
 };
 use crate::table::render;
 
-fn client(cli: &Cli) -> RegistryClient {
+fn client(cli: &Cli) -> anyhow::Result<RegistryClient> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let base = cli
         .registry
@@ -20,15 +21,32 @@ fn client(cli: &Cli) -> RegistryClient {
         .or_else(|| env("LUCID_REGISTRY"))
         .or_else(|| env("CONSUL_HTTP_ADDR"))
         .unwrap_or_else(|| "http://127.0.0.1:8500".into());
-    let c = RegistryClient::new(&base);
+    let ca = cli
+        .registry_ca
+        .clone()
+        .or_else(|| env("LUCID_CACERT").map(Into::into))
+        .or_else(|| env("CONSUL_CACERT").map(Into::into));
+    let c = match ca {
+        None => RegistryClient::new(&base),
+        Some(path) => {
+            let pem = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading --registry-ca {}", path.display()))?;
+            let tls = lucid_tls::cluster::client_trusting(&pem)
+                .with_context(|| format!("--registry-ca {}", path.display()))?;
+            RegistryClient::with_http(
+                &base,
+                lucid_client::HttpClient::with_tls(std::time::Duration::from_secs(15), tls),
+            )
+        }
+    };
     match cli
         .token
         .clone()
         .or_else(|| env("LUCID_TOKEN"))
         .or_else(|| env("CONSUL_HTTP_TOKEN"))
     {
-        Some(t) => c.with_token(t),
-        None => c,
+        Some(t) => Ok(c.with_token(t)),
+        None => Ok(c),
     }
 }
 
@@ -88,9 +106,10 @@ fn read_doc(path: &Path) -> anyhow::Result<Value> {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<String> {
-    let c = client(&cli);
+    let c = client(&cli)?;
     let json_out = cli.json;
     match cli.command {
+        Command::Tls(cmd) => tls(cmd),
         Command::Cluster(cmd) => cluster(&c, cmd, json_out).await,
         Command::Services(cmd) => services(&c, cmd, json_out).await,
         Command::Certs(cmd) => certs(&c, cmd, json_out).await,
@@ -435,8 +454,12 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
             management,
             read_only,
             description,
+            ttl,
         }) => {
             let mut body = json!({"Description": description});
+            if let Some(ttl) = ttl {
+                body["ExpirationTTL"] = json!(ttl);
+            }
             match (service, management, read_only) {
                 (Some(name), false, false) => {
                     body["ServiceIdentities"] = json!([{"ServiceName": name}])
@@ -484,6 +507,87 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
                 })
                 .unwrap_or_default();
             Ok(render(&["ACCESSOR", "KIND", "DESCRIPTION"], &rows))
+        }
+        AclCmd::Token(TokenCmd::Delete { accessor }) => {
+            call(
+                c,
+                Method::DELETE,
+                &format!("/v1/acl/token/{accessor}"),
+                Vec::new(),
+                "acl token delete",
+            )
+            .await?;
+            Ok(if json_out {
+                "true".into()
+            } else {
+                format!("deleted token {accessor}")
+            })
+        }
+    }
+}
+
+fn now() -> i64 {
+    lucid_core::unix_now()
+}
+
+/// Refuse to overwrite an existing file: a second `tls ca create` must not silently replace
+/// the CA every node trusts.
+fn fresh(path: &Path) -> anyhow::Result<()> {
+    if path.exists() {
+        bail!("{} exists; not overwriting it", path.display());
+    }
+    Ok(())
+}
+
+fn tls(cmd: TlsCmd) -> anyhow::Result<String> {
+    match cmd {
+        TlsCmd::Ca(TlsCaCmd::Create { out }) => {
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let (cert, key) = (out.join("ca.pem"), out.join("ca-key.pem"));
+            fresh(&cert)?;
+            fresh(&key)?;
+            let ca = lucid_tls::cluster::generate_cluster_ca(now())?;
+            write_private(&key, &ca.key_pem)?;
+            std::fs::write(&cert, &ca.cert_pem)
+                .with_context(|| format!("writing {}", cert.display()))?;
+            Ok(format!("wrote {} and {}", cert.display(), key.display()))
+        }
+        TlsCmd::Cert(TlsCertCmd::Create {
+            ca,
+            node,
+            ip,
+            dns,
+            out,
+        }) => {
+            if node.is_empty()
+                || !node
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_')
+            {
+                bail!(
+                    "--node {node:?}: letters, digits, '-', '.' and '_' only (it names the files)"
+                );
+            }
+            let read = |name: &str| {
+                let p = ca.join(name);
+                std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))
+            };
+            let pair = lucid_tls::cluster::PemPair {
+                cert_pem: read("ca.pem")?,
+                key_pem: read("ca-key.pem")?,
+            };
+            let leaf = lucid_tls::cluster::issue_node_cert(&pair, &node, &ip, &dns, now())?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            let (cert, key) = (
+                out.join(format!("{node}.pem")),
+                out.join(format!("{node}-key.pem")),
+            );
+            fresh(&cert)?;
+            fresh(&key)?;
+            write_private(&key, &leaf.key_pem)?;
+            std::fs::write(&cert, &leaf.cert_pem)
+                .with_context(|| format!("writing {}", cert.display()))?;
+            Ok(format!("wrote {} and {}", cert.display(), key.display()))
         }
     }
 }
