@@ -4,6 +4,7 @@
 
 pub mod acl;
 mod agent;
+pub mod authz;
 mod ca;
 mod catalog;
 mod config;
@@ -15,6 +16,7 @@ mod kv;
 mod native;
 mod operator;
 pub mod read;
+mod register;
 mod snapshot;
 mod status;
 
@@ -100,7 +102,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .merge(leader_reads(state.clone()))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(state.clone(), acl::enforce))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            authz::enforce,
+        ))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -157,6 +162,10 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/acl/token", put(acl::create))
         .route("/v1/acl/tokens", get(acl::list))
         .route("/v1/acl/token/self", get(acl::token_self))
+        .route(
+            "/v1/acl/token/{accessor}",
+            get(acl::read).delete(acl::delete),
+        )
         .route("/v1/config", put(config::put))
         .route("/v1/config/{kind}", get(config::list))
         .route(

@@ -65,6 +65,11 @@ impl Ca {
         self.leaf_ttl.whole_seconds()
     }
 
+    /// Can this node sign leaves now (a root exists and its key is usable here)?
+    pub fn can_sign(&self) -> bool {
+        matches!(self.signer(), Ok(Some(_)))
+    }
+
     /// The signer for the current root, if there is one.
     pub fn signer(&self) -> Result<Option<Arc<Signer>>, CaOpError> {
         let Some(root) = self.node.state.ca_root()? else {

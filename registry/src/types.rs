@@ -43,6 +43,10 @@ pub enum Command {
     },
     /// Register (or replace) a service instance and its checks.
     CatalogRegister {
+        /// Refuse (`ok: false`) when the instance id belongs to another service: set for
+        /// service tokens, which must not take over another service's instance.
+        #[serde(default)]
+        keep_owner: bool,
         registration: Registration,
         replace_checks: bool,
     },
@@ -88,6 +92,8 @@ pub enum Command {
     AclBootstrap { token: crate::store::acl::AclToken },
     /// Another token (`ok: false` when its secret is taken).
     AclTokenCreate { token: crate::store::acl::AclToken },
+    /// Delete a token by accessor id (`ok: false` when unknown).
+    AclTokenDelete { accessor_id: String },
     /// Store the mesh root CA unless one exists (`ok: false` then: the first leader wins).
     CaInit { material: lucid_tls::CaMaterial },
     /// Record a leaf the CA signed.

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use self::parse::{parse_check, parse_registration, RegistrationError};
+pub use self::parse::{
+    parse_catalog_deregistration, parse_catalog_registration, parse_check, parse_registration,
+    CatalogTarget, RegistrationError,
+};
 
 /// Longest service name (a DNS label).
 pub const MAX_NAME: usize = 63;
@@ -29,10 +32,16 @@ pub fn valid_service_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Is `id` a valid instance id: non-empty, at most 128 chars, no `/`, no control characters
-/// (the catalog's index keys use NUL as a separator)?
+/// Is `id` a valid instance or check id: 1 to 128 characters from ASCII letters, digits and
+/// `. _ : @ ~ -`? One character set for bodies and (decoded) paths, so an id can never mean
+/// one thing to the permission check and another to the handler, and `/`, `%`, spaces and
+/// control characters (the catalog's index keys use NUL as a separator) never appear.
 pub fn valid_instance_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= MAX_ID && !id.contains('/') && !id.chars().any(char::is_control)
+    !id.is_empty()
+        && id.len() <= MAX_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@~-".contains(&b))
 }
 
 /// Check status; health rolls up as critical > warning > passing.

@@ -18,7 +18,7 @@ mod obj;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
-pub use obj::BodyError;
+pub use obj::{fold_key, BodyError};
 
 /// Unix seconds now (certificate validity, rotation times); 0 if the clock is before 1970.
 pub fn unix_now() -> i64 {

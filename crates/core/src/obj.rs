@@ -35,6 +35,11 @@ pub(crate) struct Obj<'a> {
     pub(crate) at: String,
 }
 
+/// A key as Consul compares it: lower case, `_` removed.
+pub fn fold_key(key: &str) -> String {
+    norm(key)
+}
+
 pub(crate) fn norm(key: &str) -> String {
     key.chars()
         .filter(|c| *c != '_')
@@ -51,10 +56,23 @@ impl<'a> Obj<'a> {
                 bad(at.trim_end_matches('.'), "must be an object")
             }
         })?;
-        Ok(Obj {
-            keys: map.iter().map(|(k, v)| (norm(k), v)).collect(),
-            at,
-        })
+        let mut keys: BTreeMap<String, &'a Value> = BTreeMap::new();
+        let mut spelled: BTreeMap<String, &str> = BTreeMap::new();
+        for (k, v) in map {
+            let n = norm(k);
+            // `{"Service":"web","name":"db"}` style bodies: two spellings of one key would
+            // let different readers pick different values, so refuse them outright.
+            if let Some(first) = spelled.insert(n.clone(), k) {
+                return Err(bad(
+                    &format!("{at}{first}"),
+                    format!(
+                        "keys {first:?} and {k:?} are the same key (case and '_' are ignored); send one"
+                    ),
+                ));
+            }
+            keys.insert(n, v);
+        }
+        Ok(Obj { keys, at })
     }
 
     pub(crate) fn name(&self, field: &str) -> String {

@@ -1,22 +1,18 @@
-//! ACLs (DESIGN §9), on with `--acl-enabled`: the token endpoints (`/v1/acl/bootstrap`,
-//! `/v1/acl/token`, `/v1/acl/tokens`, `/v1/acl/token/self`) and the layer that decides, for
-//! every request, which token it needs. Tokens come as `X-Consul-Token` or
-//! `Authorization: Bearer`. Anonymous requests may reach `/health`, and like Consul's status
-//! endpoints, `/status` and `/v1/status/*` (and DNS, which is not HTTP). Refusals are 403
-//! `LUCID_ERR_1203`.
+//! ACL tokens (DESIGN §9), on with `--acl-enabled`: `/v1/acl/bootstrap`, `/v1/acl/token`
+//! (create; read and delete by accessor id), `/v1/acl/tokens`, `/v1/acl/token/self`. Tokens
+//! may expire (Consul's `ExpirationTime` / `ExpirationTTL`). Who may call what is decided in
+//! [`super::authz`].
 
 use std::sync::Arc;
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lucid_core::ErrorCode;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::authz::{denied, secret_of};
 use super::error::ApiError;
 use super::extract::ApiBody;
 use super::ApiState;
@@ -50,168 +46,56 @@ pub fn hash(secret: &str) -> String {
     lucid_tls::sha256_hex(secret.as_bytes())
 }
 
-fn denied(why: impl Into<String>) -> ApiError {
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        ErrorCode::SecurityPolicyViolation,
-        format!("permission denied: {}", why.into()),
-    )
+/// Consul's bounds on `ExpirationTTL` (its `acl.token_min_expiration_ttl` / `max` defaults).
+const MIN_TTL: i64 = 60;
+const MAX_TTL: i64 = 24 * 3600;
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
 }
 
-fn secret_of(headers: &HeaderMap) -> Option<String> {
-    if let Some(t) = headers.get("x-consul-token").and_then(|v| v.to_str().ok()) {
-        return Some(t.trim().to_owned()).filter(|t| !t.is_empty());
-    }
-    headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| t.trim().to_owned())
-        .filter(|t| !t.is_empty())
-}
-
-/// What a request needs.
-#[derive(Debug, PartialEq, Eq)]
-enum Need {
-    Open,
-    Read,
-    Manage,
-    /// A service token for this service (or management).
-    Service(String),
-    /// ... for the service of this instance.
-    InstanceOwner(String),
-    /// ... for the service of this check's instance.
-    CheckOwner(String),
-    /// ... for the service the JSON body names.
-    BodyService,
-}
-
-fn need(method: &Method, path: &str) -> Need {
-    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let read = *method == Method::GET || *method == Method::HEAD;
-    match (read, seg.as_slice()) {
-        // As in Consul, status is not ACL-protected (load balancers and orchestration read it).
-        (_, ["health"]) | (true, ["status"]) | (true, ["v1", "status", _]) => Need::Open,
-        (false, ["v1", "acl", "bootstrap"]) => Need::Open,
-        (true, ["v1", "acl", "tokens"]) | (true, ["certificates"]) | (true, ["v1", "snapshot"]) => {
-            Need::Manage
+/// `ExpirationTime` (RFC 3339) or `ExpirationTTL` (a duration), at most one, to unix seconds.
+fn expiry(v: &Value, now: i64) -> Result<Option<i64>, ApiError> {
+    let at = v["ExpirationTime"].as_str();
+    let ttl = v["ExpirationTTL"].as_str();
+    let at = match (at, ttl) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "Expiration TTL and Expiration Time cannot both be set",
+            ))
         }
-        (true, ["v1", "agent", "connect", "ca", "leaf", svc]) => Need::Service((*svc).to_owned()),
-        (true, _) => Need::Read,
-        (false, ["v1", "agent", "service", "register"])
-        | (false, ["v1", "catalog", "register"])
-        | (false, ["services", "register"])
-        | (false, ["v1", "connect", "ca", "sign"]) => Need::BodyService,
-        (false, ["v1", "agent", "service", "deregister" | "maintenance", id]) => {
-            Need::InstanceOwner((*id).to_owned())
+        (Some(t), None) => {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                .map_err(|e| ApiError::bad_request(format!("ExpirationTime {t:?}: {e}")))?
+                .unix_timestamp()
         }
-        (false, ["v1", "agent", "check", "pass" | "warn" | "fail" | "update", id]) => {
-            Need::CheckOwner((*id).to_owned())
+        (None, Some(d)) => {
+            let d = lucid_core::duration::parse_duration(d)
+                .map_err(|e| ApiError::bad_request(format!("ExpirationTTL {d:?}: {e}")))?;
+            now.saturating_add(d.as_secs() as i64)
         }
-        (false, ["certificates", svc]) if *method == Method::POST => {
-            Need::Service((*svc).to_owned())
-        }
-        (false, ["services", svc]) if *method == Method::DELETE => Need::Service((*svc).to_owned()),
-        (false, ["v1", "agent", "connect", "authorize"]) => Need::Read,
-        _ => Need::Manage,
-    }
-}
-
-/// The service a registration or signing body names (`Name`, `Service`, or Consul's catalog
-/// form `{"Service": {"Service": ...}}`), keys case-insensitive.
-fn body_service(body: &[u8]) -> Option<String> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let field = |o: &serde_json::Map<String, Value>, names: &[&str]| {
-        o.iter()
-            .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
-            .map(|(_, v)| v.clone())
     };
-    let o = v.as_object()?;
-    match field(o, &["name", "service"])? {
-        Value::String(s) => Some(s),
-        Value::Object(inner) => match field(&inner, &["service", "name"])? {
-            Value::String(s) => Some(s),
-            _ => None,
-        },
-        _ => None,
+    let left = at - now;
+    if !(MIN_TTL..=MAX_TTL).contains(&left) {
+        return Err(ApiError::bad_request(format!(
+            "Token expiration must be between 1m and 24h from now (got {left}s)"
+        )));
     }
-}
-
-fn token_for(api: &ApiState, secret: &str) -> Result<Option<TokenKind>, ApiError> {
-    if api.acl.bootstrap_secret.as_deref() == Some(secret) {
-        return Ok(Some(TokenKind::Management));
-    }
-    Ok(api
-        .node
-        .state
-        .acl_token_by_hash(&hash(secret))?
-        .map(|t| t.kind))
-}
-
-/// The layer: decide and refuse before the handler runs. Off when ACLs are disabled.
-pub async fn enforce(State(api): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
-    if !api.acl.enabled {
-        return next.run(req).await;
-    }
-    match check(&api, req).await {
-        Ok(req) => next.run(req).await,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn check(api: &ApiState, req: Request) -> Result<Request, ApiError> {
-    let need = need(req.method(), req.uri().path());
-    if need == Need::Open {
-        return Ok(req);
-    }
-    let secret =
-        secret_of(req.headers()).ok_or_else(|| denied("this endpoint needs an ACL token"))?;
-    let kind = token_for(api, &secret)?.ok_or_else(|| denied("ACL not found"))?;
-    let mine = |svc: &str| matches!(&kind, TokenKind::Service { name } if name == svc);
-    match (&need, &kind) {
-        (_, TokenKind::Management) | (Need::Read, _) => return Ok(req),
-        (Need::Manage, _) => return Err(denied("this needs a management token")),
-        (_, TokenKind::ReadOnly) => return Err(denied("a read-only token cannot write")),
-        _ => {}
-    }
-    let owner = match need {
-        Need::Service(s) => Some(s),
-        Need::InstanceOwner(id) => api.node.state.instance_entry(&id)?.map(|(i, _)| i.name),
-        Need::CheckOwner(id) => {
-            let (_, _, checks) = api.node.state.catalog()?;
-            let owner = checks
-                .into_iter()
-                .find(|c| c.id == id)
-                .map(|c| c.service_id);
-            match owner {
-                Some(sid) => api.node.state.instance_entry(&sid)?.map(|(i, _)| i.name),
-                None => None,
-            }
-        }
-        Need::BodyService => {
-            let (parts, body) = req.into_parts();
-            let bytes = axum::body::to_bytes(body, super::extract::API_BODY_LIMIT)
-                .await
-                .map_err(|_| ApiError::too_large("body over the size limit"))?;
-            let svc = body_service(&bytes);
-            let req = Request::from_parts(parts, Body::from(bytes));
-            return match svc {
-                Some(s) if mine(&s) => Ok(req),
-                Some(s) => Err(denied(format!("this token may not act for service {s:?}"))),
-                None => Err(denied("the body names no service this token may act for")),
-            };
-        }
-        Need::Open | Need::Read | Need::Manage => None,
-    };
-    match owner {
-        Some(s) if mine(&s) => Ok(req),
-        Some(s) => Err(denied(format!("this token may not act for service {s:?}"))),
-        None => Err(denied("not found or not owned by this token's service")),
-    }
+    Ok(Some(at))
 }
 
 fn token_json(t: &AclToken, secret: Option<&str>) -> Value {
     let mut v = json!({"AccessorID": t.accessor_id, "Description": t.description, "CreateIndex": t.create_index});
+    if let Some(at) = t.expires_at {
+        v["ExpirationTime"] = json!(rfc3339(at));
+    }
     match &t.kind {
         TokenKind::Management => v["Policies"] = json!([{"Name": "global-management"}]),
         TokenKind::ReadOnly => v["Policies"] = json!([{"Name": "read-only"}]),
@@ -239,6 +123,7 @@ pub async fn bootstrap(State(api): State<Arc<ApiState>>) -> Result<Response, Api
         description: "Bootstrap Token (Global Management)".into(),
         kind: TokenKind::Management,
         create_index: 0,
+        expires_at: None,
     };
     let r = api
         .node
@@ -305,6 +190,7 @@ pub async fn create(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<R
         description: v["Description"].as_str().unwrap_or_default().to_owned(),
         kind,
         create_index: 0,
+        expires_at: expiry(&v, lucid_core::unix_now())?,
     };
     let r = api
         .node
@@ -334,13 +220,54 @@ pub async fn list(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError
     .into_response())
 }
 
+/// `GET /v1/acl/token/<accessor>` (management).
+pub async fn read(
+    State(api): State<Arc<ApiState>>,
+    Path(accessor): Path<String>,
+) -> Result<Response, ApiError> {
+    match api.node.state.acl_token(&accessor)? {
+        Some(t) => Ok(Json(token_json(&t, None)).into_response()),
+        None => Err(ApiError::not_found(format!(
+            "no token with AccessorID {accessor:?}"
+        ))),
+    }
+}
+
+/// `DELETE /v1/acl/token/<accessor>` (management): `true`, as Consul answers.
+pub async fn delete(
+    State(api): State<Arc<ApiState>>,
+    Path(accessor): Path<String>,
+) -> Result<Response, ApiError> {
+    if !api.acl.enabled {
+        return Err(acl_off());
+    }
+    let r = api
+        .node
+        .write(Command::AclTokenDelete {
+            accessor_id: accessor.clone(),
+        })
+        .await?;
+    if !r.ok {
+        return Err(ApiError::not_found(format!(
+            "no token with AccessorID {accessor:?}"
+        )));
+    }
+    Ok(Json(true).into_response())
+}
+
 /// `GET /v1/acl/token/self`.
 pub async fn token_self(
     State(api): State<Arc<ApiState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let secret = secret_of(&headers).ok_or_else(|| denied("no token"))?;
-    match api.node.state.acl_token_by_hash(&hash(&secret))? {
+    let now = lucid_core::unix_now();
+    match api
+        .node
+        .state
+        .acl_token_by_hash(&hash(&secret))?
+        .filter(|t| !t.expired(now))
+    {
         Some(t) => Ok(Json(token_json(&t, None)).into_response()),
         None if api.acl.bootstrap_secret.as_deref() == Some(secret.as_str()) => {
             Ok(Json(json!({"Description": "--acl-bootstrap-token", "Policies": [{"Name": "global-management"}]})).into_response())
@@ -369,6 +296,7 @@ pub(crate) async fn ensure_bootstrap(
                 description: "Bootstrap Token (--acl-bootstrap-token)".into(),
                 kind: TokenKind::Management,
                 create_index: 0,
+                expires_at: None,
             };
             // The flag's token is the bootstrap: PUT /v1/acl/bootstrap is refused after it.
             let cmd = match api.node.state.acl_bootstrapped() {
@@ -387,61 +315,5 @@ pub(crate) async fn ensure_bootstrap(
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_need_what_design_says() {
-        let g = Method::GET;
-        let p = Method::PUT;
-        assert_eq!(need(&g, "/health"), Need::Open);
-        assert_eq!(need(&g, "/metrics"), Need::Read);
-        assert_eq!(need(&g, "/status"), Need::Open);
-        assert_eq!(need(&g, "/v1/status/leader"), Need::Open);
-        assert_eq!(need(&g, "/v1/kv/a"), Need::Read);
-        assert_eq!(need(&p, "/v1/kv/a"), Need::Manage);
-        assert_eq!(need(&p, "/v1/agent/service/register"), Need::BodyService);
-        assert_eq!(
-            need(&Method::POST, "/v1/connect/ca/sign"),
-            Need::BodyService
-        );
-        assert_eq!(
-            need(&p, "/v1/agent/check/pass/c1"),
-            Need::CheckOwner("c1".into())
-        );
-        assert_eq!(
-            need(&p, "/v1/agent/service/deregister/w1"),
-            Need::InstanceOwner("w1".into())
-        );
-        assert_eq!(
-            need(&Method::DELETE, "/v1/connect/ca/certs/ab"),
-            Need::Manage
-        );
-        assert_eq!(need(&g, "/v1/acl/tokens"), Need::Manage);
-        assert_eq!(need(&p, "/v1/acl/bootstrap"), Need::Open);
-        assert_eq!(need(&Method::POST, "/v1/operator/raft/join"), Need::Manage);
-        assert_eq!(
-            need(&g, "/v1/agent/connect/ca/leaf/web"),
-            Need::Service("web".into())
-        );
-    }
-
-    #[test]
-    fn body_service_reads_consul_shapes() {
-        assert_eq!(body_service(br#"{"Name":"web"}"#).as_deref(), Some("web"));
-        assert_eq!(body_service(br#"{"name":"web"}"#).as_deref(), Some("web"));
-        assert_eq!(
-            body_service(br#"{"csr":"x","service":"api"}"#).as_deref(),
-            Some("api")
-        );
-        assert_eq!(
-            body_service(br#"{"Node":"n","Service":{"Service":"db"}}"#).as_deref(),
-            Some("db")
-        );
-        assert_eq!(body_service(b"nope"), None);
     }
 }

@@ -14,6 +14,7 @@ use lucid_core::catalog::{
 };
 use serde_json::{json, Value};
 
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::{ApiBody, Params};
 use super::read;
@@ -68,27 +69,67 @@ async fn write(api: &ApiState, cmd: Command, missing: &str) -> Result<Response, 
 
 pub async fn register_service(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     params: Params,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let registration = parse_registration(&v, |name| name.to_owned()).map_err(refused)?;
     let replace_checks = params.flag("replace-existing-checks");
-    write(
-        &api,
-        Command::CatalogRegister {
-            registration,
-            replace_checks,
-        },
-        "",
-    )
-    .await
+    let res = super::register::register(&api, &caller, registration, replace_checks).await?;
+    let mut resp = StatusCode::OK.into_response();
+    read::meta_headers(&api.node, res.index, resp.headers_mut());
+    Ok(resp)
+}
+
+/// A decoded path id, in the one character set ids have.
+pub(super) fn path_id(id: &str) -> Result<(), ApiError> {
+    if lucid_core::catalog::valid_instance_id(id) {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(format!(
+            "id {id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ -"
+        )))
+    }
+}
+
+/// The caller may act for the service owning instance `id` (decoded). An unknown id is left
+/// to the handler (404) for management, and refused for anyone else: a service token learns
+/// nothing about ids it does not own.
+pub(super) fn owns_instance(api: &ApiState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    path_id(id)?;
+    if caller.is_management() {
+        return Ok(());
+    }
+    match api.node.state.instance_entry(id)? {
+        Some((i, _)) => caller.act_for(&i.name),
+        None => Err(super::authz::denied(
+            "not found or not owned by this token's service",
+        )),
+    }
+}
+
+/// Same, for the instance owning check `id`.
+fn owns_check(api: &ApiState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+    path_id(id)?;
+    if caller.is_management() {
+        return Ok(());
+    }
+    let (_, _, checks) = api.node.state.catalog()?;
+    match checks.into_iter().find(|c| c.id == id) {
+        Some(c) if !c.service_id.is_empty() => owns_instance(api, caller, &c.service_id),
+        _ => Err(super::authz::denied(
+            "not found or not owned by this token's service",
+        )),
+    }
 }
 
 pub async fn deregister_service(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    owns_instance(&api, &caller, &id)?;
     let cmd = Command::CatalogDeregister {
         service_id: id.clone(),
     };
@@ -109,6 +150,7 @@ pub async fn deregister_check(
     State(api): State<Arc<ApiState>>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    path_id(&id)?;
     let cmd = Command::CheckDeregister {
         check_id: id.clone(),
     };
@@ -137,44 +179,51 @@ async fn set_status(
 /// `PUT /v1/agent/check/{pass,warn,fail}/<id>?note=...`: the note becomes the output.
 async fn ttl_update(
     api: &ApiState,
+    caller: &Caller,
     id: String,
     params: &Params,
     status: CheckStatus,
 ) -> Result<Response, ApiError> {
+    owns_check(api, caller, &id)?;
     let note = params.get("note").unwrap_or_default().to_owned();
     set_status(api, id, status, note).await
 }
 
 pub async fn pass(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    ttl_update(&api, id, &params, CheckStatus::Passing).await
+    ttl_update(&api, &caller, id, &params, CheckStatus::Passing).await
 }
 
 pub async fn warn(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    ttl_update(&api, id, &params, CheckStatus::Warning).await
+    ttl_update(&api, &caller, id, &params, CheckStatus::Warning).await
 }
 
 pub async fn fail(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
-    ttl_update(&api, id, &params, CheckStatus::Critical).await
+    ttl_update(&api, &caller, id, &params, CheckStatus::Critical).await
 }
 
 /// `PUT /v1/agent/check/update/<id>` with `{"Status": "...", "Output": "..."}`.
 pub async fn update(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
+    owns_check(&api, &caller, &id)?;
     let v: Value = body.json()?;
     let get = |k: &str| {
         v.as_object()
@@ -253,9 +302,11 @@ pub async fn agent_self(State(api): State<Arc<ApiState>>) -> Json<Value> {
 /// `_service_maintenance:<id>` check takes the instance out of healthy answers until disabled.
 pub async fn maintenance(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
     params: Params,
 ) -> Result<Response, ApiError> {
+    owns_instance(&api, &caller, &id)?;
     let enable = match params.get("enable") {
         Some("true") => true,
         Some("false") => false,

@@ -13,6 +13,7 @@ use lucid_tls::{inspect_pem, Leaf, Signer, SpiffeId, TRUST_DOMAIN};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::{ApiBody, Incoming};
 use super::read::{self, Blocking};
@@ -62,7 +63,8 @@ fn checked_identity(api: &ApiState, service: &str, plane: &str) -> Result<Spiffe
     if planes.is_empty() {
         return Ok(id);
     }
-    if !planes.contains_key(plane) {
+    // `default` always exists: it is where a service the map does not list belongs.
+    if plane != DEFAULT_PLANE && !planes.contains_key(plane) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             ErrorCode::PolicyValidationFailed,
@@ -96,11 +98,40 @@ fn identity(service: &str, plane: &str) -> Result<SpiffeId, ApiError> {
     })
 }
 
-/// The plane of `service` (see [`super::intentions::plane_of`]), else the default.
-fn plane_of(api: &ApiState, service: &str) -> Result<String, ApiError> {
+/// The plane a leaf for `service` gets. A service's own token never chooses it: the
+/// operator's plane map decides, else `default`, and a different plane in the request is
+/// refused. Management callers (operators, and everyone while ACLs are off) may name a plane;
+/// without one, the plane map decides, else the instances' `plane` meta, else `default`.
+fn leaf_plane(
+    api: &ApiState,
+    caller: &Caller,
+    service: &str,
+    asked: Option<String>,
+) -> Result<String, ApiError> {
+    caller.act_for(service)?;
     let (_, _, planes) = api.node.state.intentions()?;
-    Ok(super::intentions::plane_of(api, &planes, service)?
-        .unwrap_or_else(|| DEFAULT_PLANE.to_owned()))
+    if caller.is_management() {
+        return match asked {
+            Some(p) => Ok(p),
+            None => Ok(super::intentions::plane_of(api, &planes, service)?
+                .unwrap_or_else(|| DEFAULT_PLANE.to_owned())),
+        };
+    }
+    let own = planes
+        .iter()
+        .find(|(_, s)| s.iter().any(|x| x == service))
+        .map_or(DEFAULT_PLANE, |(p, _)| p.as_str())
+        .to_owned();
+    match asked {
+        Some(p) if p != own => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            ErrorCode::SecurityPolicyViolation,
+            format!(
+                "permission denied: service {service:?} is in plane {own:?} by the operator's plane map; it cannot ask for {p:?}"
+            ),
+        )),
+        _ => Ok(own),
+    }
 }
 
 fn leaf_json(leaf: &Leaf, signer: &Signer) -> Value {
@@ -139,9 +170,18 @@ struct SignRequest {
 }
 
 /// `POST /v1/connect/ca/sign` `{csr, service, plane}`.
-pub async fn sign(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
+pub async fn sign(
+    State(api): State<Arc<ApiState>>,
+    caller: Caller,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
     let req: SignRequest = body.json()?;
-    let plane = req.plane.unwrap_or_else(|| DEFAULT_PLANE.to_owned());
+    // A management caller without a plane gets `default`, as before the plane map existed.
+    let asked = match (&req.plane, caller.is_management()) {
+        (None, true) => Some(DEFAULT_PLANE.to_owned()),
+        _ => req.plane.clone(),
+    };
+    let plane = leaf_plane(&api, &caller, &req.service, asked)?;
     let id = checked_identity(&api, &req.service, &plane)?;
     let (leaf, signer) = api.ca.sign_csr(&req.csr, &id).await?;
     Ok(Json(leaf_json(&leaf, &signer)).into_response())
@@ -151,13 +191,12 @@ pub async fn sign(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Res
 /// Consul's shape.
 pub async fn agent_leaf(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(service): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    let plane = match req.params.get("plane") {
-        Some(p) => p.to_owned(),
-        None => plane_of(&api, &service)?,
-    };
+    let asked = req.params.get("plane").map(str::to_owned);
+    let plane = leaf_plane(&api, &caller, &service, asked)?;
     let id = checked_identity(&api, &service, &plane)?;
     let (leaf, _) = api.ca.issue(&id).await?;
     Ok(Json(
@@ -240,6 +279,7 @@ struct IssueRequest {
 /// `POST /certificates/<service>` (optional body `{plane}`): a leaf with its key.
 pub async fn issue(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(service): Path<String>,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
@@ -248,10 +288,7 @@ pub async fn issue(
     } else {
         body.json::<Option<IssueRequest>>()?.unwrap_or_default()
     };
-    let plane = match req.plane {
-        Some(p) => p,
-        None => plane_of(&api, &service)?,
-    };
+    let plane = leaf_plane(&api, &caller, &service, req.plane)?;
     let id = checked_identity(&api, &service, &plane)?;
     let (leaf, signer) = api.ca.issue(&id).await?;
     let mut v = leaf_json(&leaf, &signer);

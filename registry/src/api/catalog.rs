@@ -6,22 +6,17 @@ use std::sync::Arc;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use lucid_core::catalog::parse_registration;
+use lucid_core::catalog::{
+    parse_catalog_deregistration, parse_catalog_registration, CatalogTarget,
+};
 use serde_json::Value;
 
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::ApiBody;
 use super::read;
 use super::ApiState;
 use crate::types::Command;
-
-fn field<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| k.replace('_', "").eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-        .filter(|v| !v.is_null())
-}
 
 async fn done(api: &ApiState, cmd: Command, missing: String) -> Result<Response, ApiError> {
     let res = api.node.write(cmd).await?;
@@ -35,28 +30,16 @@ async fn done(api: &ApiState, cmd: Command, missing: String) -> Result<Response,
 
 pub async fn register(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
-    if field(&v, "check").is_some() || field(&v, "checks").is_some() {
-        return Err(ApiError::bad_request(
-            "catalog-level checks are not supported; register checks with the service via /v1/agent/service/register",
-        ));
-    }
-    let service = field(&v, "service").ok_or_else(|| {
-        ApiError::bad_request("Service is required (node-only registration is not supported)")
-    })?;
-    let registration = parse_registration(service, |name| name.to_owned())
-        .map_err(|e| ApiError::bad_request(format!("invalid registration: Service.{e}")))?;
-    done(
-        &api,
-        Command::CatalogRegister {
-            registration,
-            replace_checks: false,
-        },
-        String::new(),
-    )
-    .await
+    let registration = parse_catalog_registration(&v)
+        .map_err(|e| ApiError::bad_request(format!("invalid registration: {e}")))?;
+    let res = super::register::register(&api, &caller, registration, false).await?;
+    let mut resp = axum::Json(true).into_response();
+    read::meta_headers(&api.node, res.index, resp.headers_mut());
+    Ok(resp)
 }
 
 pub async fn deregister(
@@ -64,28 +47,16 @@ pub async fn deregister(
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
-    let text = |name: &str| field(&v, name).and_then(Value::as_str).map(str::to_owned);
-    if let Some(id) = text("serviceid") {
-        return done(
-            &api,
-            Command::CatalogDeregister {
-                service_id: id.clone(),
-            },
-            format!("unknown service ID {id:?}"),
-        )
-        .await;
+    let target = parse_catalog_deregistration(&v)
+        .map_err(|e| ApiError::bad_request(format!("invalid deregistration: {e}")))?;
+    match target {
+        CatalogTarget::Service(id) => {
+            let missing = format!("unknown service ID {id:?}");
+            done(&api, Command::CatalogDeregister { service_id: id }, missing).await
+        }
+        CatalogTarget::Check(id) => {
+            let missing = format!("unknown check ID {id:?}");
+            done(&api, Command::CheckDeregister { check_id: id }, missing).await
+        }
     }
-    if let Some(id) = text("checkid") {
-        return done(
-            &api,
-            Command::CheckDeregister {
-                check_id: id.clone(),
-            },
-            format!("unknown check ID {id:?}"),
-        )
-        .await;
-    }
-    Err(ApiError::bad_request(
-        "give ServiceID or CheckID (the registry node itself cannot be deregistered)",
-    ))
 }

@@ -132,9 +132,39 @@ impl<S: Send + Sync, const LIMIT: usize> FromRequest<S> for BodyBytes<LIMIT> {
 }
 
 impl<const LIMIT: usize> BodyBytes<LIMIT> {
-    /// Decode as JSON with a reason on failure.
+    /// Decode as JSON with a reason on failure. Every JSON body of the API comes through
+    /// here, so this is where two spellings of one key (`Service` and `service`, `Name` and
+    /// `_name`: Consul's keys ignore case and `_`) are refused, at any depth, before any
+    /// reader could pick a different one than another.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.0)
+        let v: serde_json::Value = serde_json::from_slice(&self.0)
+            .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))?;
+        colliding_keys(&v, "")?;
+        serde_json::from_value(v)
             .map_err(|e| ApiError::bad_request(format!("malformed JSON body: {e}")))
+    }
+}
+
+/// Refuse an object (at any depth) with two keys equal once case and `_` are ignored.
+fn colliding_keys(v: &serde_json::Value, at: &str) -> Result<(), ApiError> {
+    match v {
+        serde_json::Value::Object(map) => {
+            let mut seen: std::collections::HashMap<String, &str> =
+                std::collections::HashMap::new();
+            for (k, child) in map {
+                if let Some(first) = seen.insert(lucid_core::fold_key(k), k) {
+                    return Err(ApiError::bad_request(format!(
+                        "body keys {at}{first:?} and {at}{k:?} are the same key once case and '_' are ignored; send one"
+                    )));
+                }
+                colliding_keys(child, &format!("{at}{k}."))?;
+            }
+            Ok(())
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, x)| colliding_keys(x, &format!("{at}[{i}]."))),
+        _ => Ok(()),
     }
 }

@@ -14,6 +14,7 @@ use lucid_core::ErrorCode;
 use rand::Rng;
 use serde_json::{json, Value};
 
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::ApiBody;
 use super::read;
@@ -43,6 +44,7 @@ fn failed(e: WriteError) -> ApiError {
 /// `POST /services/register`: 201 with the instance id (generated `<name>-<8 hex>` when absent).
 pub async fn register(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json().map_err(|e| {
@@ -64,6 +66,7 @@ pub async fn register(
     })?;
     let id = registration.instance.id.clone();
     let name = registration.instance.name.clone();
+    caller.act_for(&name)?;
     let (_, existing) = api.node.state.service(&name)?;
     if existing.iter().any(|(i, _)| i.id == id) {
         return Err(ApiError::new(
@@ -72,14 +75,19 @@ pub async fn register(
             format!("instance {id:?} of {name:?} is already registered"),
         ));
     }
-    let res = api
-        .node
-        .write(Command::CatalogRegister {
-            registration,
-            replace_checks: true,
-        })
+    let res = super::register::register(&api, &caller, registration, true)
         .await
-        .map_err(failed)?;
+        .map_err(|e| {
+            if e.status == StatusCode::SERVICE_UNAVAILABLE {
+                ApiError::new(
+                    e.status,
+                    ErrorCode::RegistrationFailed,
+                    format!("registration failed: {}", e.message),
+                )
+            } else {
+                e
+            }
+        })?;
     let mut resp = (StatusCode::CREATED, Json(json!({"id": id, "name": name}))).into_response();
     read::meta_headers(&api.node, res.index, resp.headers_mut());
     Ok(resp)
@@ -129,8 +137,10 @@ pub async fn get(
 /// `DELETE /services/<name>`: deregister every instance of the service.
 pub async fn delete(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
+    caller.act_for(&name)?;
     let (_, entries) = api.node.state.service(&name)?;
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("service {name:?} not found")));

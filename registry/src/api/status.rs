@@ -9,11 +9,22 @@ use axum::Json;
 use openraft::ServerState;
 use serde_json::json;
 
+use super::authz::Caller;
+use super::error::ApiError;
 use super::operator::peers;
 use super::ApiState;
 
-pub async fn health() -> Json<serde_json::Value> {
-    Json(json!({ "status": "ok" }))
+/// 200 while Raft runs; 503 once it has stopped (a fatal storage or state-machine error), so
+/// a supervisor or orchestrator restarts the node instead of leaving a zombie in service.
+pub async fn health(State(api): State<Arc<ApiState>>) -> Response {
+    let m = api.node.raft.metrics().borrow().clone();
+    match &m.running_state {
+        Ok(()) if m.state != ServerState::Shutdown => {
+            Json(json!({ "status": "ok" })).into_response()
+        }
+        Ok(()) => ApiError::unavailable("raft has shut down").into_response(),
+        Err(fatal) => ApiError::unavailable(format!("raft stopped: {fatal}")).into_response(),
+    }
 }
 
 fn role(s: ServerState) -> &'static str {
@@ -26,8 +37,23 @@ fn role(s: ServerState) -> &'static str {
     }
 }
 
-pub async fn status(State(api): State<Arc<ApiState>>) -> Json<serde_json::Value> {
+/// `GET /status`. Anonymous callers (ACLs on, no token) see the node's own state but no
+/// addresses: the Raft addresses of every member are a map for an attacker.
+pub async fn status(State(api): State<Arc<ApiState>>, caller: Caller) -> Json<serde_json::Value> {
     let node = &api.node;
+    if !caller.is_known() {
+        let m = node.raft.metrics().borrow().clone();
+        return Json(json!({
+            "node_id": node.id,
+            "role": role(m.state),
+            "term": m.current_term,
+            "leader": node.leader().map(|(id, _)| json!({ "id": id })),
+            "commit_index": node.commit_index(),
+            "applied_index": node.state.applied_index(),
+            "ca_signing": api.ca.can_sign(),
+            "version": env!("CARGO_PKG_VERSION"),
+        }));
+    }
     let m = node.raft.metrics().borrow().clone();
     let leader = node.leader().map(|(id, member)| {
         json!({ "id": id, "raft_addr": member.raft_addr, "http_addr": member.http_addr })
@@ -50,6 +76,7 @@ pub async fn status(State(api): State<Arc<ApiState>>) -> Json<serde_json::Value>
         "raft_addr": node.me.raft_addr,
         "http_addr": node.me.http_addr,
         "peers": peers,
+        "ca_signing": api.ca.can_sign(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }

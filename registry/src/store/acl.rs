@@ -33,6 +33,16 @@ pub struct AclToken {
     pub kind: TokenKind,
     #[serde(default)]
     pub create_index: u64,
+    /// Unix seconds after which the token no longer authenticates (Consul's
+    /// `ExpirationTime`); `None` never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl AclToken {
+    pub fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|t| t <= now)
+    }
 }
 
 fn key(prefix: &[u8], s: &str) -> Vec<u8> {
@@ -74,6 +84,18 @@ pub(crate) fn create(
     Ok(true)
 }
 
+/// Delete a token and its secret lookup; `false` when unknown.
+pub(crate) fn delete(batch: &mut StateBatch<'_>, accessor_id: &str) -> Result<bool, StateError> {
+    let k = key(TOKEN_PREFIX, accessor_id);
+    let Some(raw) = batch.get(&k)? else {
+        return Ok(false);
+    };
+    let t = decode(&raw)?;
+    batch.remove(key(HASH_PREFIX, &t.secret_hash));
+    batch.remove(k);
+    Ok(true)
+}
+
 /// The first management token; `false` once bootstrapping has happened.
 pub(crate) fn bootstrap(
     batch: &mut StateBatch<'_>,
@@ -101,6 +123,13 @@ impl StateReader {
         let acc = String::from_utf8_lossy(&acc).into_owned();
         self.tree()
             .get(key(TOKEN_PREFIX, &acc))?
+            .map(|raw| decode(&raw))
+            .transpose()
+    }
+
+    pub fn acl_token(&self, accessor_id: &str) -> Result<Option<AclToken>, StateError> {
+        self.tree()
+            .get(key(TOKEN_PREFIX, accessor_id))?
             .map(|raw| decode(&raw))
             .transpose()
     }

@@ -142,10 +142,22 @@ pub(crate) fn register(
     batch: &mut StateBatch<'_>,
     reg: Registration,
     replace_checks: bool,
+    keep_owner: bool,
     index: u64,
 ) -> Result<bool, StateError> {
     let id = reg.instance.id.clone();
-    if let Some(old) = instance(batch, &id)? {
+    // A check id names one instance's check: a registration must not take over another
+    // instance's (that instance would be left with no check, and count as passing).
+    for c in &reg.checks {
+        if check(batch, &c.id)?.is_some_and(|old| old.service_id != id) {
+            return Ok(false);
+        }
+    }
+    let old = instance(batch, &id)?;
+    if keep_owner && old.as_ref().is_some_and(|o| o.name != reg.instance.name) {
+        return Ok(false);
+    }
+    if let Some(old) = old {
         if old.name != reg.instance.name {
             // The id moves to another service: the old service changed too.
             batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, &id));

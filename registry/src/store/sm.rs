@@ -124,7 +124,8 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
         Command::CatalogRegister {
             registration,
             replace_checks,
-        } => catalog::register(batch, registration, replace_checks, index),
+            keep_owner,
+        } => catalog::register(batch, registration, replace_checks, keep_owner, index),
         Command::CatalogDeregister { service_id } => catalog::deregister(batch, &service_id, index),
         Command::CheckRegister { check } => catalog::register_check(batch, check, index),
         Command::CheckDeregister { check_id } => catalog::deregister_check(batch, &check_id, index),
@@ -136,6 +137,7 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
         Command::CaInit { material } => ca::init_root(batch, &material),
         Command::AclBootstrap { token } => acl::bootstrap(batch, token, index),
         Command::AclTokenCreate { token } => acl::create(batch, token, index),
+        Command::AclTokenDelete { accessor_id } => acl::delete(batch, &accessor_id),
         Command::IntentionSet {
             intention,
             create_only,

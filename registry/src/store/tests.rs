@@ -125,6 +125,7 @@ async fn a_backup_of_every_record_kind_restores() {
         Command::CatalogRegister {
             registration: reg,
             replace_checks: true,
+            keep_owner: false,
         },
         Command::CaInit {
             material: lucid_tls::CaMaterial::generate(1_790_000_000).unwrap(),

@@ -29,9 +29,19 @@ pub fn parse_registration(
     default_id: impl FnOnce(&str) -> String,
 ) -> Result<Registration, RegistrationError> {
     let o = Obj::new(body, String::new())?;
-    let name = o
-        .string("Name", &["name", "service"])?
-        .ok_or_else(|| bad("Name", "is required"))?;
+    let name = match (
+        o.string("Name", &["name"])?,
+        o.string("Service", &["service"])?,
+    ) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(bad(
+                "Name",
+                format!("Name {a:?} and Service {b:?} disagree; send one"),
+            ))
+        }
+        (Some(n), _) | (None, Some(n)) => n,
+        (None, None) => return Err(bad("Name", "is required")),
+    };
     if !valid_service_name(&name) {
         return Err(bad(
             "Name",
@@ -45,7 +55,7 @@ pub fn parse_registration(
     if !valid_instance_id(&id) {
         return Err(bad(
             "ID",
-            format!("{id:?} must be 1-128 characters without '/'"),
+            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ -"),
         ));
     }
     let meta = o.string_map("Meta", &["meta"])?;
@@ -130,6 +140,51 @@ pub fn parse_registration(
         ));
     }
     Ok(Registration { instance, checks })
+}
+
+/// Parse Consul's `/v1/catalog/register` body: the node fields are accepted and ignored (the
+/// registry is one logical node); `Service` is parsed as an agent registration.
+pub fn parse_catalog_registration(body: &Value) -> Result<Registration, RegistrationError> {
+    let o = Obj::new(body, String::new())?;
+    if o.get(&["check"]).is_some() || o.get(&["checks"]).is_some() {
+        return Err(bad(
+            "Check",
+            "catalog-level checks are not supported; register checks with the service via /v1/agent/service/register",
+        ));
+    }
+    let service = o.get(&["service"]).ok_or_else(|| {
+        bad(
+            "Service",
+            "is required (node-only registration is not supported)",
+        )
+    })?;
+    parse_registration(service, |name| name.to_owned()).map_err(|e| match e {
+        RegistrationError::Field { field, reason } => bad(&format!("Service.{field}"), reason),
+        RegistrationError::NotObject => bad("Service", "must be an object"),
+    })
+}
+
+/// What a `/v1/catalog/deregister` body removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CatalogTarget {
+    Service(String),
+    Check(String),
+}
+
+/// Parse Consul's `/v1/catalog/deregister` body (`ServiceID` or `CheckID`).
+pub fn parse_catalog_deregistration(body: &Value) -> Result<CatalogTarget, RegistrationError> {
+    let o = Obj::new(body, String::new())?;
+    match (
+        o.string("ServiceID", &["serviceid"])?,
+        o.string("CheckID", &["checkid"])?,
+    ) {
+        (Some(id), _) => Ok(CatalogTarget::Service(id)),
+        (None, Some(id)) => Ok(CatalogTarget::Check(id)),
+        (None, None) => Err(bad(
+            "ServiceID",
+            "give ServiceID or CheckID (the registry node itself cannot be deregistered)",
+        )),
+    }
 }
 
 /// Parse a standalone check (`/v1/agent/check/register`): `Name` is required and is the
@@ -257,6 +312,12 @@ fn build_check(
         .string("CheckID", &["checkid", "id"])?
         .filter(|s| !s.is_empty())
         .unwrap_or(default_id);
+    if !valid_instance_id(&id) {
+        return Err(bad(
+            &c.name("CheckID"),
+            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ -"),
+        ));
+    }
     Ok(Check {
         name: c
             .string("Name", &["name"])?
