@@ -79,6 +79,10 @@ pub fn open(
     dir: &Path,
     opts: &StoreOptions,
 ) -> Result<(LogStore, StateMachine, StateReader), OpenError> {
+    private_dir(dir).map_err(|source| OpenError::Log {
+        path: dir.display().to_string(),
+        source,
+    })?;
     let path = dir.join("sled");
     let sled_err = |source| OpenError::Sled {
         path: path.display().to_string(),
@@ -102,6 +106,11 @@ pub fn open(
     let raft_dir = dir.join("raft");
     let wal = wal::Wal::open(&raft_dir).map_err(|source| OpenError::Log {
         path: raft_dir.display().to_string(),
+        source,
+    })?;
+    // Files created before this version (or by a permissive umask) are narrowed too.
+    restrict_tree(dir).map_err(|source| OpenError::Log {
+        path: dir.display().to_string(),
         source,
     })?;
     let snap = snapfile::SnapFile::new(&raft_dir);
@@ -131,4 +140,37 @@ pub fn open(
     }
     let sm = StateMachine::new(reader.clone(), snap);
     Ok((log, sm, reader))
+}
+
+/// Create `dir` (and parents) and make it 0700 whatever the umask: the state holds ACL token
+/// hashes and the CA root, and its files must not be readable by other users.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    set_mode(dir, 0o700)
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_: &Path, _: u32) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Directories 0700, files 0600, below `dir`.
+fn restrict_tree(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let ty = entry.file_type()?;
+        if ty.is_dir() {
+            set_mode(&entry.path(), 0o700)?;
+            restrict_tree(&entry.path())?;
+        } else if ty.is_file() {
+            set_mode(&entry.path(), 0o600)?;
+        }
+    }
+    Ok(())
 }

@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -63,6 +64,7 @@ fn open_rw(path: &Path, create: bool) -> io::Result<File> {
         .write(true)
         .create(create)
         .truncate(false)
+        .mode(0o600)
         .open(path)
 }
 
@@ -352,6 +354,7 @@ impl Wal {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)?;
         f.write_all_at(&raw, 0)?;
         f.sync_all()?;
