@@ -13,3 +13,4 @@ mod health;
 mod intentions;
 mod kv;
 mod pyconsul;
+mod trust;

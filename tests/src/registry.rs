@@ -87,6 +87,24 @@ impl RegistryProc {
         RegistryClient::new(&self.http)
     }
 
+    /// The HTTPS listener's address, once the node has logged it (cluster TLS only).
+    pub fn https(&self) -> Option<String> {
+        self.log()
+            .lines()
+            .find_map(|l| l.split("listening https ").nth(1))
+            .map(|a| a.trim().to_owned())
+    }
+
+    /// The `--acl-bootstrap-token` this node was started with, if any.
+    pub fn boot_token(&self) -> Option<String> {
+        let i = self
+            .spec
+            .extra
+            .iter()
+            .position(|a| a == "--acl-bootstrap-token")?;
+        self.spec.extra.get(i + 1).cloned()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
@@ -128,7 +146,12 @@ impl RegistryProc {
 
     /// `/status` as JSON.
     pub async fn status(&self) -> anyhow::Result<serde_json::Value> {
-        Ok(self.client().status().await?)
+        // With ACLs, anonymous callers see no peer addresses: use the management token.
+        let c = match self.boot_token() {
+            Some(t) => self.client().with_token(t),
+            None => self.client(),
+        };
+        Ok(c.status().await?)
     }
 }
 
