@@ -6,7 +6,11 @@
 //!   `x-lucid-error-type: T`, how an app flags its own error kinds to circuit breakers);
 //! - for every later request, `POST /control` with `{"status", "delay_ms", "fail", "healthy"}`
 //!   (`GET /control` returns the mode and how many requests arrived);
-//! - `GET /health` answers 200, or 503 once `healthy` is false.
+//! - `GET /health` answers 200, or 503 once `healthy` is false;
+//! - `GET /headers` answers `{"app", "headers": {name: [values]}}`, every request header as
+//!   received, and with `hop=1` also sends hop-by-hop response headers (`Connection` naming
+//!   `X-App-Hop`, `X-App-Hop`, `Keep-Alive`, `Proxy-Authenticate`, `Trailer`), so tests can
+//!   check what a proxy lets through in each direction.
 //!
 //! `--port 0` binds a free port; the bound address is printed as `listening http ADDR`.
 
@@ -83,6 +87,34 @@ impl App {
         self.mode.lock().map(|m| m.clone()).unwrap_or_default()
     }
 
+    /// `GET /headers`: the request headers as received; `hop=1` adds hop-by-hop answers.
+    fn headers(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let mut seen = serde_json::Map::new();
+        for (name, value) in req.headers() {
+            let v = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            if let Value::Array(list) = seen
+                .entry(name.as_str())
+                .or_insert_with(|| Value::Array(Vec::new()))
+            {
+                list.push(Value::String(v));
+            }
+        }
+        let v = json!({"app": self.name, "headers": seen});
+        let mut r = reply(StatusCode::OK, v.to_string(), true);
+        if query(req, "hop").as_deref() == Some("1") {
+            for (k, v) in [
+                ("connection", "x-app-hop"),
+                ("x-app-hop", "1"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-authenticate", "Basic realm=\"app\""),
+                ("trailer", "x-app-trailer"),
+            ] {
+                r.headers_mut().insert(k, http::HeaderValue::from_static(v));
+            }
+        }
+        r
+    }
+
     async fn handle(&self, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Reset> {
         let path = req.uri().path().to_owned();
         let version = format!("{:?}", req.version());
@@ -117,6 +149,9 @@ impl App {
             _ => {}
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
+        if path == "/headers" {
+            return Ok(self.headers(&req));
+        }
         let global = self.mode();
         let delay = query(&req, "delay_ms")
             .and_then(|d| d.parse().ok())
