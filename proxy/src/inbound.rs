@@ -1,8 +1,10 @@
 //! Inbound (15001): mTLS with a required client certificate from the mesh root (revoked
-//! serials refused at the handshake), the peer's SPIFFE id authorised against intentions per
-//! request (L7 included, 403 `LUCID_ERR_1203`), the service's rate limit (429
-//! `LUCID_ERR_1201`), then forwarded to the local app over a connection pool with
-//! `X-Forwarded-Client-Cert` naming the caller.
+//! serials refused at the handshake), the path normalised (400 `LUCID_ERR_1103` when it
+//! cannot be safely), the peer's SPIFFE id authorised against intentions per request (L7 on
+//! the normalised path, 403 `LUCID_ERR_1203`), the service's rate limit (429
+//! `LUCID_ERR_1201`), then forwarded to the local app over a connection pool with the
+//! normalised path, hop-by-hop headers dropped both ways, and `X-Forwarded-Client-Cert`
+//! naming the caller.
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
@@ -23,7 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::mesh::Mesh;
 use crate::reply::refuse;
-use crate::{serve, stats, Body};
+use crate::{hop, serve, stats, Body};
 
 type AppClient = Client<HttpConnector, Incoming>;
 
@@ -90,6 +92,17 @@ async fn handle(
 ) -> Response<Body> {
     let counters = stats::inbound();
     counters.rq_total.fetch_add(1, Ordering::Relaxed);
+    // The intentions decide on the path the app will act on, and the app gets that path.
+    let path = match crate::path::normalize(req.uri().path()) {
+        Ok(p) => p,
+        Err(e) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "LUCID_ERR_1103",
+                &format!("{e}: {}", req.uri().path()),
+            )
+        }
+    };
     let policy = mesh.policy.load();
     let (ok, _) = allowed(
         &policy.intentions,
@@ -101,7 +114,7 @@ async fn handle(
             service: &mesh.me.service,
             plane: Some(&mesh.me.plane),
         },
-        Some((req.method().as_str(), req.uri().path())),
+        Some((req.method().as_str(), &path)),
         policy.default,
     );
     if !ok {
@@ -109,7 +122,7 @@ async fn handle(
         return refuse(
             StatusCode::FORBIDDEN,
             "LUCID_ERR_1203",
-            &format!("{peer} may not {} {}", req.method(), req.uri().path()),
+            &format!("{peer} may not {} {path}", req.method()),
         );
     }
     if let Err(wait) = mesh.limiter.check() {
@@ -134,12 +147,13 @@ async fn handle(
             .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
         return r;
     }
-    let path = req
+    let query = req
         .uri()
-        .path_and_query()
-        .map_or("/", |p| p.as_str())
-        .to_owned();
-    let Ok(uri) = format!("http://127.0.0.1:{}{path}", mesh.cfg.app_port).parse::<http::Uri>()
+        .query()
+        .map(|q| format!("?{q}"))
+        .unwrap_or_default();
+    let Ok(uri) =
+        format!("http://127.0.0.1:{}{path}{query}", mesh.cfg.app_port).parse::<http::Uri>()
     else {
         return refuse(
             StatusCode::BAD_REQUEST,
@@ -147,6 +161,8 @@ async fn handle(
             "bad request target",
         );
     };
+    // Before setting our own headers: a caller's `Connection` must not name them away.
+    hop::strip(req.headers_mut(), false);
     // HTTP/2 from the peer sidecar carries the authority as :authority; the app gets Host.
     if let Some(a) = req.uri().authority().cloned() {
         if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
@@ -159,7 +175,10 @@ async fn handle(
         req.headers_mut().insert("x-forwarded-client-cert", v);
     }
     match app.request(req).await {
-        Ok(resp) => resp.map(|b| b.boxed()),
+        Ok(mut resp) => {
+            hop::strip(resp.headers_mut(), false);
+            resp.map(|b| b.boxed())
+        }
         Err(e) => {
             counters.rq_app_error.fetch_add(1, Ordering::Relaxed);
             refuse(

@@ -7,6 +7,8 @@
 //! # Layout
 //! - [`config`] holds the flags; [`mesh`] identity, registration, policy followers, rotation.
 //! - [`inbound`], [`outbound`], [`admin`]: the three listeners; [`serve`] their accept loop.
+//! - What passes them: [`path`] (normalised before L7 intentions), [`hop`] (hop-by-hop
+//!   headers dropped).
 //! - Outbound parts: [`cluster`] (endpoints, balancing), [`breaker`], [`pool`].
 //! - [`ratelimit`] (inbound), [`stats`] (metrics and admin views), [`reply`] (own errors).
 
@@ -16,9 +18,11 @@ pub mod admin;
 pub mod breaker;
 pub mod cluster;
 pub mod config;
+pub mod hop;
 pub mod inbound;
 pub mod mesh;
 pub mod outbound;
+pub mod path;
 pub mod pool;
 pub mod ratelimit;
 pub mod reply;

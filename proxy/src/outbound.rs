@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use lucid_core::config_entry::Retry;
@@ -23,7 +23,7 @@ use crate::cluster::{Cluster, Endpoint};
 use crate::mesh::Mesh;
 use crate::pool::{Dial, SendError};
 use crate::reply::refuse;
-use crate::{serve, stats, Body};
+use crate::{hop, serve, stats, Body};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Idempotent requests with bodies up to this size are held so they can be retried.
@@ -75,20 +75,6 @@ fn destination(req: &Request<Incoming>) -> Option<String> {
             .and_then(|h| h.to_str().ok())
     })?;
     service_of(host)
-}
-
-/// Connection-specific headers: never forwarded (and illegal in HTTP/2).
-fn strip_hop_by_hop(h: &mut HeaderMap) {
-    for name in [
-        "connection",
-        "proxy-connection",
-        "keep-alive",
-        "transfer-encoding",
-        "te",
-        "upgrade",
-    ] {
-        h.remove(name);
-    }
 }
 
 /// The request body: held (so the request can be sent again) or streamed once.
@@ -170,7 +156,8 @@ impl Outbound {
         };
         let settings = cluster.settings.load_full();
         let (mut parts, body) = req.into_parts();
-        strip_hop_by_hop(&mut parts.headers);
+        // To the peer sidecar over HTTP/2, where gRPC's `TE: trailers` is allowed.
+        hop::strip(&mut parts.headers, true);
         let idempotent = matches!(
             parts.method,
             Method::GET
@@ -289,7 +276,10 @@ impl Outbound {
                 continue;
             }
             return match result {
-                Try::Answered(r) => r.map(|b| b.boxed()),
+                Try::Answered(mut r) => {
+                    hop::strip(r.headers_mut(), false);
+                    r.map(|b| b.boxed())
+                }
                 Try::Failed {
                     outcome: Outcome::Timeout,
                     ..

@@ -6,6 +6,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use lucid_tls::seal::Sealer;
 use lucid_tls::{CaMaterial, Leaf, Signer, SpiffeId};
 use tokio::sync::watch;
 
@@ -23,6 +24,8 @@ const ROOT_CHECK: Duration = Duration::from_secs(2);
 pub enum CaOpError {
     #[error("the mesh CA is not initialised yet (no leader has created the root)")]
     NotReady,
+    #[error("this node cannot sign: {0}")]
+    NoKey(String),
     #[error("{0}")]
     Csr(String),
     #[error("cannot sign: {0}")]
@@ -48,15 +51,18 @@ pub use lucid_core::unix_now as now;
 pub struct Ca {
     node: Arc<Node>,
     leaf_ttl: time::Duration,
+    /// Opens the sealed root key; `None` when no `--ca-key-secret-file` was given.
+    sealer: Option<Arc<Sealer>>,
     /// The signer for the root last seen (a restore could bring another root).
     cached: Mutex<Option<(String, Arc<Signer>)>>,
 }
 
 impl Ca {
-    pub fn new(node: Arc<Node>, leaf_ttl: Duration) -> Ca {
+    pub fn new(node: Arc<Node>, leaf_ttl: Duration, sealer: Option<Arc<Sealer>>) -> Ca {
         Ca {
             node,
             leaf_ttl: time::Duration::seconds(leaf_ttl.as_secs() as i64),
+            sealer,
             cached: Mutex::new(None),
         }
     }
@@ -65,9 +71,13 @@ impl Ca {
         self.leaf_ttl.whole_seconds()
     }
 
-    /// Can this node sign leaves now (a root exists and its key is usable here)?
-    pub fn can_sign(&self) -> bool {
-        matches!(self.signer(), Ok(Some(_)))
+    /// Can this node sign leaves now? `Err` says why not (`/status` shows it).
+    pub fn can_sign(&self) -> Result<(), String> {
+        match self.signer() {
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(CaOpError::NotReady.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
     }
 
     /// The signer for the current root, if there is one.
@@ -81,7 +91,20 @@ impl Ca {
                 return Ok(Some(s.clone()));
             }
         }
-        let s = Arc::new(Signer::new(&root)?);
+        let open = if lucid_tls::seal::is_sealed(&root) {
+            let sealer = self.sealer.as_ref().ok_or_else(|| {
+                CaOpError::NoKey(
+                    "the CA key is sealed and this node has no --ca-key-secret-file".into(),
+                )
+            })?;
+            sealer
+                .open(&root)
+                .map_err(|e| CaOpError::NoKey(e.to_string()))?
+        } else {
+            // A root stored before keys were sealed.
+            root.clone()
+        };
+        let s = Arc::new(Signer::new(&open)?);
         *cached = Some((root.cert_pem.clone(), s.clone()));
         Ok(Some(s))
     }
@@ -121,14 +144,27 @@ impl Ca {
 
 /// While this node leads, make sure the replicated state holds a root: the first leader of a
 /// new cluster creates it; later leaders find it and do nothing.
-pub(crate) async fn ensure_root(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn ensure_root(
+    node: Arc<Node>,
+    sealer: Option<Arc<Sealer>>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut metrics = node.raft.metrics();
+    let mut warned = false;
     loop {
         if node.is_leader() {
-            match node.state.ca_root() {
-                Ok(Some(_)) => {}
-                Ok(None) => create_root(&node).await,
-                Err(e) => tracing::error!(error = %e, "cannot read the CA root"),
+            match (node.state.ca_root(), &sealer) {
+                (Ok(Some(_)), _) => {}
+                (Ok(None), Some(sealer)) => create_root(&node, sealer).await,
+                (Ok(None), None) => {
+                    if !warned {
+                        tracing::warn!(
+                            "no --ca-key-secret-file: this leader cannot create the mesh root CA"
+                        );
+                        warned = true;
+                    }
+                }
+                (Err(e), _) => tracing::error!(error = %e, "cannot read the CA root"),
             }
         }
         tokio::select! {
@@ -139,8 +175,9 @@ pub(crate) async fn ensure_root(node: Arc<Node>, mut stop: watch::Receiver<bool>
     }
 }
 
-async fn create_root(node: &Node) {
-    let material = match CaMaterial::generate(now()) {
+async fn create_root(node: &Node, sealer: &Sealer) {
+    // Only the sealed key ever reaches the Raft log.
+    let material = match CaMaterial::generate(now()).and_then(|m| sealer.seal(&m)) {
         Ok(m) => m,
         Err(e) => {
             tracing::error!(error = %e, "cannot generate the mesh root CA");

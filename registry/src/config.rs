@@ -106,6 +106,11 @@ pub struct Args {
     /// reach it can rewrite the cluster's state.
     #[arg(long, env = "LUCID_INSECURE_RAFT")]
     pub insecure_raft: bool,
+    /// File holding the cluster secret (at least 16 bytes) the mesh CA key is sealed under
+    /// at rest; the same file on every node. Without it a node replicates but cannot sign.
+    /// In --dev one is created in the data directory.
+    #[arg(long, env = "LUCID_CA_KEY_SECRET_FILE")]
+    pub ca_key_secret_file: Option<PathBuf>,
 }
 
 /// The same settings as a TOML file.
@@ -138,6 +143,7 @@ pub struct FileConfig {
     pub tls_ca_file: Option<PathBuf>,
     pub https_addr: Option<SocketAddr>,
     pub insecure_raft: Option<bool>,
+    pub ca_key_secret_file: Option<PathBuf>,
 }
 
 /// The three PEM files of cluster TLS.
@@ -175,6 +181,16 @@ pub struct RegistryConfig {
     pub tls: Option<TlsFiles>,
     /// The HTTPS API listener (requires `tls`; required with it).
     pub https_addr: Option<SocketAddr>,
+    /// The CA key's sealing secret; `generate` when --dev may create it.
+    pub ca_key_secret: Option<SecretFile>,
+}
+
+/// Where the CA key secret comes from.
+#[derive(Debug, Clone)]
+pub struct SecretFile {
+    pub path: PathBuf,
+    /// Create it (random) when absent: only --dev's default, in the data directory.
+    pub generate: bool,
 }
 
 /// A configuration that cannot work.
@@ -338,7 +354,19 @@ impl Args {
                  --raft-addr to loopback, or pass --insecure-raft (unsafe)"
             )));
         }
+        let ca_key_secret = match self.ca_key_secret_file.or(file.ca_key_secret_file) {
+            Some(path) => Some(SecretFile {
+                path,
+                generate: false,
+            }),
+            None if dev => Some(SecretFile {
+                path: data_dir.join("ca-key.secret"),
+                generate: true,
+            }),
+            None => None,
+        };
         Ok(RegistryConfig {
+            ca_key_secret,
             dev,
             node_id,
             data_dir,

@@ -128,6 +128,15 @@ pub async fn run(
             cache_capacity: cfg.cache_mb * 1024 * 1024,
         },
     };
+    let sealer = match &cfg.ca_key_secret {
+        Some(f) => Some(Arc::new(load_sealer(f)?)),
+        None => {
+            tracing::warn!(
+                "no --ca-key-secret-file: this node replicates the mesh CA but cannot sign"
+            );
+            None
+        }
+    };
     let metrics = install_metrics();
     let peer_client = match &tls {
         Some(t) => HttpClient::with_tls(Duration::from_secs(10), t.client.clone()),
@@ -144,7 +153,11 @@ pub async fn run(
         stop_rx.clone(),
     );
     let api_metrics = metrics.clone();
-    let ca = Arc::new(crate::ca::Ca::new(node.clone(), cfg.leaf_ttl));
+    let ca = Arc::new(crate::ca::Ca::new(
+        node.clone(),
+        cfg.leaf_ttl,
+        sealer.clone(),
+    ));
     let api_state = Arc::new(ApiState {
         node: node.clone(),
         metrics,
@@ -223,7 +236,11 @@ pub async fn run(
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
     tokio::spawn(metrics_upkeep(api_metrics, stop_rx.clone()));
     tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
-    tokio::spawn(crate::ca::ensure_root(node.clone(), stop_rx.clone()));
+    tokio::spawn(crate::ca::ensure_root(
+        node.clone(),
+        sealer,
+        stop_rx.clone(),
+    ));
     tokio::spawn(api::acl::ensure_bootstrap(acl_api, stop_rx.clone()));
 
     shutdown.await;
@@ -244,6 +261,32 @@ pub async fn run(
     }
     node.flush();
     Ok(())
+}
+
+/// The CA key sealer from the secret file; `--dev` creates a random secret (0600) when absent.
+fn load_sealer(f: &crate::config::SecretFile) -> Result<lucid_tls::seal::Sealer, RunError> {
+    let bad =
+        |e: String| RunError::Config(format!("--ca-key-secret-file {}: {e}", f.path.display()));
+    if f.generate && !f.path.exists() {
+        use rand::Rng;
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let secret: String = (0..32)
+            .map(|_| format!("{:02x}", rand::rng().random::<u8>()))
+            .collect();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&f.path)
+            .map_err(|e| bad(e.to_string()))?;
+        file.write_all(secret.as_bytes())
+            .and_then(|()| file.sync_all())
+            .map_err(|e| bad(e.to_string()))?;
+        tracing::info!(path = %f.path.display(), "created a CA key secret for --dev");
+    }
+    let secret = std::fs::read(&f.path).map_err(|e| bad(e.to_string()))?;
+    lucid_tls::seal::Sealer::from_secret(&secret).map_err(|e| bad(e.to_string()))
 }
 
 /// Ask the given members to add this node until one does.

@@ -3,6 +3,7 @@
 
 mod lifecycle;
 mod mesh;
+mod requests;
 mod resilience;
 mod tls;
 
@@ -307,6 +308,24 @@ pub async fn via_addr(
         status: r.status,
         body: serde_json::from_slice(&r.body).unwrap_or(Value::Null),
     })
+}
+
+/// Write `request` as is on a new connection to `addr` (no client in between to tidy the
+/// target or the headers) and read until the peer closes: the status and the raw answer. The
+/// request should say `Connection: close`.
+pub async fn raw(addr: &str, request: &str) -> anyhow::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await?;
+    tcp.write_all(request.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut out)).await??;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let status = text
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|t| t.get(..3))
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("no status line in {text:?}"))?;
+    Ok((status, text))
 }
 
 /// Closed-loop load: `workers` tasks each sending GETs through `outbound` to `service`, with

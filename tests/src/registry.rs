@@ -27,6 +27,27 @@ pub struct NodeSpec {
     pub extra: Vec<String>,
 }
 
+/// `<parent of data_dir>/ca-key.secret`, created (random, 0600) if absent.
+fn shared_secret(data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let dir = data_dir.parent().unwrap_or(data_dir);
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("ca-key.secret");
+    if !path.exists() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let secret: String = (0..32)
+            .map(|_| format!("{:02x}", rand::random::<u8>()))
+            .collect();
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)?;
+        std::io::Write::write_all(&mut f, secret.as_bytes())?;
+    }
+    Ok(path)
+}
+
 /// A running registry; killed (SIGKILL) when dropped.
 pub struct RegistryProc {
     child: Child,
@@ -59,6 +80,16 @@ impl RegistryProc {
         }
         for j in &spec.join {
             cmd.arg("--join").arg(j);
+        }
+        // Every node of a test cluster shares one CA key secret (beside the data dirs), as
+        // an operator's nodes share one file.
+        if !spec
+            .extra
+            .iter()
+            .any(|a| a == "--ca-key-secret-file" || a == "--dev")
+        {
+            cmd.arg("--ca-key-secret-file")
+                .arg(shared_secret(&spec.data_dir)?);
         }
         cmd.args(&spec.extra)
             .env("RUST_LOG", "info,openraft=warn")

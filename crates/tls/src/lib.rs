@@ -3,13 +3,15 @@
 //! field decided here rather than by the CSR, and SPIFFE identities
 //! (`spiffe://lucid.internal/plane/<plane>/svc/<service>`); and the rustls configurations
 //! sidecars use for mTLS between them ([`mtls`]); and cluster TLS between registry nodes and
-//! for the registry's HTTPS API, from operator-provided PEM files ([`cluster`]).
+//! for the registry's HTTPS API, from operator-provided PEM files ([`cluster`]); the CA key
+//! sealed at rest under a cluster secret ([`seal`]).
 
 mod ca;
 pub mod cluster;
 mod identity;
 mod inspect;
 pub mod mtls;
+pub mod seal;
 
 pub use ca::{CaError, CaMaterial, Leaf, Signer};
 pub use identity::{SpiffeId, TRUST_DOMAIN};

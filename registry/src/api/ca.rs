@@ -28,7 +28,7 @@ const DEFAULT_PLANE: &str = "default";
 impl From<CaOpError> for ApiError {
     fn from(e: CaOpError) -> Self {
         match e {
-            CaOpError::NotReady => ApiError::unavailable(e.to_string()),
+            CaOpError::NotReady | CaOpError::NoKey(_) => ApiError::unavailable(e.to_string()),
             CaOpError::Csr(m) => ApiError::new(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::MtlsConfigFailed,

@@ -50,7 +50,7 @@ pub async fn status(State(api): State<Arc<ApiState>>, caller: Caller) -> Json<se
             "leader": node.leader().map(|(id, _)| json!({ "id": id })),
             "commit_index": node.commit_index(),
             "applied_index": node.state.applied_index(),
-            "ca_signing": api.ca.can_sign(),
+            "ca_signing": api.ca.can_sign().is_ok(),
             "version": env!("CARGO_PKG_VERSION"),
         }));
     }
@@ -76,7 +76,8 @@ pub async fn status(State(api): State<Arc<ApiState>>, caller: Caller) -> Json<se
         "raft_addr": node.me.raft_addr,
         "http_addr": node.me.http_addr,
         "peers": peers,
-        "ca_signing": api.ca.can_sign(),
+        "ca_signing": api.ca.can_sign().is_ok(),
+        "ca_signing_problem": api.ca.can_sign().err(),
         "version": env!("CARGO_PKG_VERSION"),
     }))
 }
