@@ -123,7 +123,8 @@ async fn tokens_decide_who_may_do_what() -> anyhow::Result<()> {
         &web,
         Method::POST,
         "/v1/connect/ca/sign",
-        json!({"csr": csr, "service": "web", "plane": "ops"}),
+        // Its own plane (no plane map: `default`); choosing another is refused (trust.rs).
+        json!({"csr": csr, "service": "web", "plane": "default"}),
     )
     .await?;
     assert_eq!(st, StatusCode::OK, "{v}");
