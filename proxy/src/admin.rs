@@ -2,24 +2,32 @@
 //! config entries and revocations are in place, 503 while starting or draining), `/live`,
 //! `/stats`, `/stats/prometheus`, `/clusters` (`?format=json`), `/config_dump` (no private
 //! keys), `/certs`, and `POST /drain` (deregister, stop accepting, finish in flight; the
-//! process stays up until SIGTERM).
+//! process stays up until SIGTERM). The same router is served on `--admin-socket` when set;
+//! [`gate`] decides who may use the write endpoints on each.
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 use crate::mesh::Mesh;
 use crate::stats;
+
+pub mod gate;
+pub mod socket;
+
+use gate::Gate;
 
 /// What the admin port can see and do.
 #[derive(Clone)]
@@ -30,6 +38,8 @@ pub struct Admin {
     /// Start draining the data-plane listeners.
     pub drain: Arc<dyn Fn() + Send + Sync>,
     pub listeners: serde_json::Value,
+    /// `--admin-token`, which writes over TCP need.
+    pub token: Option<Arc<str>>,
 }
 
 impl Admin {
@@ -136,12 +146,12 @@ async fn drain(State(a): State<Admin>) -> Response {
     (StatusCode::ACCEPTED, Json(json!({"draining": true}))).into_response()
 }
 
-pub async fn run(
-    listener: TcpListener,
-    admin: Admin,
-    mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    let app = Router::new()
+/// The admin routes; the write ones behind `gate`.
+fn router(admin: Admin, gate: Gate) -> Router {
+    let writes = Router::new()
+        .route("/drain", post(drain))
+        .route_layer(middleware::from_fn_with_state(gate, gate::check));
+    Router::new()
         .route("/live", get(|| async { "live\n" }))
         .route("/ready", get(ready))
         .route("/certs", get(certs))
@@ -149,12 +159,37 @@ pub async fn run(
         .route("/stats/prometheus", get(prometheus))
         .route("/clusters", get(clusters))
         .route("/config_dump", get(config_dump))
-        .route("/drain", post(drain))
-        .with_state(admin);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = stop.wait_for(|s| *s).await;
-        })
-        .await?;
+        .merge(writes)
+        .with_state(admin)
+}
+
+/// Serve the admin router on `listener` and, when given, on the unix `socket` (where writes
+/// need no token) until `stop`.
+pub async fn run(
+    listener: TcpListener,
+    socket: Option<UnixListener>,
+    admin: Admin,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let stopped = |mut stop: watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let token = admin.token.clone();
+    let local = socket.map(|l| {
+        let app = router(admin.clone(), Gate::new(token.as_deref(), true));
+        tokio::spawn(
+            axum::serve(l, app)
+                .with_graceful_shutdown(stopped(stop.clone()))
+                .into_future(),
+        )
+    });
+    let app = router(admin, Gate::new(token.as_deref(), false));
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(stopped(stop))
+        .await;
+    if let Some(l) = local {
+        l.await??;
+    }
+    served?;
     Ok(())
 }

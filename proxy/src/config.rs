@@ -85,6 +85,16 @@ pub struct ProxyConfig {
         default_value = "text"
     )]
     pub log_format: LogFormat,
+    /// A secret that admin write endpoints (`POST /drain`) require over TCP, as
+    /// `Authorization: Bearer <token>` or `X-Lucid-Admin-Token`. Without it (and without
+    /// `--admin-socket`) they are refused; prefer the environment or the file to a flag,
+    /// which other local users can read in the process list.
+    #[arg(long, env = "LUCID_PROXY_ADMIN_TOKEN", hide_env_values = true, value_parser = admin_token)]
+    pub admin_token: Option<String>,
+    /// Also serve the admin endpoints on this unix socket, created mode 0600: its file
+    /// permission is the credential, so writes over it need no token.
+    #[arg(long, env = "LUCID_PROXY_ADMIN_SOCKET")]
+    pub admin_socket: Option<PathBuf>,
     /// On SIGTERM or `POST /drain`: how long in-flight requests get to finish.
     #[arg(long, env = "LUCID_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = grace)]
     pub drain_grace: Duration,
@@ -96,6 +106,14 @@ fn grace(s: &str) -> Result<Duration, String> {
         return Err("at most 1h".to_owned());
     }
     Ok(d)
+}
+
+fn admin_token(s: &str) -> Result<String, String> {
+    // An empty or blank token would be matched by an empty `Authorization: Bearer `.
+    if s.trim().is_empty() {
+        return Err("must not be empty".to_owned());
+    }
+    Ok(s.to_owned())
 }
 
 /// Why the configuration could not be read.
@@ -220,6 +238,17 @@ mod tests {
             "a list flag replaces the file's list"
         );
         assert_eq!(c.drain_grace, Duration::from_secs(3));
+        std::fs::write(
+            &f,
+            "service = \"web\"\napp_port = 1\nadmin_token = \"t0k\"\nadmin_socket = \"/run/a.sock\"\n",
+        )
+        .expect("write");
+        let c = ProxyConfig::load(args(&["--config", path])).expect("load");
+        assert_eq!(c.admin_token.as_deref(), Some("t0k"));
+        assert_eq!(c.admin_socket, Some(PathBuf::from("/run/a.sock")));
+        let err = ProxyConfig::load(args(&["--service=web", "--app-port=1", "--admin-token="]))
+            .expect_err("empty token");
+        assert!(err.to_string().contains("admin-token"), "{err}");
         std::fs::write(&f, "service = \"web\"\napp_prot = 8080\n").expect("write");
         let err = ProxyConfig::load(args(&["--config", path])).expect_err("unknown key");
         assert!(err.to_string().contains("app_prot"), "{err}");

@@ -2,13 +2,14 @@
 //! rotation, registration with a TTL check, intentions, config entries and revocations
 //! followed with blocking queries, mTLS inbound (authorised and rate limited per request) and
 //! outbound (discovery, load balancing, circuit breaking, retries, timeouts, pooled HTTP/2),
-//! an Envoy-like admin port, and a graceful drain on SIGTERM or `POST /drain`.
+//! an Envoy-like admin port (optionally also on a unix socket), and a graceful drain on
+//! SIGTERM or `POST /drain`.
 //!
 //! # Layout
 //! - [`config`] holds the flags; [`mesh`] identity, registration, policy followers, rotation.
 //! - [`inbound`], [`outbound`], [`admin`]: the three listeners; [`serve`] their accept loop.
 //! - What passes them: [`path`] (normalised before L7 intentions), [`hop`] (hop-by-hop
-//!   headers dropped).
+//!   headers dropped), [`admin::gate`] (who may write on the admin port).
 //! - Outbound parts: [`cluster`] (endpoints, balancing), [`breaker`], [`pool`].
 //! - [`ratelimit`] (inbound), [`stats`] (metrics and admin views), [`reply`] (own errors).
 
@@ -36,7 +37,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
 use serde_json::json;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
 
 pub use config::ProxyConfig;
@@ -53,6 +54,8 @@ pub struct Listeners {
     pub inbound: TcpListener,
     pub outbound: TcpListener,
     pub admin: TcpListener,
+    /// `--admin-socket`, bound with [`admin::socket::bind`].
+    pub admin_socket: Option<UnixListener>,
 }
 
 /// Deregister, let callers notice, then tell the data-plane listeners to drain.
@@ -99,6 +102,13 @@ async fn route_to(registries: &[String]) -> String {
     "127.0.0.1".to_owned()
 }
 
+/// The admin socket goes with the process, so a later one finds no stale file.
+fn remove_socket(path: Option<&std::path::Path>) {
+    if let Some(p) = path {
+        let _ = std::fs::remove_file(p);
+    }
+}
+
 /// Run the sidecar until `shutdown`, then drain and deregister.
 pub async fn run(
     cfg: ProxyConfig,
@@ -130,13 +140,23 @@ pub async fn run(
             tokio::spawn(begin_drain(mesh, drain_tx.clone(), grace));
         })
     };
+    let admin_socket = cfg
+        .admin_socket
+        .clone()
+        .filter(|_| listeners.admin_socket.is_some());
+    if let Some(p) = &admin_socket {
+        tracing::info!(path = %p.display(), "admin also on a unix socket (mode 0600)");
+    }
     let admin = tokio::spawn(admin::run(
         listeners.admin,
+        listeners.admin_socket,
         admin::Admin {
             mesh: mesh_rx,
             metrics: metrics.clone(),
             drain: drain_fn,
-            listeners: json!({"inbound": inbound_addr, "outbound": outbound_addr, "admin": admin_addr}),
+            listeners: json!({"inbound": inbound_addr, "outbound": outbound_addr, "admin": admin_addr,
+                "admin_socket": admin_socket}),
+            token: cfg.admin_token.as_deref().map(Arc::from),
         },
         admin_stop_rx.clone(),
     ));
@@ -150,6 +170,7 @@ pub async fn run(
         Err(e) => {
             let _ = admin_stop_tx.send(true);
             let _ = admin.await;
+            remove_socket(admin_socket.as_deref());
             return Err(e);
         }
     };
@@ -175,6 +196,7 @@ pub async fn run(
     let _ = tokio::join!(inbound, outbound);
     let _ = admin_stop_tx.send(true);
     let _ = admin.await;
+    remove_socket(admin_socket.as_deref());
     tracing::info!("stopped");
     Ok(())
 }

@@ -67,6 +67,10 @@ async fn serve(cfg: ProxyConfig) -> anyhow::Result<()> {
         inbound: bind(cfg.inbound_addr).await?,
         outbound: bind(cfg.outbound_addr).await?,
         admin: bind(cfg.admin_addr).await?,
+        admin_socket: match &cfg.admin_socket {
+            Some(path) => Some(lucid_proxy::admin::socket::bind(path)?),
+            None => None,
+        },
     };
     run(cfg, listeners, async {
         let mut term =

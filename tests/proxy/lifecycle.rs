@@ -99,7 +99,14 @@ async fn draining_under_load_fails_no_request() -> anyhow::Result<()> {
     app_b2.control(serde_json::json!({"delay_ms": 50})).await?;
     let mut a = Sidecar::spawn(&reg.http, "web", "default", app_a.port, &[]).await?;
     let mut b1 = Sidecar::spawn(&reg.http, "ledger", "default", app_b1.port, &[]).await?;
-    let b2 = Sidecar::spawn(&reg.http, "ledger", "default", app_b2.port, &[]).await?;
+    let b2 = Sidecar::spawn(
+        &reg.http,
+        "ledger",
+        "default",
+        app_b2.port,
+        &["--admin-token", "lifecycle-drain"],
+    )
+    .await?;
     let instances = || async {
         let v: Vec<Value> = c
             .call(Method::GET, "/v1/health/service/ledger", "")
@@ -133,7 +140,13 @@ async fn draining_under_load_fails_no_request() -> anyhow::Result<()> {
     assert_eq!(instances().await?, 1);
 
     // POST /drain on the other: not ready, deregistered, listeners closed; process stays.
-    let (st, _) = b2.admin(Method::POST, "/drain").await?;
+    let (st, _) = b2
+        .admin_with(
+            Method::POST,
+            "/drain",
+            &[("authorization", "Bearer lifecycle-drain")],
+        )
+        .await?;
     assert_eq!(st, StatusCode::ACCEPTED);
     wait::until("b2 deregistered", Duration::from_secs(10), || async {
         Ok((instances().await? == 0).then_some(()))

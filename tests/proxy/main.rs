@@ -1,6 +1,7 @@
 //! Integration suite for lucid-proxy: a real registry, real sidecars, real apps
 //! (`lucid-test-app`), all on ephemeral loopback ports.
 
+mod admin;
 mod lifecycle;
 mod mesh;
 mod requests;
@@ -168,8 +169,18 @@ impl Sidecar {
 
     /// GET an admin path; status and body text.
     pub async fn admin(&self, method: Method, path: &str) -> anyhow::Result<(StatusCode, String)> {
+        self.admin_with(method, path, &[]).await
+    }
+
+    /// An admin request with headers (a token, a browser's `Origin`); status and body text.
+    pub async fn admin_with(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> anyhow::Result<(StatusCode, String)> {
         let r = HttpClient::new(Duration::from_secs(5))
-            .send(method, &format!("http://{}{path}", self.admin), &[], "")
+            .send(method, &format!("http://{}{path}", self.admin), headers, "")
             .await?;
         Ok((r.status, String::from_utf8_lossy(&r.body).into_owned()))
     }
