@@ -107,6 +107,23 @@ impl Sealer {
     }
 }
 
+/// Check a stored root without the secret: its certificate parses, and its key is either a
+/// well-formed sealed blob or (a root stored before sealing) a usable PEM key.
+pub fn check_stored(m: &CaMaterial) -> Result<(), CaError> {
+    let Some(b64) = m.key_pem.strip_prefix(PREFIX) else {
+        return crate::Signer::new(m).map(|_| ());
+    };
+    crate::inspect_pem(&m.cert_pem)?;
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .map_err(|_| err("sealed CA key is not base64"))?;
+    // Nonce, at least one byte of key, and the tag.
+    if raw.len() <= NONCE_LEN + AES_256_GCM.tag_len() {
+        return Err(err("sealed CA key is truncated"));
+    }
+    Ok(())
+}
+
 /// Is this root's key sealed (rather than a legacy plaintext PEM)?
 pub fn is_sealed(m: &CaMaterial) -> bool {
     m.key_pem.starts_with(PREFIX)
@@ -138,5 +155,12 @@ mod tests {
             "a sealed key must not open next to another root"
         );
         assert!(Sealer::from_secret(b"short").is_err());
+        check_stored(&sealed).unwrap();
+        check_stored(&m).unwrap();
+        let cut = CaMaterial {
+            cert_pem: m.cert_pem.clone(),
+            key_pem: format!("{PREFIX}AAAA"),
+        };
+        assert!(check_stored(&cut).is_err());
     }
 }

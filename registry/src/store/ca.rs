@@ -61,7 +61,7 @@ pub(crate) fn is_ca_key(k: &[u8]) -> bool {
 pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
     if k == ROOT {
         let m: CaMaterial = decode(v)?;
-        lucid_tls::Signer::new(&m).map_err(|e| StateError::Corrupt(e.to_string()))?;
+        lucid_tls::seal::check_stored(&m).map_err(|e| StateError::Corrupt(e.to_string()))?;
         Ok(())
     } else if k.starts_with(CERT_PREFIX) {
         decode::<IssuedCert>(v).map(|_| ())
