@@ -52,15 +52,67 @@ fn env_file(path: &Path) -> anyhow::Result<Vec<String>> {
         .collect())
 }
 
-/// Start `lucid-registry --config FILE` on loopback port 0 (the file's addresses
-/// overridden); Ok once it reports its listeners, Err with its complaint otherwise.
-fn registry_accepts(config: &Path) -> anyhow::Result<()> {
+/// The TLS files `deploy/tls-init.sh` makes, in `dir`, for one node on 127.0.0.1.
+struct TlsFiles {
+    ca: PathBuf,
+    cert: PathBuf,
+    key: PathBuf,
+    secret: PathBuf,
+}
+
+fn tls_init(dir: &Path) -> anyhow::Result<TlsFiles> {
+    let run = || -> anyhow::Result<()> {
+        let out = Command::new("bash")
+            .arg(deploy().join("tls-init.sh"))
+            .arg(dir)
+            .arg("registry-1=127.0.0.1")
+            .env("LUCIDCTL", bin("lucidctl"))
+            .output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "tls-init.sh: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    run()?;
+    let files = TlsFiles {
+        ca: dir.join("ca/ca.pem"),
+        cert: dir.join("certs/registry-1.pem"),
+        key: dir.join("certs/registry-1-key.pem"),
+        secret: dir.join("ca-key.secret"),
+    };
+    // A second run keeps what exists (lucidctl alone would refuse to overwrite).
+    let before = std::fs::read(&files.ca)?;
+    run()?;
+    assert_eq!(std::fs::read(&files.ca)?, before, "tls-init.sh replaced the CA");
+    #[cfg(unix)]
+    for f in [&dir.join("ca/ca-key.pem"), &files.key, &files.secret] {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(f)?.permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", f.display());
+    }
+    Ok(files)
+}
+
+/// Start `lucid-registry --config FILE` on loopback port 0 (the file's addresses and TLS
+/// files overridden); Ok once it reports its listeners, Err with its complaint otherwise.
+fn registry_accepts(config: &Path, tls: &TlsFiles) -> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let mut child = Command::new(bin("lucid-registry"))
         .arg("--config")
         .arg(config)
         .args(["--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"])
         .args(["--dns-addr", "127.0.0.1:0", "--advertise", "127.0.0.1"])
+        .args(["--https-addr", "127.0.0.1:0"])
+        .arg("--tls-ca-file")
+        .arg(&tls.ca)
+        .arg("--tls-cert-file")
+        .arg(&tls.cert)
+        .arg("--tls-key-file")
+        .arg(&tls.key)
+        .arg("--ca-key-secret-file")
+        .arg(&tls.secret)
         .arg("--data-dir")
         .arg(data.path())
         .env("LUCID_ACL_BOOTSTRAP_TOKEN", "a-test-token-of-enough-length")
@@ -68,30 +120,83 @@ fn registry_accepts(config: &Path) -> anyhow::Result<()> {
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()?;
-    let r = listeners(&mut child, &["http"], "config-check").map(|_| ());
+    let r = listeners(&mut child, &["http", "https"], "config-check").map(|_| ());
     let _ = child.kill();
     let _ = child.wait();
     r
+}
+
+/// `lucid-registry --config FILE` with nothing overridden, where it refuses before binding
+/// anything: its complaint.
+fn registry_refuses(config: &Path) -> anyhow::Result<String> {
+    let data = tempfile::tempdir()?;
+    let out = Command::new(bin("lucid-registry"))
+        .arg("--config")
+        .arg(config)
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("LUCID_ACL_BOOTSTRAP_TOKEN", "a-test-token-of-enough-length")
+        .stdin(Stdio::null())
+        .output()?;
+    anyhow::ensure!(!out.status.success(), "{} was accepted", config.display());
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 #[test]
 fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -> anyhow::Result<()>
 {
     let d = deploy();
-    // TOML for the registry: accepted as is, and a stray key is refused (so the check bites).
+    // TOML for the registry: accepted as is (with the TLS files tls-init.sh makes in place
+    // of the /etc paths), and a stray key is refused (so the check bites).
     let toml = d.join("systemd/registry.toml");
-    registry_accepts(&toml).with_context(|| format!("{}", toml.display()))?;
+    let text = std::fs::read_to_string(&toml)?;
     let dir = tempfile::tempdir()?;
+    let tls = tls_init(&dir.path().join("tls"))?;
+    for key in [
+        "tls_ca_file",
+        "tls_cert_file",
+        "tls_key_file",
+        "ca_key_secret_file",
+        "https_addr",
+    ] {
+        assert!(
+            text.lines().any(|l| l.starts_with(&format!("{key} = "))),
+            "registry.toml sets no {key}"
+        );
+    }
+    registry_accepts(&toml, &tls).with_context(|| format!("{}", toml.display()))?;
     let bad = dir.path().join("bad.toml");
-    std::fs::write(
-        &bad,
-        format!(
-            "{}\nheartbeat_msec = 100\n",
-            std::fs::read_to_string(&toml)?
-        ),
-    )?;
-    let err = registry_accepts(&bad).expect_err("an unknown key must be refused");
+    std::fs::write(&bad, format!("{text}\nheartbeat_msec = 100\n"))?;
+    let err = registry_accepts(&bad, &tls).expect_err("an unknown key must be refused");
     assert!(format!("{err:#}").contains("heartbeat_msec"), "{err:#}");
+    // Secure by default: the same file without its TLS lines (Raft on 0.0.0.0, ACLs on)
+    // refuses to start.
+    let plain: String = text
+        .lines()
+        .filter(|l| !l.starts_with("tls_") && !l.starts_with("https_addr"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let insecure = dir.path().join("insecure.toml");
+    std::fs::write(&insecure, plain)?;
+    let err = registry_refuses(&insecure)?;
+    assert!(err.contains("refusing to start"), "{err}");
+    // The secrets it reads from the credentials directory are the ones the unit loads.
+    let unit = std::fs::read_to_string(d.join("systemd/lucid-registry.service"))?;
+    let creds = "/run/credentials/lucid-registry.service/";
+    let mut loaded = 0;
+    for name in text.match_indices(creds).map(|(i, _)| {
+        text[i + creds.len()..]
+            .split('"')
+            .next()
+            .unwrap_or_default()
+    }) {
+        assert!(
+            unit.contains(&format!("\nLoadCredential={name}:")),
+            "lucid-registry.service loads no credential {name}"
+        );
+        loaded += 1;
+    }
+    assert_eq!(loaded, 2, "the node key and the CA key secret");
 
     // The proxy's TOML: read by lucid-proxy itself (`--help` after it: the file is merged and
     // every value parsed, then help is printed instead of starting); a stray key is refused.
