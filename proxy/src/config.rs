@@ -45,6 +45,10 @@ pub struct ProxyConfig {
     /// ACL token (a service token for this service).
     #[arg(long, env = "LUCID_PROXY_TOKEN")]
     pub token: Option<String>,
+    /// CA certificate (PEM) that `https://` registries' certificates must chain to (else
+    /// LUCID_CACERT).
+    #[arg(long, env = "LUCID_PROXY_REGISTRY_CA")]
+    pub registry_ca: Option<PathBuf>,
     #[arg(
         long,
         env = "LUCID_PROXY_INBOUND_ADDR",

@@ -244,11 +244,12 @@ impl Mesh {
         address: String,
         mut stop: watch::Receiver<bool>,
     ) -> anyhow::Result<Arc<Mesh>> {
+        let http = registry_http(&cfg)?;
         let registries: Vec<RegistryClient> = cfg
             .registry
             .iter()
             .map(|base| {
-                let r = RegistryClient::new(base);
+                let r = RegistryClient::with_http(base, http.clone());
                 match &cfg.token {
                     Some(t) => r.with_token(t.clone()),
                     None => r,
@@ -526,4 +527,23 @@ mod tests {
             assert!((1_600..=1_900).contains(&at), "{at}");
         }
     }
+}
+
+/// One connection pool for every registry; `https://` registries are verified against
+/// `--registry-ca` (else `LUCID_CACERT`).
+fn registry_http(cfg: &ProxyConfig) -> anyhow::Result<lucid_client::HttpClient> {
+    let timeout = Duration::from_secs(15);
+    let ca = cfg.registry_ca.clone().or_else(|| {
+        std::env::var_os("LUCID_CACERT")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    let Some(path) = ca else {
+        return Ok(lucid_client::HttpClient::new(timeout));
+    };
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
+    let tls = lucid_tls::cluster::client_trusting(&pem)
+        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
+    Ok(lucid_client::HttpClient::with_tls(timeout, tls))
 }

@@ -239,6 +239,52 @@ async fn tls_cluster_refuses_raft_without_a_cluster_certificate() -> anyhow::Res
         String::from_utf8_lossy(&out.stderr)
     );
 
+    // A sidecar against an https:// registry, verified with --registry-ca.
+    let mut sidecar = Command::new(bin("lucid-proxy"))
+        .args(["--service", "web", "--app-port", "9", "--token", BOOT])
+        .args(["--registry", &n2_https, "--registry-ca", &ca])
+        .args([
+            "--inbound-addr",
+            "127.0.0.1:0",
+            "--outbound-addr",
+            "127.0.0.1:0",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env("RUST_LOG", "info")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let ready = async {
+        let (addrs, _log) =
+            lucid_tests::procs::listeners(&mut sidecar, &["inbound", "outbound", "admin"], "web")?;
+        let admin = format!("http://{}/ready", addrs["admin"]);
+        let http = lucid_client::HttpClient::new(Duration::from_secs(2));
+        wait::until(
+            "sidecar ready over an https registry",
+            Duration::from_secs(30),
+            || async {
+                Ok(http
+                    .send(Method::GET, &admin, &[], "")
+                    .await
+                    .ok()
+                    .filter(|r| r.status == StatusCode::OK)
+                    .map(|_| ()))
+            },
+        )
+        .await
+    }
+    .await;
+    let _ = sidecar.kill();
+    let _ = sidecar.wait();
+    ready?;
+    let (_, web) = call(&mgmt, Method::GET, "/v1/catalog/service/web", Value::Null).await?;
+    assert!(
+        web.as_array().is_some_and(|a| !a.is_empty()),
+        "the sidecar did not register over https: {web}"
+    );
+
     // The attacker's write: a management token through /raft/write, on the leader.
     let st = nodes[0].status().await?;
     let leader_id = st["leader"]["id"].as_u64().unwrap_or(1) as usize;
