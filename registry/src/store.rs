@@ -22,6 +22,7 @@ pub mod catalog;
 pub mod config;
 mod flush;
 pub mod intentions;
+mod kinds;
 mod log;
 mod sm;
 mod snapfile;

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{StateBatch, StateError, StateReader};
 
-const TOKEN_PREFIX: &[u8] = b"g:t:";
-const HASH_PREFIX: &[u8] = b"g:h:";
-const BOOTSTRAPPED: &[u8] = b"g:bootstrapped";
+pub(crate) const TOKEN_PREFIX: &[u8] = b"g:t:";
+pub(crate) const HASH_PREFIX: &[u8] = b"g:h:";
+pub(crate) const BOOTSTRAPPED: &[u8] = b"g:bootstrapped";
 
 /// What a token may do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{be_u64, StateBatch, StateError, StateReader};
 
-const ROOT: &[u8] = b"a:root";
-const CERT_PREFIX: &[u8] = b"a:c:";
-const SERVICE_PREFIX: &[u8] = b"a:s:";
-const REVOKED_PREFIX: &[u8] = b"a:r:";
-const REVOKED_INDEX: &[u8] = b"m:revoked_index";
+pub(crate) const ROOT: &[u8] = b"a:root";
+pub(crate) const CERT_PREFIX: &[u8] = b"a:c:";
+pub(crate) const SERVICE_PREFIX: &[u8] = b"a:s:";
+pub(crate) const REVOKED_PREFIX: &[u8] = b"a:r:";
+pub(crate) const REVOKED_INDEX: &[u8] = b"m:revoked_index";
 
 /// A leaf the CA signed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

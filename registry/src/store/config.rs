@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::state::{be_u64, StateBatch, StateError, StateReader};
 
-const ENTRY_PREFIX: &[u8] = b"e:";
-const CONFIG_INDEX: &[u8] = b"m:config_index";
+pub(crate) const ENTRY_PREFIX: &[u8] = b"e:";
+pub(crate) const CONFIG_INDEX: &[u8] = b"m:config_index";
 
 /// An entry as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

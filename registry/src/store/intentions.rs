@@ -8,9 +8,9 @@ use lucid_core::intention::{Intention, Party};
 
 use super::state::{be_u64, StateBatch, StateError, StateReader};
 
-const PREFIX: &[u8] = b"q:";
-const PLANES: &[u8] = b"p:planes";
-const INDEX: &[u8] = b"m:intention_index";
+pub(crate) const PREFIX: &[u8] = b"q:";
+pub(crate) const PLANES: &[u8] = b"p:planes";
+pub(crate) const INDEX: &[u8] = b"m:intention_index";
 
 /// plane -> its services.
 pub type Planes = BTreeMap<String, Vec<String>>;

@@ -167,24 +167,21 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
             };
             batch.clear_data()?;
             for (k, v) in pairs {
-                // Restored entries are stamped with the restore's index: the old indexes belong
-                // to another log and would confuse blocking queries and CAS.
-                if k.starts_with(KV_PREFIX) {
-                    let mut e = KvEntry::decode(&v)?;
-                    e.create_index = index;
-                    e.modify_index = index;
-                    batch.insert(k, e.encode());
-                } else if k.starts_with(catalog::SERVICE_INDEX_PREFIX) {
-                    batch.insert(k, index.to_be_bytes().to_vec());
-                } else if catalog::is_catalog_key(&k) && k != catalog::CATALOG_INDEX {
+                // Restored records are restamped with the restore's index where they carry
+                // one: the old indexes belong to another log and would confuse blocking
+                // queries and CAS.
+                let Some(kind) = super::kinds::kind_of(&k) else {
+                    continue;
+                };
+                if let Some(v) = (kind.restamp)(&k, v, index)? {
                     batch.insert(k, v);
                 }
             }
-            batch.insert(KV_INDEX.to_vec(), index.to_be_bytes().to_vec());
-            batch.insert(
-                catalog::CATALOG_INDEX.to_vec(),
-                index.to_be_bytes().to_vec(),
-            );
+            for kind in super::kinds::KINDS {
+                for i in kind.indexes {
+                    batch.insert(i.to_vec(), index.to_be_bytes().to_vec());
+                }
+            }
             Ok(true)
         }
     }

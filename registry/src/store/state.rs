@@ -100,14 +100,7 @@ fn strip_key(raw: &[u8], prefix: &[u8]) -> Result<String, StateError> {
 
 /// Is this a key that belongs in a snapshot or backup blob?
 fn is_data_key(k: &[u8]) -> bool {
-    k.starts_with(KV_PREFIX)
-        || k.starts_with(TOMB_PREFIX)
-        || k == KV_INDEX
-        || super::catalog::is_catalog_key(k)
-        || super::ca::is_ca_key(k)
-        || super::config::is_config_key(k)
-        || super::intentions::is_intention_key(k)
-        || super::acl::is_acl_key(k)
+    super::kinds::kind_of(k).is_some()
 }
 
 /// Read access to the state, shared by the HTTP API; cheap to clone.
@@ -418,25 +411,9 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
     while !rest.is_empty() {
         let k = take(&mut rest)?;
         let v = take(&mut rest)?;
-        if !is_data_key(&k) {
-            return Err(bad("unknown record kind"));
-        }
-        if k.starts_with(KV_PREFIX) {
-            strip_key(&k, KV_PREFIX)?;
-            KvEntry::decode(&v)?;
-        } else if super::catalog::is_catalog_key(&k) {
-            super::catalog::check_record(&k, &v)?;
-        } else if super::ca::is_ca_key(&k) {
-            super::ca::check_record(&k, &v)?;
-        } else if super::config::is_config_key(&k) {
-            super::config::check_record(&k, &v)?;
-        } else if super::intentions::is_intention_key(&k) {
-            super::intentions::check_record(&k, &v)?;
-        } else if super::acl::is_acl_key(&k) {
-            super::acl::check_record(&k, &v)?;
-        } else {
-            be_u64(&v)?;
-        }
+        let kind = super::kinds::kind_of(&k).ok_or_else(|| bad("unknown record kind"))?;
+        (kind.check)(&k, &v)
+            .map_err(|e| StateError::Corrupt(format!("{} record: {e}", kind.name)))?;
         pairs.push((k, v));
     }
     Ok(pairs)
@@ -498,25 +475,22 @@ impl<'a> StateBatch<'a> {
 
     /// Remove every data key (before a restore or a snapshot install).
     pub(crate) fn clear_data(&mut self) -> Result<(), StateError> {
-        use super::catalog::{
-            CATALOG_INDEX, CHECK_PREFIX, INSTANCE_PREFIX, NAME_INDEX_PREFIX, OWNER_INDEX_PREFIX,
-            SERVICE_INDEX_PREFIX,
-        };
-        for prefix in [
-            KV_PREFIX,
-            TOMB_PREFIX,
-            INSTANCE_PREFIX,
-            CHECK_PREFIX,
-            SERVICE_INDEX_PREFIX,
-            NAME_INDEX_PREFIX,
-            OWNER_INDEX_PREFIX,
-        ] {
-            for k in self.keys_with_prefix(prefix)? {
-                self.remove(k);
+        // Every record of every kind, whatever its prefix: a kind the table knows is cleared.
+        for item in self.tree.iter() {
+            let (k, _) = item?;
+            if is_data_key(&k) {
+                self.remove(k.to_vec());
             }
         }
-        self.remove(KV_INDEX.to_vec());
-        self.remove(CATALOG_INDEX.to_vec());
+        let pending: Vec<Vec<u8>> = self
+            .overlay
+            .iter()
+            .filter(|(k, v)| v.is_some() && is_data_key(k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in pending {
+            self.remove(k);
+        }
         Ok(())
     }
 
