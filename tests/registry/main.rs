@@ -13,4 +13,5 @@ mod health;
 mod intentions;
 mod kv;
 mod pyconsul;
+mod restore;
 mod trust;

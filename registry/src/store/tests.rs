@@ -143,6 +143,17 @@ async fn a_backup_of_every_record_kind_restores() {
             intentions: policy.intentions,
         },
     ];
+    let mut cmds = cmds;
+    cmds.push(Command::AclTokenCreate {
+        token: acl::AclToken {
+            accessor_id: "acc-1".into(),
+            secret_hash: "ab".repeat(32),
+            description: "web".into(),
+            kind: acl::TokenKind::Service { name: "web".into() },
+            create_index: 0,
+            expires_at: None,
+        },
+    });
     let entries: Vec<_> = cmds
         .into_iter()
         .enumerate()
@@ -151,14 +162,159 @@ async fn a_backup_of_every_record_kind_restores() {
     let results = sm.apply(entries).await.unwrap();
     assert!(results.iter().all(|r| r.ok), "{results:?}");
     let blob = reader.export().unwrap();
-    state::decode_blob(&blob).unwrap();
-    let r = sm
-        .apply(vec![entry(20, Command::Restore { blob })])
+    let records = state::decode_blob(&blob).unwrap();
+    // Every kind of the table is in the backup.
+    for kind in super::kinds::KINDS {
+        assert!(
+            records.iter().any(|(k, _)| (kind.owns)(k)),
+            "the backup has no {} record",
+            kind.name
+        );
+    }
+
+    // Restore into a *fresh* store, never the one exported from.
+    let fresh = tempfile::tempdir().unwrap();
+    let (_l2, mut sm2, reader2) = open(fresh.path(), &StoreOptions::default()).unwrap();
+    sm2.apply(vec![entry(1, set("fresh-only", "x", None))])
+        .await
+        .unwrap();
+    let r = sm2
+        .apply(vec![entry(40, Command::Restore { blob: blob.clone() })])
         .await
         .unwrap();
     assert!(r[0].ok);
-    assert_eq!(reader.revoked_certs().unwrap().1.len(), 1);
-    assert_eq!(reader.intentions().unwrap().1.len(), 1);
+    let restored = state::decode_blob(&reader2.export().unwrap()).unwrap();
+    // Byte for byte, except what a restore restamps with its own index.
+    let mut want: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+    for (k, v) in records {
+        let kind = super::kinds::kind_of(&k).unwrap();
+        if kind.indexes.contains(&k.as_slice()) {
+            continue;
+        }
+        if let Some(v) = (kind.restamp)(&k, v, 40).unwrap() {
+            want.push((k, v));
+        }
+    }
+    for kind in super::kinds::KINDS {
+        for i in kind.indexes {
+            want.push((i.to_vec(), 40u64.to_be_bytes().to_vec()));
+        }
+    }
+    want.sort();
+    let mut got = restored;
+    got.sort();
+    assert_eq!(
+        got, want,
+        "the restore did not bring back exactly the backup"
+    );
+    assert!(reader2.kv_get("fresh-only").unwrap().1.is_none());
+    assert_eq!(reader2.revoked_certs().unwrap().1.len(), 1);
+    assert_eq!(reader2.intentions().unwrap().1.len(), 1);
+    assert_eq!(reader2.acl_tokens().unwrap().len(), 1);
+    assert_eq!(reader2.ca_root().unwrap(), reader.ca_root().unwrap());
+}
+
+async fn install(sm: &mut StateMachine, data: Vec<u8>, index: u64) {
+    let meta = crate::types::SnapshotMeta {
+        last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), index)),
+        last_membership: Default::default(),
+        snapshot_id: format!("s-{index}"),
+    };
+    sm.install_snapshot(&meta, Box::new(std::io::Cursor::new(data)))
+        .await
+        .unwrap();
+}
+
+/// A follower that was behind installs a snapshot: what was deleted meanwhile must go, of
+/// every kind (it used to keep intentions, config entries and tokens).
+#[tokio::test]
+async fn a_snapshot_install_removes_what_was_deleted_meanwhile() {
+    use lucid_core::config_entry::parse_entry;
+    use lucid_core::intention::from_plane_isolation;
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let policy = from_plane_isolation(&json!({"planes": {"ops": {"allowedClusters": ["web"]}},
+        "policies": [{"source": "ops", "destination": "*", "rules": [{"action": "allow"}]}]}))
+    .unwrap();
+    let token = acl::AclToken {
+        accessor_id: "acc-1".into(),
+        secret_hash: "cd".repeat(32),
+        description: String::new(),
+        kind: acl::TokenKind::ReadOnly,
+        create_index: 0,
+        expires_at: None,
+    };
+    sm.apply(vec![
+        entry(1, set("k", "v", None)),
+        entry(
+            2,
+            Command::ConfigSet {
+                entry: parse_entry(&json!({"Kind": "service-defaults", "Name": "web"})).unwrap(),
+                cas: None,
+            },
+        ),
+        entry(
+            3,
+            Command::PolicyApply {
+                planes: policy.planes,
+                intentions: policy.intentions,
+            },
+        ),
+        entry(4, Command::AclTokenCreate { token }),
+    ])
+    .await
+    .unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    let (_l2, mut follower, freader) = open(follower_dir.path(), &StoreOptions::default()).unwrap();
+    install(&mut follower, reader.export().unwrap(), 4).await;
+    let (_, list, _) = reader.intentions().unwrap();
+    let i = &list[0];
+    sm.apply(vec![
+        entry(
+            5,
+            Command::KvDelete {
+                key: "k".into(),
+                recurse: false,
+                cas: None,
+            },
+        ),
+        entry(
+            6,
+            Command::ConfigDelete {
+                kind: lucid_core::config_entry::ConfigKind::ServiceDefaults,
+                name: "web".into(),
+                cas: None,
+            },
+        ),
+        entry(
+            7,
+            Command::IntentionDelete {
+                source: i.source.clone(),
+                destination: i.destination.clone(),
+            },
+        ),
+        entry(
+            8,
+            Command::AclTokenDelete {
+                accessor_id: "acc-1".into(),
+            },
+        ),
+    ])
+    .await
+    .unwrap()
+    .iter()
+    .for_each(|r| assert!(r.ok));
+    let latest = reader.export().unwrap();
+    install(&mut follower, latest.clone(), 8).await;
+    assert_eq!(
+        freader.export().unwrap(),
+        latest,
+        "the follower drifted from the leader"
+    );
+    assert!(freader.intentions().unwrap().1.is_empty());
+    assert!(freader.acl_tokens().unwrap().is_empty());
 }
 
 #[tokio::test]
