@@ -510,6 +510,25 @@ async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
     }
 }
 
+/// One connection pool for every registry; `https://` registries are verified against
+/// `--registry-ca` (else `LUCID_CACERT`).
+fn registry_http(cfg: &ProxyConfig) -> anyhow::Result<lucid_client::HttpClient> {
+    let timeout = Duration::from_secs(15);
+    let ca = cfg.registry_ca.clone().or_else(|| {
+        std::env::var_os("LUCID_CACERT")
+            .filter(|v| !v.is_empty())
+            .map(std::path::PathBuf::from)
+    });
+    let Some(path) = ca else {
+        return Ok(lucid_client::HttpClient::new(timeout));
+    };
+    let pem = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
+    let tls = lucid_tls::cluster::client_trusting(&pem)
+        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
+    Ok(lucid_client::HttpClient::with_tls(timeout, tls))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,21 +548,3 @@ mod tests {
     }
 }
 
-/// One connection pool for every registry; `https://` registries are verified against
-/// `--registry-ca` (else `LUCID_CACERT`).
-fn registry_http(cfg: &ProxyConfig) -> anyhow::Result<lucid_client::HttpClient> {
-    let timeout = Duration::from_secs(15);
-    let ca = cfg.registry_ca.clone().or_else(|| {
-        std::env::var_os("LUCID_CACERT")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    });
-    let Some(path) = ca else {
-        return Ok(lucid_client::HttpClient::new(timeout));
-    };
-    let pem = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
-    let tls = lucid_tls::cluster::client_trusting(&pem)
-        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
-    Ok(lucid_client::HttpClient::with_tls(timeout, tls))
-}
