@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The compose topology as plain processes on loopback, for machines without Docker and for
-# the end-to-end test: three registry nodes (ACLs on), the platform's policy and
+# the end-to-end test: three registry nodes (ACLs and cluster TLS on: the CA, node
+# certificates and CA key secret are made with lucidctl in the mesh directory; nodes join
+# over HTTPS), the platform's policy and
 # circuit-breaker files applied with lucidctl, and two example services (lucid-test-app)
 # each behind a lucid-proxy sidecar: api-gateway (plane ops) and blockchain-core (plane chain).
+# The sidecars call the registries' plain HTTP API: they cannot verify an https registry yet.
 # Prints how to call one through the other and how to query DNS; Ctrl-C stops everything.
 #
 #   deploy/local-mesh.sh                 # builds (release) first
@@ -38,24 +41,41 @@ trap stop INT TERM EXIT
 
 # Free loopback ports, all chosen before any is used.
 mapfile -t P < <(python3 -c 'import socket
-s=[socket.socket() for _ in range(17)]
+s=[socket.socket() for _ in range(20)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print("\n".join(str(x.getsockname()[1]) for x in s))')
 TOKEN=${LUCID_MESH_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}
 export LUCID_ACL_BOOTSTRAP_TOKEN=$TOKEN
-REG=()
+
+# Cluster TLS files, kept when the directory is reused.
+TLS=$DIR/tls
+( umask 077; mkdir -p "$TLS"
+  [ -e "$TLS/ca/ca.pem" ] || "$BIN/lucidctl" tls ca create --out "$TLS/ca" >/dev/null
+  [ -e "$TLS/ca-key.secret" ] || python3 -c 'import secrets; print(secrets.token_hex(32))' >"$TLS/ca-key.secret"
+  for i in 1 2 3; do
+    [ -e "$TLS/certs/registry-$i.pem" ] ||
+      "$BIN/lucidctl" tls cert create --ca "$TLS/ca" --node "registry-$i" --ip 127.0.0.1 --out "$TLS/certs" >/dev/null
+  done )
+CA=$TLS/ca/ca.pem
+
+REG=()        # plain HTTP API (the sidecars)
+REG_TLS=()    # HTTPS API (lucidctl, curl, joins)
 for i in 1 2 3; do
-  h=${P[$(( (i-1)*3 ))]}; r=${P[$(( (i-1)*3+1 ))]}; d=${P[$(( (i-1)*3+2 ))]}
+  h=${P[$(( (i-1)*3 ))]}; r=${P[$(( (i-1)*3+1 ))]}; d=${P[$(( (i-1)*3+2 ))]}; s=${P[$(( 16+i ))]}
   REG+=("http://127.0.0.1:$h")
+  REG_TLS+=("https://127.0.0.1:$s")
   args=(--node-id "$i" --data-dir "$DIR/registry-$i" --http-addr "127.0.0.1:$h" --raft-addr "127.0.0.1:$r"
-        --dns-addr "127.0.0.1:$d" --acl-enabled)
-  if [ "$i" = 1 ]; then args+=(--bootstrap); DNS=127.0.0.1:$d; else args+=(--join "127.0.0.1:${P[0]}"); fi
+        --dns-addr "127.0.0.1:$d" --acl-enabled --https-addr "127.0.0.1:$s"
+        --tls-ca-file "$CA" --tls-cert-file "$TLS/certs/registry-$i.pem" --tls-key-file "$TLS/certs/registry-$i-key.pem"
+        --ca-key-secret-file "$TLS/ca-key.secret")
+  # Joins go to the first node's HTTPS address (a bare IP:PORT means https with TLS on).
+  if [ "$i" = 1 ]; then args+=(--bootstrap); DNS=127.0.0.1:$d; else args+=(--join "127.0.0.1:${P[17]}"); fi
   "$BIN/lucid-registry" "${args[@]}" 2>"$DIR/registry-$i.log" &
   reg_pids+=($!)
 done
-ctl() { "$BIN/lucidctl" --registry "${REG[0]}" --token "$TOKEN" "$@"; }
+ctl() { "$BIN/lucidctl" --registry "${REG_TLS[0]}" --registry-ca "$CA" --token "$TOKEN" "$@"; }
 wait_until() { local what=$1; shift; for _ in $(seq 1 300); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done; echo "timed out: $what" >&2; exit 1; }
-voters() { curl -sf -H "X-Consul-Token: $TOKEN" "${REG[0]}/v1/operator/raft/configuration" |
+voters() { curl -sf --cacert "$CA" -H "X-Consul-Token: $TOKEN" "${REG_TLS[0]}/v1/operator/raft/configuration" |
   python3 -c 'import json,sys; sys.exit(0 if sum(1 for s in json.load(sys.stdin)["Servers"] if s.get("Voter")) == 3 else 1)'; }
 wait_until "three voters" voters
 wait_until "the policy file" ctl policy apply -f "$root/deploy/compose/config/service-mesh-config.yaml"
@@ -85,11 +105,12 @@ Lucid Mesh is up (data and logs in $DIR). Management token: $TOKEN
   curl -X POST -H 'Host: blockchain-core.lucid.internal' http://$GW_OUT/blocks
   # DNS from the registry:
   dig @${DNS%:*} -p ${DNS#*:} blockchain-core.lucid.internal +short
-  # the catalog and the sidecars' admin ports:
-  curl -H 'X-Consul-Token: $TOKEN' ${REG[0]}/v1/health/service/blockchain-core
+  # the catalog over HTTPS, and the sidecars' admin ports:
+  curl --cacert $CA -H 'X-Consul-Token: $TOKEN' ${REG_TLS[0]}/v1/health/service/blockchain-core
+  $BIN/lucidctl --registry ${REG_TLS[0]} --registry-ca $CA --token $TOKEN services list
   curl http://127.0.0.1:${P[12]}/clusters
 
 Ctrl-C stops everything.
-LUCID_MESH_READY registry=${REG[0]} dns=$DNS outbound=$GW_OUT gateway_admin=127.0.0.1:${P[12]} chain_admin=127.0.0.1:${P[16]} token=$TOKEN
+LUCID_MESH_READY registry=${REG[0]} registry_https=${REG_TLS[0]} ca=$CA dns=$DNS outbound=$GW_OUT gateway_admin=127.0.0.1:${P[12]} chain_admin=127.0.0.1:${P[16]} token=$TOKEN
 TXT
 wait

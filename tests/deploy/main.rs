@@ -499,6 +499,30 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
         lucid_tests::dns::dig(&field("dns"), &["blockchain-core.lucid.internal", "+short"])?;
     assert!(answer.contains("127.0.0.1"), "{answer}");
 
+    // The registries speak HTTPS with the cluster CA the script made: lucidctl trusting it
+    // lists the catalog; without it the certificate is refused.
+    let ctl = |ca: Option<&str>| -> anyhow::Result<(bool, String)> {
+        let mut c = Command::new(bin("lucidctl"));
+        c.env_remove("LUCID_CACERT").env_remove("CONSUL_CACERT");
+        c.args(["--registry", &field("registry_https"), "--token", &field("token")]);
+        if let Some(ca) = ca {
+            c.args(["--registry-ca", ca]);
+        }
+        let out = c.args(["services", "list"]).output()?;
+        Ok((
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ))
+    };
+    let (ok, out) = ctl(Some(&field("ca")))?;
+    assert!(ok && out.contains("blockchain-core"), "{out}");
+    let (ok, out) = ctl(None)?;
+    assert!(!ok, "an https registry answered a client without its CA: {out}");
+
     // The health subcommands see the running processes as healthy.
     for (b, addr) in [
         ("lucid-proxy", field("gateway_admin")),
