@@ -1,87 +1,106 @@
-//! Serving a router on a bound listener, plain or TLS, until the stop signal.
+//! Serving a router on a bound listener, plain or TLS, until the stop signal, with limits on
+//! what one client can hold:
 //!
-//! TLS handshakes run in their own tasks, bounded in number and time, so a client that opens
-//! a connection and never finishes its handshake holds neither the accept loop nor other
-//! clients up; only connections whose handshake succeeded (and, on the Raft listener, whose
-//! client certificate chains to the cluster CA) reach the router.
+//! - a connection's request headers must arrive within [`HEADER_TIMEOUT`], and an idle
+//!   keep-alive connection is closed after the same time (hyper's header-read timer runs from
+//!   the end of the previous response), so slowloris and idle sockets cannot pile up;
+//! - at most [`MAX_CONNECTIONS`] connections at once, and [`MAX_PER_IP`] from one address:
+//!   past that a connection is accepted and closed at once, so the process keeps file
+//!   descriptors for everyone else and `/health` stays answerable;
+//! - TLS handshakes run in their own tasks within the same timeout, so a client that never
+//!   finishes one holds up nobody; on the Raft listener only clients whose certificate chains
+//!   to the cluster CA get past the handshake.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use axum::serve::{Listener, ListenerExt};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch, Semaphore};
-use tokio_rustls::server::TlsStream;
+use axum::extract::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
-/// A handshake not finished by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Handshakes in progress at once; more wait in the kernel's accept queue.
-const MAX_HANDSHAKES: usize = 256;
+/// Headers (and a TLS handshake) must arrive within this; idle connections close after it.
+pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections open at once on one listener.
+pub(crate) const MAX_CONNECTIONS: usize = 768;
+/// ... of which from one IP address.
+pub(crate) const MAX_PER_IP: usize = 256;
 
-/// Serve `router` on `listener` (TLS when `tls` is given) until `stop` turns true.
+/// Open connections, in total and per address.
+#[derive(Default)]
+struct Counts {
+    total: usize,
+    per_ip: HashMap<IpAddr, usize>,
+}
+
+/// A slot in [`Counts`], given back when the connection ends.
+struct Slot {
+    counts: Arc<Mutex<Counts>>,
+    ip: IpAddr,
+}
+
+impl Slot {
+    fn take(counts: &Arc<Mutex<Counts>>, ip: IpAddr) -> Option<Slot> {
+        let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
+        let mine = c.per_ip.get(&ip).copied().unwrap_or(0);
+        if c.total >= MAX_CONNECTIONS || mine >= MAX_PER_IP {
+            return None;
+        }
+        c.total += 1;
+        c.per_ip.insert(ip, mine + 1);
+        Some(Slot {
+            counts: counts.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
+        c.total = c.total.saturating_sub(1);
+        if let Some(n) = c.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// Serve `router` on `listener` (TLS when `tls` is given) until `stop` turns true; then
+/// in-flight requests finish (the caller bounds how long it waits).
 pub(crate) fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let stopped = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        // Raft RPCs and API answers are small request/response exchanges: never let Nagle
-        // hold a reply back waiting for an ACK.
-        let res = match tls {
-            None => {
-                let listener = listener.tap_io(|tcp| {
-                    let _ = tcp.set_nodelay(true);
-                });
-                axum::serve(listener, router)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            }
-            Some(cfg) => {
-                axum::serve(TlsListener::new(listener, TlsAcceptor::from(cfg)), router)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            }
-        };
-        if let Err(e) = res {
-            tracing::error!(error = %e, "server failed");
-        }
-    })
-}
-
-/// A listener yielding only connections whose TLS handshake completed.
-struct TlsListener {
-    ready: mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
-    local: std::io::Result<SocketAddr>,
-}
-
-impl TlsListener {
-    fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
-        let local = tcp.local_addr();
-        let (tx, ready) = mpsc::channel(64);
-        tokio::spawn(accept_loop(tcp, acceptor, tx));
-        TlsListener { ready, local }
-    }
+    tokio::spawn(accept_loop(
+        listener,
+        tls.map(TlsAcceptor::from),
+        router,
+        stop,
+    ))
 }
 
 async fn accept_loop(
     tcp: TcpListener,
-    acceptor: TlsAcceptor,
-    tx: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
+    tls: Option<TlsAcceptor>,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let counts = Arc::new(Mutex::new(Counts::default()));
+    let mut conns = tokio::task::JoinSet::new();
     loop {
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
         let (stream, peer) = tokio::select! {
-            // The server is gone (shut down): stop accepting.
-            _ = tx.closed() => return,
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
             r = tcp.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -92,41 +111,84 @@ async fn accept_loop(
                 }
             },
         };
+        let Some(slot) = Slot::take(&counts, peer.ip()) else {
+            metrics::counter!("lucid_http_connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        // Small request/response exchanges: never let Nagle hold a reply back.
         let _ = stream.set_nodelay(true);
-        let acceptor = acceptor.clone();
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            let _permit = permit;
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(tls)) => {
-                    let _ = tx.send((tls, peer)).await;
+        let (router, stop, tls) = (router.clone(), stop.clone(), tls.clone());
+        conns.spawn(async move {
+            let _slot = slot;
+            match tls {
+                None => serve_conn(stream, router, stop).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(s)) => serve_conn(s, router, stop).await,
+                        Ok(Err(e)) => {
+                            metrics::counter!("lucid_tls_handshake_failures_total").increment(1);
+                            tracing::debug!(%peer, error = %e, "TLS handshake refused");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
-                Ok(Err(e)) => {
-                    metrics::counter!("lucid_tls_handshake_failures_total").increment(1);
-                    tracing::debug!(%peer, error = %e, "TLS handshake refused");
-                }
-                Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
             }
         });
+        // Reap finished connections so the set does not grow with every one ever served.
+        while conns.try_join_next().is_some() {}
+    }
+    drop(tcp);
+    while conns.join_next().await.is_some() {}
+}
+
+/// One HTTP/1.1 connection; on stop, finish the request in flight and close.
+async fn serve_conn<I>(io: I, router: axum::Router, mut stop: watch::Receiver<bool>)
+where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+        router.clone().oneshot(req.map(axum::body::Body::new))
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        }
+        // The watch guard must not live across the await below (it is not Send).
+        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
-impl Listener for TlsListener {
-    type Io = TlsStream<TcpStream>;
-    type Addr = SocketAddr;
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.ready.recv().await {
-            Some(c) => c,
-            // The accept loop only ends when this listener is dropped.
-            None => std::future::pending().await,
-        }
-    }
-
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        match &self.local {
-            Ok(a) => Ok(*a),
-            Err(e) => Err(std::io::Error::new(e.kind(), e.to_string())),
-        }
+    #[test]
+    fn slots_cap_per_ip_and_are_given_back() {
+        let counts = Arc::new(Mutex::new(Counts::default()));
+        let a: IpAddr = [127, 0, 0, 1].into();
+        let b: IpAddr = [127, 0, 0, 2].into();
+        let held: Vec<Slot> = (0..MAX_PER_IP)
+            .map(|_| Slot::take(&counts, a).unwrap())
+            .collect();
+        assert!(Slot::take(&counts, a).is_none(), "one address is capped");
+        let other = Slot::take(&counts, b);
+        assert!(other.is_some(), "another address still gets in");
+        drop(held);
+        assert!(Slot::take(&counts, a).is_some(), "slots come back");
+        drop(other);
+        let c = counts.lock().unwrap();
+        assert_eq!(c.total, 0);
+        assert!(c.per_ip.is_empty());
     }
 }

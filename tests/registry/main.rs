@@ -12,6 +12,7 @@ mod dns;
 mod health;
 mod intentions;
 mod kv;
+mod limits;
 mod pyconsul;
 mod restore;
 mod trust;
