@@ -36,7 +36,7 @@ fn env_names(binary: &str) -> anyhow::Result<BTreeSet<String>> {
         .collect();
     // lucidctl documents these in prose, not per flag.
     if binary == "lucidctl" {
-        names.extend(["LUCID_REGISTRY", "LUCID_TOKEN"].map(String::from));
+        names.extend(["LUCID_REGISTRY", "LUCID_TOKEN", "LUCID_CACERT"].map(String::from));
     }
     anyhow::ensure!(!names.is_empty(), "{binary} --help lists no env vars");
     Ok(names)
@@ -256,6 +256,11 @@ fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -
             (_, e) if e.ends_with("lucidctl") => "lucidctl",
             ("lucid-registry:latest", _) => "lucid-registry",
             ("lucid-proxy:latest", _) => "lucid-proxy",
+            ("lucid-tls-init:latest", _) => {
+                compose_tls_init_makes_what_the_registries_read(svc, services)?;
+                checked += 1;
+                continue;
+            }
             ("lucid-example-app:latest", _) => continue,
             other => bail!("{name}: unexpected image {other:?}"),
         };
@@ -300,6 +305,86 @@ fn every_config_file_under_deploy_is_read_by_its_binary_without_unknown_keys() -
             "{f}"
         );
     }
+    Ok(())
+}
+
+/// The compose `tls-init` job's script, run here twice (the volumes as directories, lucidctl
+/// the built one, no chown): it makes every file the registries' environment names, in each
+/// registry's own volume, keys 0600, the cluster CA key in none of them; the second run
+/// keeps the CA.
+fn compose_tls_init_makes_what_the_registries_read(
+    svc: &Value,
+    services: &serde_json::Map<String, Value>,
+) -> anyhow::Result<()> {
+    let script = svc["command"][0].as_str().context("tls-init script")?;
+    let root = tempfile::tempdir()?;
+    let mounts: Vec<&str> = svc["volumes"]
+        .as_array()
+        .context("tls-init volumes")?
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for m in &mounts {
+        let path = m.split(':').nth(1).context("volume target")?;
+        std::fs::create_dir_all(root.path().join(path.trim_start_matches('/')))?;
+    }
+    let local = script
+        .replace("$$", "$")
+        .replace("/usr/local/bin/lucidctl", &bin("lucidctl").display().to_string())
+        .replace("/tls/", &format!("{}/tls/", root.path().display()))
+        .replace("chown -R 65532:65532", "true");
+    let run = || -> anyhow::Result<()> {
+        let out = Command::new("sh").args(["-c", &local]).output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "tls-init script: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(())
+    };
+    run()?;
+    let ca = root.path().join("tls/ca/ca.pem");
+    let before = std::fs::read(&ca)?;
+    run()?;
+    assert_eq!(std::fs::read(&ca)?, before, "tls-init replaced the CA");
+    let mut mounted = 0;
+    for (name, reg) in services.iter().filter(|(n, _)| *n != "tls-init") {
+        let Some(vols) = reg["volumes"].as_array() else {
+            continue;
+        };
+        for v in vols.iter().filter_map(Value::as_str) {
+            let (vol, target) = match v.split(':').collect::<Vec<_>>()[..] {
+                [vol, target, ..] if vol.starts_with("tls-") => (vol, target),
+                _ => continue,
+            };
+            assert!(v.ends_with(":ro"), "{name}: {v} is not read-only");
+            let source = mounts
+                .iter()
+                .find_map(|m| m.strip_prefix(&format!("{vol}:")))
+                .with_context(|| format!("{name}: tls-init does not fill {vol}"))?;
+            let dir = root.path().join(source.trim_start_matches('/'));
+            mounted += 1;
+            assert!(
+                !dir.join("ca-key.pem").exists(),
+                "{name}: the cluster CA key is in {vol}"
+            );
+            for (key, file) in reg["environment"].as_object().into_iter().flatten() {
+                let Some(rest) = file.as_str().and_then(|f| f.strip_prefix(&format!("{target}/")))
+                else {
+                    continue;
+                };
+                let f = dir.join(rest);
+                assert!(f.exists(), "{name}: {key}={file} is not made by tls-init");
+                #[cfg(unix)]
+                if key.contains("KEY") {
+                    use std::os::unix::fs::PermissionsExt;
+                    let mode = std::fs::metadata(&f)?.permissions().mode() & 0o777;
+                    assert_eq!(mode, 0o600, "{name}: {key}");
+                }
+            }
+        }
+    }
+    assert_eq!(mounted, 5, "three registries and two lucidctl jobs mount TLS volumes");
     Ok(())
 }
 
