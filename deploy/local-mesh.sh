@@ -5,7 +5,7 @@
 # over HTTPS), the platform's policy and
 # circuit-breaker files applied with lucidctl, and two example services (lucid-test-app)
 # each behind a lucid-proxy sidecar: api-gateway (plane ops) and blockchain-core (plane chain).
-# The sidecars call the registries' plain HTTP API: they cannot verify an https registry yet.
+# Everything talks to the registries over HTTPS (lucidctl, curl and the sidecars verify the CA).
 # Prints how to call one through the other and how to query DNS; Ctrl-C stops everything.
 #
 #   deploy/local-mesh.sh                 # builds (release) first
@@ -58,8 +58,8 @@ TLS=$DIR/tls
   done )
 CA=$TLS/ca/ca.pem
 
-REG=()        # plain HTTP API (the sidecars)
-REG_TLS=()    # HTTPS API (lucidctl, curl, joins)
+REG=()        # plain HTTP API (loopback; the health subcommand)
+REG_TLS=()    # HTTPS API (lucidctl, curl, sidecars, joins)
 for i in 1 2 3; do
   h=${P[$(( (i-1)*3 ))]}; r=${P[$(( (i-1)*3+1 ))]}; d=${P[$(( (i-1)*3+2 ))]}; s=${P[$(( 16+i ))]}
   REG+=("http://127.0.0.1:$h")
@@ -81,11 +81,11 @@ wait_until "three voters" voters
 wait_until "the policy file" ctl policy apply -f "$root/deploy/compose/config/service-mesh-config.yaml"
 ctl config apply -f "$root/deploy/compose/config/circuit_breaker.yaml" >/dev/null
 
-REGS=$(IFS=,; echo "${REG[*]}")
+REGS=$(IFS=,; echo "${REG_TLS[*]}")
 start_service() { # name plane app_port inbound outbound admin
   "$BIN/lucid-test-app" --name "$1" --port "$3" 2>"$DIR/$1-app.log" &
   pids+=($!)
-  "$BIN/lucid-proxy" --service "$1" --plane "$2" --app-port "$3" --registry "$REGS" --token "$TOKEN" \
+  "$BIN/lucid-proxy" --service "$1" --plane "$2" --app-port "$3" --registry "$REGS" --registry-ca "$CA" --token "$TOKEN" \
     --inbound-addr "127.0.0.1:$4" --outbound-addr "127.0.0.1:$5" --admin-addr "127.0.0.1:$6" 2>"$DIR/$1-sidecar.log" &
   pids+=($!)
 }

@@ -384,7 +384,10 @@ fn compose_tls_init_makes_what_the_registries_read(
             }
         }
     }
-    assert_eq!(mounted, 5, "three registries and two lucidctl jobs mount TLS volumes");
+    assert_eq!(
+        mounted, 7,
+        "three registries, two lucidctl jobs and two sidecars mount TLS volumes"
+    );
     Ok(())
 }
 
