@@ -4,8 +4,10 @@
 # forwarding over HTTPS), driven by the same load generator (wrk, closed loop, same
 # connections and threads) with PUTs of 100-byte values to each leader. The TLS cluster is
 # measured twice: clients on its plain HTTP listener (only replication pays for TLS) and on
-# its HTTPS listener (clients pay for TLS too). Rounds alternate plain/TLS so drift in the
-# machine's load hits both alike; the table reports the median of ROUNDS.
+# its HTTPS listener (clients pay for TLS too). Each round measures the three back to back, so
+# drift in the machine's load hits them alike; the ratio column is the median of the
+# per-round ratios (on a shared 2-core machine single rounds swing by 20 % or more), the
+# other columns the medians over ROUNDS.
 #
 #   tests/bench/registry_tls.sh             # DURATION=10s CONNS=64 ROUNDS=3, release build
 #   SMOKE=1 tests/bench/registry_tls.sh     # 2 s, 1 round, the debug build: CI's check
@@ -86,28 +88,30 @@ sleep 2
 
 # The CA that signed the node certificates verifies the HTTPS listener for wrk's OpenSSL.
 export SSL_CERT_FILE="$W/ca/ca.pem"
-declare -a PR TR SR
+declare -a PR TR SR RT RS
 for r in $(seq 1 "$ROUNDS"); do
   pl=$(leader plain); tl=$(leader tls)
   read -r rps p50 p99 err < <(load "http://${H[plain$pl]}"); PR+=("$rps $p50 $p99 $err")
   read -r rps p50 p99 err < <(load "http://${H[tls$tl]}"); TR+=("$rps $p50 $p99 $err")
   read -r rps p50 p99 err < <(load "https://${S[$tl]}"); SR+=("$rps $p50 $p99 $err")
-  echo "round $r: plain ${PR[-1]} | raft-tls ${TR[-1]} | https ${SR[-1]}" >&2
+  RT+=("$(awk -v a="${TR[-1]%% *}" -v b="${PR[-1]%% *}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+  RS+=("$(awk -v a="${SR[-1]%% *}" -v b="${PR[-1]%% *}" 'BEGIN { printf "%.3f", (b > 0 ? a / b : 0) }')")
+  echo "round $r: plain ${PR[-1]} | raft-tls ${TR[-1]} (x${RT[-1]}) | https ${SR[-1]} (x${RS[-1]})" >&2
 done
 med() { printf '%s\n' "$@" | sort -n -k1 | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
 read -r p_rps p_50 p_99 p_err < <(med "${PR[@]}")
 read -r t_rps t_50 t_99 t_err < <(med "${TR[@]}")
 read -r s_rps s_50 s_99 s_err < <(med "${SR[@]}")
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+rt=$(med "${RT[@]}"); rs=$(med "${RS[@]}")
 rev=$(git -C "$root" rev-parse --short HEAD)
 cat <<TABLE
 | lucid-registry $rev, 3 nodes, loopback | PUT/s | vs plain | p50 ms | p99 ms | errors |
 |---|---|---|---|---|---|
 | plain (HTTP API, plain Raft) | $p_rps | 1.00 | $p_50 | $p_99 | $p_err |
-| cluster TLS, clients on the HTTP listener | $t_rps | $(ratio "$t_rps" "$p_rps") | $t_50 | $t_99 | $t_err |
-| cluster TLS, clients on the HTTPS listener | $s_rps | $(ratio "$s_rps" "$p_rps") | $s_50 | $s_99 | $s_err |
+| cluster TLS, clients on the HTTP listener | $t_rps | $rt | $t_50 | $t_99 | $t_err |
+| cluster TLS, clients on the HTTPS listener | $s_rps | $rs | $s_50 | $s_99 | $s_err |
 
-wrk -t$THREADS -c$CONNS -d$DURATION, 100-byte values, each cluster's leader, median of $ROUNDS alternating rounds ($PROFILE build).
+wrk -t$THREADS -c$CONNS -d$DURATION, 100-byte values, each cluster's leader, $ROUNDS rounds ($PROFILE build); per-round ratios: raft-tls ${RT[*]}, https ${RS[*]}.
 TABLE
 # Errors mean the comparison is void (a smoke run must also prove every path worked).
 for e in "$p_err" "$t_err" "$s_err"; do [ "${e:-1}" = 0 ] || { echo "wrk saw errors" >&2; exit 1; }; done
