@@ -3,14 +3,11 @@
 //! catalog, config entries, intentions and the plane map, ACL tokens, and the CA root with its
 //! (sealed) key, so leaves issued before the backup still verify and the new node signs.
 
-use std::time::Duration;
-
 use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
 use lucid_tests::api::call;
 use lucid_tests::openssl::openssl;
-use lucid_tests::registry::{NodeSpec, RegistryProc};
-use lucid_tests::wait;
+use lucid_tests::registry::{wait_ca_root, NodeSpec, RegistryProc};
 use serde_json::{json, Value};
 
 use crate::kv::wait_leader;
@@ -32,12 +29,7 @@ async fn acl_node(dir: &std::path::Path, name: &str) -> anyhow::Result<RegistryP
         ..Default::default()
     })?;
     wait_leader(&node).await?;
-    let c = node.client().with_token(BOOT);
-    wait::until("the CA root", Duration::from_secs(20), || async {
-        let (_, v) = call(&c, Method::GET, "/v1/connect/ca/roots", Value::Null).await?;
-        Ok((v["ActiveRootID"] != "").then_some(()))
-    })
-    .await?;
+    wait_ca_root(&node.client().with_token(BOOT)).await?;
     Ok(node)
 }
 

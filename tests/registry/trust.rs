@@ -19,7 +19,7 @@ use lucid_client::RegistryClient;
 use lucid_tests::api::call;
 use lucid_tests::bins::bin;
 use lucid_tests::openssl::make_csr;
-use lucid_tests::registry::{cluster_lock, NodeSpec, RegistryProc};
+use lucid_tests::registry::{cluster_lock, wait_ca_root, NodeSpec, RegistryProc};
 use lucid_tests::wait;
 use serde_json::{json, Value};
 
@@ -546,7 +546,7 @@ async fn a_service_token_cannot_act_for_another_service() -> anyhow::Result<()> 
     let (web_secret, web_accessor) = token(&mgmt, "web").await?;
     let web = node.client().with_token(web_secret.clone());
     // Let the start-up writes (the CA root, the bootstrap token) land before counting.
-    wait_root(&mgmt).await?;
+    wait_ca_root(&mgmt).await?;
     let before = db_state(&mgmt).await?;
     let applied = node.status().await?["applied_index"].as_u64();
 
@@ -744,14 +744,6 @@ async fn a_service_token_cannot_act_for_another_service() -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn wait_root(c: &RegistryClient) -> anyhow::Result<()> {
-    wait::until("the CA root", Duration::from_secs(20), || async {
-        let (_, v) = call(c, Method::GET, "/v1/connect/ca/roots", Value::Null).await?;
-        Ok((v["ActiveRootID"] != "").then_some(()))
-    })
-    .await
-}
-
 /// Every file below `dir`, as bytes.
 fn files_below(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
     let mut out = Vec::new();
@@ -797,7 +789,7 @@ async fn the_ca_key_is_sealed_at_rest_in_backups_and_without_the_secret() -> any
     })?;
     wait_leader(&n1).await?;
     let mgmt = n1.client().with_token(BOOT);
-    wait_root(&mgmt).await?;
+    wait_ca_root(&mgmt).await?;
     let (st, v) = call(&mgmt, Method::POST, "/certificates/web", Value::Null).await?;
     assert_eq!(st, StatusCode::CREATED, "{v}");
     // A node whose secret differs replicates the sealed key but cannot open it.

@@ -193,6 +193,18 @@ impl Drop for RegistryProc {
     }
 }
 
+/// Wait until the node `c` talks to has a mesh CA root (the first leader creates it).
+pub async fn wait_ca_root(c: &RegistryClient) -> anyhow::Result<()> {
+    wait::until("the CA root", Duration::from_secs(20), || async {
+        let r = c
+            .call(http::Method::GET, "/v1/connect/ca/roots", "")
+            .await?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        Ok((v["ActiveRootID"].as_str().is_some_and(|s| !s.is_empty())).then_some(()))
+    })
+    .await
+}
+
 /// Only one multi-node cluster at a time: the machines have two cores. (Each test has its own
 /// runtime, so this is a runtime-agnostic async lock held for the whole test.)
 pub async fn cluster_lock() -> tokio::sync::MutexGuard<'static, ()> {

@@ -50,16 +50,6 @@ pub fn hash(secret: &str) -> String {
 const MIN_TTL: i64 = 60;
 const MAX_TTL: i64 = 24 * 3600;
 
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
-
 /// `ExpirationTime` (RFC 3339) or `ExpirationTTL` (a duration), at most one, to unix seconds.
 fn expiry(v: &Value, now: i64) -> Result<Option<i64>, ApiError> {
     let at = v["ExpirationTime"].as_str();
@@ -94,7 +84,7 @@ fn expiry(v: &Value, now: i64) -> Result<Option<i64>, ApiError> {
 fn token_json(t: &AclToken, secret: Option<&str>) -> Value {
     let mut v = json!({"AccessorID": t.accessor_id, "Description": t.description, "CreateIndex": t.create_index});
     if let Some(at) = t.expires_at {
-        v["ExpirationTime"] = json!(rfc3339(at));
+        v["ExpirationTime"] = json!(super::ca::rfc3339(at));
     }
     match &t.kind {
         TokenKind::Management => v["Policies"] = json!([{"Name": "global-management"}]),

@@ -45,7 +45,8 @@ impl From<CaOpError> for ApiError {
     }
 }
 
-fn rfc3339(unix: i64) -> String {
+/// Unix seconds as RFC 3339 (Consul's time format), `""` when out of range.
+pub(super) fn rfc3339(unix: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp(unix)
         .ok()
         .and_then(|t| {
