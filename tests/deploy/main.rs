@@ -85,7 +85,11 @@ fn tls_init(dir: &Path) -> anyhow::Result<TlsFiles> {
     // A second run keeps what exists (lucidctl alone would refuse to overwrite).
     let before = std::fs::read(&files.ca)?;
     run()?;
-    assert_eq!(std::fs::read(&files.ca)?, before, "tls-init.sh replaced the CA");
+    assert_eq!(
+        std::fs::read(&files.ca)?,
+        before,
+        "tls-init.sh replaced the CA"
+    );
     #[cfg(unix)]
     for f in [&dir.join("ca/ca-key.pem"), &files.key, &files.secret] {
         use std::os::unix::fs::PermissionsExt;
@@ -330,7 +334,10 @@ fn compose_tls_init_makes_what_the_registries_read(
     }
     let local = script
         .replace("$$", "$")
-        .replace("/usr/local/bin/lucidctl", &bin("lucidctl").display().to_string())
+        .replace(
+            "/usr/local/bin/lucidctl",
+            &bin("lucidctl").display().to_string(),
+        )
         .replace("/tls/", &format!("{}/tls/", root.path().display()))
         .replace("chown -R 65532:65532", "true");
     let run = || -> anyhow::Result<()> {
@@ -369,7 +376,9 @@ fn compose_tls_init_makes_what_the_registries_read(
                 "{name}: the cluster CA key is in {vol}"
             );
             for (key, file) in reg["environment"].as_object().into_iter().flatten() {
-                let Some(rest) = file.as_str().and_then(|f| f.strip_prefix(&format!("{target}/")))
+                let Some(rest) = file
+                    .as_str()
+                    .and_then(|f| f.strip_prefix(&format!("{target}/")))
                 else {
                     continue;
                 };
@@ -592,7 +601,12 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
     let ctl = |ca: Option<&str>| -> anyhow::Result<(bool, String)> {
         let mut c = Command::new(bin("lucidctl"));
         c.env_remove("LUCID_CACERT").env_remove("CONSUL_CACERT");
-        c.args(["--registry", &field("registry_https"), "--token", &field("token")]);
+        c.args([
+            "--registry",
+            &field("registry_https"),
+            "--token",
+            &field("token"),
+        ]);
         if let Some(ca) = ca {
             c.args(["--registry-ca", ca]);
         }
@@ -609,7 +623,10 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
     let (ok, out) = ctl(Some(&field("ca")))?;
     assert!(ok && out.contains("blockchain-core"), "{out}");
     let (ok, out) = ctl(None)?;
-    assert!(!ok, "an https registry answered a client without its CA: {out}");
+    assert!(
+        !ok,
+        "an https registry answered a client without its CA: {out}"
+    );
 
     // The health subcommands see the running processes as healthy.
     for (b, addr) in [
