@@ -34,7 +34,13 @@ fi
 BIN="$root/target/$PROFILE"
 W=$(mktemp -d /tmp/lucid-tls-bench.XXXX)
 declare -A PIDS
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+cleanup() {
+  local rc=$?
+  for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true
+  # A failed run shows why: the tail of every node's log.
+  if [ "$rc" != 0 ]; then for f in "$W"/*.log; do echo "--- $f" >&2; tail -n 15 "$f" >&2; done; fi
+  rm -rf "$W"
+}
 trap cleanup EXIT
 
 "$BIN/lucidctl" tls ca create --out "$W/ca" >/dev/null
@@ -83,7 +89,8 @@ echo "starting a plain and a TLS lucid-registry cluster (3 nodes each) on loopba
 for c in plain tls; do start "$c" 1; done
 wait_for 300 leader plain; wait_for 300 leader tls
 for c in plain tls; do start "$c" 2; start "$c" 3; done
-wait_for 600 voters plain; wait_for 600 voters tls
+# Generous: CI's smoke runs six debug-build nodes joining at once on two cores.
+wait_for 1500 voters plain; wait_for 1500 voters tls
 sleep 2
 
 # The CA that signed the node certificates verifies the HTTPS listener for wrk's OpenSSL.

@@ -138,7 +138,9 @@ impl HttpClient {
             .enable_http1()
             .wrap_connector(http);
         let inner = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            // Below the registry's 10 s idle timeout, so a pooled connection is dropped here
+            // before the server closes it under a request about to be sent.
+            .pool_idle_timeout(Duration::from_secs(5))
             .pool_max_idle_per_host(32)
             .build(connector);
         HttpClient {
