@@ -115,8 +115,7 @@ fn owns_check(api: &ApiState, caller: &Caller, id: &str) -> Result<(), ApiError>
     if caller.is_management() {
         return Ok(());
     }
-    let (_, _, checks) = api.node.state.catalog()?;
-    match checks.into_iter().find(|c| c.id == id) {
+    match api.node.state.check(id)? {
         Some(c) if !c.service_id.is_empty() => owns_instance(api, caller, &c.service_id),
         _ => Err(super::authz::denied(
             "not found or not owned by this token's service",

@@ -72,12 +72,8 @@ fn taken(api: &ApiState, reg: &Registration, keep_owner: bool) -> Result<(), Api
             }
         }
     }
-    if reg.checks.is_empty() {
-        return Ok(());
-    }
-    let (_, _, checks) = api.node.state.catalog()?;
     for c in &reg.checks {
-        if let Some(other) = checks.iter().find(|x| x.id == c.id && x.service_id != *id) {
+        if let Some(other) = api.node.state.check(&c.id)?.filter(|x| x.service_id != *id) {
             return Err(conflict(format!(
                 "check id {:?} belongs to instance {:?}",
                 c.id, other.service_id

@@ -291,6 +291,14 @@ impl StateReader {
         })
     }
 
+    /// One check by id, if it exists (a point read, not a catalog scan).
+    pub fn check(&self, id: &str) -> Result<Option<Check>, StateError> {
+        self.tree()
+            .get(key(CHECK_PREFIX, id))?
+            .map(|raw| decode(&raw))
+            .transpose()
+    }
+
     /// One instance with its checks, if it exists.
     pub fn instance_entry(&self, id: &str) -> Result<Option<(Instance, Vec<Check>)>, StateError> {
         self.read_consistent(|| {
