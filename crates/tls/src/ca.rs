@@ -65,15 +65,7 @@ fn at(unix: i64) -> Result<OffsetDateTime, CaError> {
 impl CaMaterial {
     /// A new root valid from `now` (unix seconds) for ten years.
     pub fn generate(now: i64) -> Result<CaMaterial, CaError> {
-        let mut p = CertificateParams::default();
-        p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        p.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        p.distinguished_name
-            .push(DnType::CommonName, "Lucid Mesh root CA");
+        let mut p = ca_params("Lucid Mesh root CA", now, ROOT_VALIDITY)?;
         p.distinguished_name
             .push(DnType::OrganizationName, TRUST_DOMAIN);
         p.subject_alt_names = vec![SanType::URI(
@@ -81,19 +73,42 @@ impl CaMaterial {
                 .try_into()
                 .map_err(|e: rcgen::Error| CaError::Sign(e.to_string()))?,
         )];
-        let now = at(now)?;
-        p.not_before = now - BACKDATE;
-        p.not_after = now + ROOT_VALIDITY;
         p.serial_number = Some(random_serial());
-        let key = KeyPair::generate().map_err(|e| CaError::Sign(e.to_string()))?;
-        let cert = p
-            .self_signed(&key)
-            .map_err(|e| CaError::Sign(e.to_string()))?;
-        Ok(CaMaterial {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        self_sign(&p)
     }
+}
+
+/// A CA certificate's parameters (P-256 key usages, the name, valid from a minute before
+/// `now` for `validity`): the mesh root and the operator's cluster CA share them.
+pub(crate) fn ca_params(
+    common_name: &str,
+    now: i64,
+    validity: Duration,
+) -> Result<CertificateParams, CaError> {
+    let mut p = CertificateParams::default();
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p.distinguished_name.push(DnType::CommonName, common_name);
+    let now = at(now)?;
+    p.not_before = now - BACKDATE;
+    p.not_after = now + validity;
+    Ok(p)
+}
+
+/// Self-sign `p` with a new key: the certificate and key, PEM.
+pub(crate) fn self_sign(p: &CertificateParams) -> Result<CaMaterial, CaError> {
+    let key = KeyPair::generate().map_err(|e| CaError::Sign(e.to_string()))?;
+    let cert = p
+        .self_signed(&key)
+        .map_err(|e| CaError::Sign(e.to_string()))?;
+    Ok(CaMaterial {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
 }
 
 /// Signs leaves with one root. Build it once per root: parsing the key is not free.

@@ -13,8 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose, SanType,
+    CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    SanType,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -165,23 +165,11 @@ fn sign_err(e: rcgen::Error) -> CaError {
 
 /// A new operator CA for cluster TLS (ECDSA P-256, ten years from `now`).
 pub fn generate_cluster_ca(now: i64) -> Result<PemPair, CaError> {
-    let mut p = CertificateParams::default();
-    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    p.distinguished_name
-        .push(DnType::CommonName, "Lucid Mesh cluster CA");
-    let now = at(now)?;
-    p.not_before = now - Duration::minutes(1);
-    p.not_after = now + CLUSTER_CA_VALIDITY;
-    let key = KeyPair::generate().map_err(sign_err)?;
-    let cert = p.self_signed(&key).map_err(sign_err)?;
+    let p = crate::ca::ca_params("Lucid Mesh cluster CA", now, CLUSTER_CA_VALIDITY)?;
+    let m = crate::ca::self_sign(&p)?;
     Ok(PemPair {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
+        cert_pem: m.cert_pem,
+        key_pem: m.key_pem,
     })
 }
 
