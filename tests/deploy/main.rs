@@ -610,15 +610,7 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
         if let Some(ca) = ca {
             c.args(["--registry-ca", ca]);
         }
-        let out = c.args(["services", "list"]).output()?;
-        Ok((
-            out.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            ),
-        ))
+        lucid_tests::bins::output(c.args(["services", "list"]))
     };
     let (ok, out) = ctl(Some(&field("ca")))?;
     assert!(ok && out.contains("blockchain-core"), "{out}");

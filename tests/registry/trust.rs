@@ -28,15 +28,7 @@ use crate::kv::wait_leader;
 const BOOT: &str = "trust-bootstrap-secret-0123456789";
 
 fn lucidctl(args: &[&str]) -> anyhow::Result<(bool, String)> {
-    let out = Command::new(bin("lucidctl")).args(args).output()?;
-    Ok((
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    ))
+    lucid_tests::bins::output(Command::new(bin("lucidctl")).args(args))
 }
 
 /// `curl` exactly as an attacker would use it; (exit ok, HTTP status or 0, body).

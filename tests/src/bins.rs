@@ -37,3 +37,18 @@ pub fn bin(name: &str) -> PathBuf {
     }
     target_dir().join("debug").join(name)
 }
+
+/// Run a command to completion: (exit success, stdout then stderr as text).
+pub fn output(cmd: &mut Command) -> anyhow::Result<(bool, String)> {
+    let out = cmd
+        .output()
+        .map_err(|e| anyhow::anyhow!("running {:?}: {e}", cmd.get_program()))?;
+    Ok((
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    ))
+}
