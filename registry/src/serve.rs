@@ -4,75 +4,25 @@
 //! - a connection's request headers must arrive within [`HEADER_TIMEOUT`], and an idle
 //!   keep-alive connection is closed after the same time (hyper's header-read timer runs from
 //!   the end of the previous response), so slowloris and idle sockets cannot pile up;
-//! - at most [`MAX_CONNECTIONS`] connections at once, and [`MAX_PER_IP`] from one address:
+//! - at most [`ConnLimits::from_fd_limit`] connections at once, in total and from one address:
 //!   past that a connection is accepted and closed at once, so the process keeps file
 //!   descriptors for everyone else and `/health` stays answerable;
 //! - TLS handshakes run in their own tasks within the same timeout, so a client that never
 //!   finishes one holds up nobody; on the Raft listener only clients whose certificate chains
 //!   to the cluster CA get past the handshake.
 
-use std::collections::HashMap;
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use lucid_core::conn_limit::{ConnLimits, Slots, HEADER_TIMEOUT};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
-
-/// Headers (and a TLS handshake) must arrive within this; idle connections close after it.
-pub(crate) const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Connections open at once on one listener.
-pub(crate) const MAX_CONNECTIONS: usize = 768;
-/// ... of which from one IP address.
-pub(crate) const MAX_PER_IP: usize = 256;
-
-/// Open connections, in total and per address.
-#[derive(Default)]
-struct Counts {
-    total: usize,
-    per_ip: HashMap<IpAddr, usize>,
-}
-
-/// A slot in [`Counts`], given back when the connection ends.
-struct Slot {
-    counts: Arc<Mutex<Counts>>,
-    ip: IpAddr,
-}
-
-impl Slot {
-    fn take(counts: &Arc<Mutex<Counts>>, ip: IpAddr) -> Option<Slot> {
-        let mut c = counts.lock().unwrap_or_else(PoisonError::into_inner);
-        let mine = c.per_ip.get(&ip).copied().unwrap_or(0);
-        if c.total >= MAX_CONNECTIONS || mine >= MAX_PER_IP {
-            return None;
-        }
-        c.total += 1;
-        c.per_ip.insert(ip, mine + 1);
-        Some(Slot {
-            counts: counts.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&self.ip);
-            }
-        }
-    }
-}
 
 /// Serve `router` on `listener` (TLS when `tls` is given) until `stop` turns true; then
 /// in-flight requests finish (the caller bounds how long it waits).
@@ -96,7 +46,8 @@ async fn accept_loop(
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
 ) {
-    let counts = Arc::new(Mutex::new(Counts::default()));
+    let slots = Slots::new(ConnLimits::from_fd_limit());
+    let (mut refused, mut last_warn) = (0u64, None::<tokio::time::Instant>);
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -111,8 +62,15 @@ async fn accept_loop(
                 }
             },
         };
-        let Some(slot) = Slot::take(&counts, peer.ip()) else {
+        let Some(slot) = slots.take(peer.ip()) else {
             metrics::counter!("lucid_http_connections_refused_total").increment(1);
+            refused += 1;
+            // One line a second at most: a flood must not also flood the log.
+            if !matches!(last_warn, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+                tracing::warn!(%peer, refused, "connection cap reached; refusing connections");
+                last_warn = Some(tokio::time::Instant::now());
+                refused = 0;
+            }
             drop(stream);
             continue;
         };
@@ -122,10 +80,10 @@ async fn accept_loop(
         conns.spawn(async move {
             let _slot = slot;
             match tls {
-                None => serve_conn(stream, router, stop).await,
+                None => serve_conn(stream, peer, router, stop).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(stream)).await {
-                        Ok(Ok(s)) => serve_conn(s, router, stop).await,
+                        Ok(Ok(s)) => serve_conn(s, peer, router, stop).await,
                         Ok(Err(e)) => {
                             metrics::counter!("lucid_tls_handshake_failures_total").increment(1);
                             tracing::debug!(%peer, error = %e, "TLS handshake refused");
@@ -143,12 +101,20 @@ async fn accept_loop(
 }
 
 /// One HTTP/1.1 connection; on stop, finish the request in flight and close.
-async fn serve_conn<I>(io: I, router: axum::Router, mut stop: watch::Receiver<bool>)
-where
+async fn serve_conn<I>(
+    io: I,
+    peer: std::net::SocketAddr,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-        router.clone().oneshot(req.map(axum::body::Body::new))
+        let mut req = req.map(axum::body::Body::new);
+        // Per-address limits (blocking queries) read who is calling from here.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
+        router.clone().oneshot(req)
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -166,29 +132,5 @@ where
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn slots_cap_per_ip_and_are_given_back() {
-        let counts = Arc::new(Mutex::new(Counts::default()));
-        let a: IpAddr = [127, 0, 0, 1].into();
-        let b: IpAddr = [127, 0, 0, 2].into();
-        let held: Vec<Slot> = (0..MAX_PER_IP)
-            .map(|_| Slot::take(&counts, a).unwrap())
-            .collect();
-        assert!(Slot::take(&counts, a).is_none(), "one address is capped");
-        let other = Slot::take(&counts, b);
-        assert!(other.is_some(), "another address still gets in");
-        drop(held);
-        assert!(Slot::take(&counts, a).is_some(), "slots come back");
-        drop(other);
-        let c = counts.lock().unwrap();
-        assert_eq!(c.total, 0);
-        assert!(c.per_ip.is_empty());
     }
 }

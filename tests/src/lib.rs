@@ -9,6 +9,7 @@
 //! - [`openssl`]: CSRs made and certificates checked by the openssl command.
 //! - [`procs`]: child processes that log `listening <kind> <addr>`; stopping them by PID.
 //! - [`python`]: a venv with real Python clients (py-consul) from PyPI.
+//! - [`sock`]: raw sockets held the attacker's way (slowloris, floods from one address).
 //! - [`wait`]: polling helpers (tests never sleep where they can poll).
 
 pub mod api;
@@ -18,6 +19,7 @@ pub mod openssl;
 pub mod procs;
 pub mod python;
 pub mod registry;
+pub mod sock;
 pub mod wait;
 
 /// Unix seconds now.

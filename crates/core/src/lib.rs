@@ -5,12 +5,14 @@
 //! - [`config_entry`]: `service-defaults` / `proxy-defaults`: what the sidecars enforce.
 //! - [`intention`]: who may call whom; the platform's planeIsolation policy as intentions.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
+//! - [`conn_limit`]: caps on connections per listener and per peer address.
 //! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
 
 #![forbid(unsafe_code)]
 
 pub mod catalog;
 pub mod config_entry;
+pub mod conn_limit;
 pub mod duration;
 pub mod error;
 pub mod intention;
