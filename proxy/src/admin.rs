@@ -20,6 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
+use tower::ServiceExt;
 
 use crate::mesh::Mesh;
 use crate::stats;
@@ -134,7 +135,7 @@ async fn config_dump(State(a): State<Admin>) -> Response {
             "service_defaults": entries.services.values().collect::<Vec<_>>(),
             "proxy_defaults": entries.global,
         },
-        "revoked_serials": m.revoked.len(),
+        "revoked_serials": m.trust.revoked().len(),
         "clusters": stats::clusters_json(&m)["clusters"],
         "draining": m.draining.load(Ordering::Relaxed),
     }))
@@ -163,6 +164,9 @@ fn router(admin: Admin, gate: Gate) -> Router {
         .with_state(admin)
 }
 
+/// In-flight admin requests get this long once the sidecar stops.
+const ADMIN_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Serve the admin router on `listener` and, when given, on the unix `socket` (where writes
 /// need no token) until `stop`.
 pub async fn run(
@@ -184,12 +188,20 @@ pub async fn run(
         )
     });
     let app = router(admin, Gate::new(token.as_deref(), false));
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped(stop))
-        .await;
+    // The TCP port gets the same timeouts and connection caps as the data plane.
+    crate::serve::accept_loop(listener, stop, ADMIN_GRACE, "admin", move |tcp, conn| {
+        let app = app.clone();
+        async move {
+            let svc =
+                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            conn.serve(tcp, svc, std::future::pending()).await;
+        }
+    })
+    .await;
     if let Some(l) = local {
         l.await??;
     }
-    served?;
     Ok(())
 }

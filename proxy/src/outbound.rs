@@ -47,14 +47,14 @@ pub async fn run(
     grace: Duration,
 ) {
     let out = Arc::new(Outbound { mesh, stop });
-    serve::accept_loop(listener, drain, grace, "outbound", move |tcp, watcher| {
+    serve::accept_loop(listener, drain, grace, "outbound", move |tcp, conn| {
         let out = out.clone();
         async move {
             let svc = hyper::service::service_fn(move |req| {
                 let out = out.clone();
                 async move { Ok::<_, Infallible>(out.handle(req).await) }
             });
-            serve::connection(tcp, svc, watcher, "outbound").await;
+            conn.serve(tcp, svc, std::future::pending()).await;
         }
     })
     .await;
@@ -316,6 +316,7 @@ impl Outbound {
             tls: &cluster.tls,
             generation: self.mesh.generation.load(Ordering::Relaxed),
             connect_timeout: CONNECT_TIMEOUT.min(within),
+            trust: &self.mesh.trust,
         };
         match tokio::time::timeout(within, ep.pool.send(&dial, req)).await {
             Ok(Ok(resp)) => Try::Answered(resp),

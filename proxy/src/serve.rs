@@ -1,43 +1,83 @@
-//! The accept loop both data-plane listeners share: serve each connection (HTTP/1.1 or
-//! HTTP/2) until `stop`, then stop accepting, ask every open connection to finish (GOAWAY for
-//! HTTP/2, close after the current response for HTTP/1.1) and wait for them up to the grace
-//! period.
+//! The accept loop every sidecar TCP listener shares, and what one client may hold there:
+//!
+//! - at most [`ConnLimits::from_fd_limit`] connections per listener, in total and per peer address;
+//!   past a cap the connection is closed at once, counted
+//!   (`lucid_proxy_connections_refused_total{listener}`) and logged (once a second at most);
+//! - the first request's headers must arrive within [`HEADER_TIMEOUT`] of the connection
+//!   (of the TLS handshake on inbound), and an HTTP/1.1 connection idle between requests
+//!   closes after the same time;
+//! - a connection with no request in flight for [`IDLE_TIMEOUT`] is asked to close (GOAWAY on
+//!   HTTP/2). A request is in flight until its response body has been sent, so a long poll
+//!   or a stream is never idle;
+//! - a connection can be told to end early ([`Conn::serve`]'s `end`: the peer's certificate
+//!   was revoked or expires): it gets GOAWAY (or closes after the current response) and is
+//!   dropped after a short grace.
+//!
+//! On `stop` (drain) the loop stops accepting, every connection is asked to finish, and those
+//! still open after the grace period are dropped.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use bytes::Bytes;
+use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::service::Service;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use lucid_core::conn_limit::{ConnLimits, Slot, Slots};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use tokio::time::Instant;
 
-use crate::Body;
+pub use lucid_core::conn_limit::HEADER_TIMEOUT;
 
-/// Serve one accepted connection, watched for graceful shutdown.
-pub async fn connection<I, S>(io: I, svc: S, watcher: Watcher, what: &'static str)
-where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: Service<http::Request<Incoming>, Response = http::Response<Body>> + Clone + Send + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
-{
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    let conn = builder.serve_connection(TokioIo::new(io), svc);
-    if let Err(e) = watcher.watch(conn).await {
-        tracing::debug!(error = %e, "{what} connection ended");
-    }
-}
+/// A connection with nothing in flight this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection told to end early (revoked, expiring, idle) may finish what it has.
+pub const END_GRACE: Duration = Duration::from_secs(1);
 
 /// Resolves once `rx` is true (the guard is dropped inside, so callers stay `Send`).
 pub async fn fired(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-/// Accept until `stop`; each connection goes to `on_conn` with its shutdown watcher. Then
-/// drain: no new connections, open ones finish within `grace`.
+/// Why a connection ended before its peer closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    Drain,
+    Idle,
+    NoRequest,
+    Revoked,
+    Expired,
+}
+
+impl EndReason {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Drain => "drain",
+            EndReason::Idle => "idle",
+            EndReason::NoRequest => "no_request",
+            EndReason::Revoked => "revoked",
+            EndReason::Expired => "expired",
+        }
+    }
+}
+
+/// An accepted connection's place in its listener: its slot, the drain signal and grace.
+pub struct Conn {
+    _slot: Slot,
+    drain: watch::Receiver<bool>,
+    grace: Duration,
+    what: &'static str,
+}
+
+/// Accept until `stop`; each connection that gets a slot goes to `on_conn`. Then drain: no
+/// new connections, open ones finish within `grace` and are dropped after it.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     mut stop: watch::Receiver<bool>,
@@ -45,14 +85,16 @@ pub async fn accept_loop<F, Fut>(
     what: &'static str,
     on_conn: F,
 ) where
-    F: Fn(TcpStream, Watcher) -> Fut,
+    F: Fn(TcpStream, Conn) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    let slots = Slots::new(ConnLimits::from_fd_limit());
+    let mut conns = tokio::task::JoinSet::new();
+    let (mut refused, mut last_warn) = (0u64, None::<Instant>);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
-                Ok((tcp, _)) => tcp,
+                Ok(x) => x,
                 Err(e) => {
                     // Out of descriptors and the like: back off instead of spinning.
                     tracing::warn!(error = %e, "{what} accept");
@@ -62,17 +104,210 @@ pub async fn accept_loop<F, Fut>(
             },
             () = fired(&mut stop) => break,
         };
+        let Some(slot) = slots.take(peer.ip()) else {
+            metrics::counter!("lucid_proxy_connections_refused_total", "listener" => what)
+                .increment(1);
+            refused += 1;
+            if !matches!(last_warn, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+                tracing::warn!(%peer, refused, "{what}: connection cap reached; refusing");
+                last_warn = Some(Instant::now());
+                refused = 0;
+            }
+            drop(tcp);
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
-        tokio::spawn(on_conn(tcp, graceful.watcher()));
+        let conn = Conn {
+            _slot: slot,
+            drain: stop.clone(),
+            grace,
+            what,
+        };
+        conns.spawn(on_conn(tcp, conn));
+        // Reap finished connections so the set does not grow with every one ever served.
+        while conns.try_join_next().is_some() {}
     }
     drop(listener);
-    let open = graceful.count();
-    if tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let open = slots.open();
+    // Each connection bounds its own drain by `grace`; this is the backstop.
+    let all = async { while conns.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace + END_GRACE, all).await.is_err() {
         tracing::warn!("{what}: connections still open after the {grace:?} grace period");
+        conns.abort_all();
     } else if open > 0 {
         tracing::info!("{what}: {open} connection(s) drained");
+    }
+}
+
+impl Conn {
+    /// Serve HTTP/1.1 or HTTP/2 on `io` until the peer is done, the connection idles out, the
+    /// listener drains, or `end` resolves.
+    pub async fn serve<I, S, B>(
+        mut self,
+        io: I,
+        svc: S,
+        end: impl Future<Output = EndReason> + Send,
+    ) -> Option<EndReason>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let activity = Arc::new(Activity::default());
+        let started = Instant::now();
+        let svc = Counted {
+            inner: svc,
+            activity: activity.clone(),
+            started,
+        };
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT);
+        builder.http2().timer(TokioTimer::new());
+        let conn = builder.serve_connection(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        tokio::pin!(end);
+        let mut check = started + HEADER_TIMEOUT;
+        let why = loop {
+            tokio::select! {
+                r = conn.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!(error = %e, "{} connection ended", self.what);
+                    }
+                    return None;
+                }
+                () = fired(&mut self.drain) => break EndReason::Drain,
+                why = &mut end => break why,
+                () = tokio::time::sleep_until(check) => {
+                    match activity.idle_until(started) {
+                        // Busy: look again a whole idle period later.
+                        None => check = Instant::now() + IDLE_TIMEOUT,
+                        Some((since, first)) => {
+                            let limit = if first { HEADER_TIMEOUT } else { IDLE_TIMEOUT };
+                            if since + limit <= Instant::now() {
+                                // Nothing ever came: there is nothing to finish either.
+                                if first {
+                                    return Some(EndReason::NoRequest);
+                                }
+                                break EndReason::Idle;
+                            }
+                            check = since + limit;
+                        }
+                    }
+                }
+            }
+        };
+        tracing::debug!(reason = ?why, "{}: closing connection", self.what);
+        conn.as_mut().graceful_shutdown();
+        let grace = if why == EndReason::Drain {
+            self.grace
+        } else {
+            END_GRACE
+        };
+        let _ = tokio::time::timeout(grace, conn).await;
+        Some(why)
+    }
+}
+
+/// Requests in flight on one connection, and when the last one finished.
+#[derive(Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Requests seen so far.
+    requests: AtomicU64,
+    /// When the connection last had nothing in flight, in ms after it started.
+    idle_since_ms: AtomicU64,
+}
+
+impl Activity {
+    /// `None` while a request is in flight, else since when it has been idle and whether no
+    /// request has come at all.
+    fn idle_until(&self, started: Instant) -> Option<(Instant, bool)> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let since = started + Duration::from_millis(self.idle_since_ms.load(Ordering::Acquire));
+        Some((since, self.requests.load(Ordering::Acquire) == 0))
+    }
+}
+
+/// Held by a response body until it has been sent (or dropped).
+struct InFlight {
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.activity.idle_since_ms.store(ms, Ordering::Release);
+        self.activity.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The service, counting requests in flight until their response bodies end.
+#[derive(Clone)]
+struct Counted<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    started: Instant,
+}
+
+impl<S, B> Service<http::Request<Incoming>> for Counted<S>
+where
+    S: Service<http::Request<Incoming>, Response = http::Response<B>>,
+    S::Future: Send + 'static,
+    B: HttpBody + Unpin,
+{
+    type Response = http::Response<CountedBody<B>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: http::Request<Incoming>) -> Self::Future {
+        self.activity.requests.fetch_add(1, Ordering::AcqRel);
+        self.activity.in_flight.fetch_add(1, Ordering::AcqRel);
+        let guard = InFlight {
+            activity: self.activity.clone(),
+            started: self.started,
+        };
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let resp = fut.await?;
+            Ok(resp.map(|inner| CountedBody {
+                inner,
+                _guard: guard,
+            }))
+        })
+    }
+}
+
+/// A response body that keeps its request counted as in flight.
+struct CountedBody<B> {
+    inner: B,
+    _guard: InFlight,
+}
+
+impl<B: HttpBody + Unpin> HttpBody for CountedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

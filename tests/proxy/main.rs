@@ -3,6 +3,7 @@
 
 mod admin;
 mod lifecycle;
+mod limits;
 mod mesh;
 mod requests;
 mod resilience;
