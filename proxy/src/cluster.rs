@@ -107,7 +107,7 @@ impl Clusters {
             mesh.identity.clone(),
             &mesh.root_pem,
             service,
-            mesh.revoked.clone(),
+            mesh.trust.revoked().clone(),
         )?);
         let settings = mesh.settings(service);
         let cluster = Arc::new(Cluster {

@@ -25,6 +25,7 @@ use tokio_rustls::TlsAcceptor;
 
 use crate::mesh::Mesh;
 use crate::reply::refuse;
+use crate::serve::{EndReason, HEADER_TIMEOUT};
 use crate::{hop, serve, stats, Body};
 
 type AppClient = Client<HttpConnector, Incoming>;
@@ -36,7 +37,11 @@ pub async fn run(
     drain: watch::Receiver<bool>,
     grace: Duration,
 ) -> anyhow::Result<()> {
-    let cfg = server_config(mesh.identity.clone(), &mesh.root_pem, mesh.revoked.clone())?;
+    let cfg = server_config(
+        mesh.identity.clone(),
+        &mesh.root_pem,
+        mesh.trust.revoked().clone(),
+    )?;
     let acceptor = TlsAcceptor::from(cfg);
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
@@ -46,19 +51,18 @@ pub async fn run(
         .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(256)
         .build(connector);
-    serve::accept_loop(listener, drain, grace, "inbound", move |tcp, watcher| {
+    serve::accept_loop(listener, drain, grace, "inbound", move |tcp, conn| {
         let (acceptor, mesh, app) = (acceptor.clone(), mesh.clone(), app.clone());
         async move {
-            let tls =
-                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
-                    Ok(Ok(t)) => t,
-                    Ok(Err(e)) => {
-                        tracing::debug!(error = %e, "inbound handshake refused");
-                        return;
-                    }
-                    Err(_) => return,
-                };
-            let Some((peer, _)) = tls
+            let tls = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
+                    tracing::debug!(error = %e, "inbound handshake refused");
+                    return;
+                }
+                Err(_) => return,
+            };
+            let Some(cert) = tls
                 .get_ref()
                 .1
                 .peer_certificates()
@@ -67,7 +71,8 @@ pub async fn run(
             else {
                 return;
             };
-            let peer = Arc::new(peer);
+            let untrusted = mesh.trust.until_untrusted(&cert);
+            let peer = Arc::new(cert.id);
             let svc = hyper::service::service_fn(move |req| {
                 let (mesh, app, peer) = (mesh.clone(), app.clone(), peer.clone());
                 async move {
@@ -77,7 +82,13 @@ pub async fn run(
                     Ok::<_, Infallible>(resp)
                 }
             });
-            serve::connection(tls, svc, watcher, "inbound").await;
+            if let Some(why @ (EndReason::Revoked | EndReason::Expired)) =
+                conn.serve(tls, svc, untrusted).await
+            {
+                metrics::counter!("lucid_proxy_connections_ended_total", "reason" => why.label())
+                    .increment(1);
+                tracing::info!(peer = %cert.serial, reason = why.label(), "inbound connection closed: peer certificate no longer trusted");
+            }
         }
     })
     .await;

@@ -7,7 +7,8 @@
 //!
 //! # Layout
 //! - [`config`] holds the flags; [`mesh`] identity, registration, policy followers, rotation.
-//! - [`inbound`], [`outbound`], [`admin`]: the three listeners; [`serve`] their accept loop.
+//! - [`inbound`], [`outbound`], [`admin`]: the three listeners; [`serve`] their accept loop
+//!   and limits; [`trust`] ends connections whose peer certificate is revoked or expires.
 //! - What passes them: [`path`] (normalised before L7 intentions), [`hop`] (hop-by-hop
 //!   headers dropped), [`admin::gate`] (who may write on the admin port).
 //! - Outbound parts: [`cluster`] (endpoints, balancing), [`breaker`], [`pool`].
@@ -29,6 +30,7 @@ pub mod ratelimit;
 pub mod reply;
 pub mod serve;
 pub mod stats;
+pub mod trust;
 
 use std::future::Future;
 use std::sync::Arc;

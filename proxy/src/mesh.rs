@@ -24,6 +24,7 @@ use tokio::sync::{watch, Notify};
 use crate::cluster::Clusters;
 use crate::config::ProxyConfig;
 use crate::ratelimit::Limiter;
+use crate::trust::Trust;
 
 /// How long a blocking query waits at the registry.
 const BLOCK: &str = "30s";
@@ -80,7 +81,8 @@ pub struct Mesh {
     /// Rotate at once (our own certificate was revoked).
     pub rotate_now: Notify,
     pub root_pem: String,
-    pub revoked: Revoked,
+    /// The revoked serials; connections end when their peer's shows up.
+    pub trust: Trust,
     pub policy: ArcSwap<Policy>,
     pub entries: ArcSwap<Entries>,
     pub clusters: Clusters,
@@ -299,7 +301,7 @@ impl Mesh {
             generation: AtomicU64::new(0),
             rotate_now: Notify::new(),
             root_pem,
-            revoked: Revoked::default(),
+            trust: Trust::new(Revoked::default()),
             policy: ArcSwap::from_pointee(Policy::default()),
             entries: ArcSwap::from_pointee(Entries::default()),
             clusters: Clusters::default(),
@@ -401,11 +403,11 @@ impl Mesh {
         let r = self.registry_get("/v1/connect/ca/revoked", index).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Value> = r.json()?;
-        self.revoked.replace(
+        self.trust.replace(
             list.iter()
                 .filter_map(|c| c["serial"].as_str().map(str::to_owned)),
         );
-        if self.revoked.contains(&self.cert.load().serial) {
+        if self.trust.revoked().contains(&self.cert.load().serial) {
             tracing::warn!(serial = %self.cert.load().serial, "our certificate was revoked; rotating now");
             self.rotate_now.notify_one();
         }

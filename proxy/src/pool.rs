@@ -11,10 +11,12 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use lucid_tls::mtls::peer_identity;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+use crate::trust::Trust;
 use crate::Body;
 
 /// How to reach the peer.
@@ -27,6 +29,8 @@ pub struct Dial<'a> {
     /// Our identity's rotation generation: a connection made with an older one is replaced.
     pub generation: u64,
     pub connect_timeout: Duration,
+    /// The connection is dropped when the peer's certificate is revoked or expires.
+    pub trust: &'a Trust,
 }
 
 /// Why a request did not get a response.
@@ -87,6 +91,15 @@ impl Pool {
             .await
             .map_err(|_| anyhow::anyhow!("no TLS handshake within {:?}", d.connect_timeout))??;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+        // The verifier has already refused a certificate without a mesh identity.
+        let peer = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .and_then(peer_identity)
+            .ok_or_else(|| anyhow::anyhow!("peer presented no mesh identity"))?;
+        let untrusted = d.trust.until_untrusted(&peer);
         let io = TokioIo::new(tls);
         let cx = self.cx_active.clone();
         if h2 {
@@ -98,20 +111,14 @@ impl Pool {
                 .handshake(io)
                 .await?;
             cx.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let _ = conn.await;
-                cx.fetch_sub(1, Ordering::Relaxed);
-            });
+            tokio::spawn(drive(conn, untrusted, cx));
             *self.h2.lock().unwrap_or_else(PoisonError::into_inner) =
                 Some((d.generation, send.clone()));
             Ok(Conn::H2(send))
         } else {
             let (send, conn) = http1::handshake(io).await?;
             cx.fetch_add(1, Ordering::Relaxed);
-            tokio::spawn(async move {
-                let _ = conn.await;
-                cx.fetch_sub(1, Ordering::Relaxed);
-            });
+            tokio::spawn(drive(conn, untrusted, cx));
             Ok(Conn::H1(send))
         }
     }
@@ -163,4 +170,22 @@ impl Pool {
             )
         })
     }
+}
+
+/// Run a client connection until it ends or its peer's certificate stops being trusted (then
+/// it is dropped, failing what is in flight on it).
+async fn drive<C>(
+    conn: C,
+    untrusted: impl std::future::Future<Output = crate::serve::EndReason>,
+    cx: Arc<AtomicU64>,
+) where
+    C: std::future::Future,
+{
+    tokio::select! {
+        _ = conn => {}
+        why = untrusted => {
+            tracing::info!(reason = why.label(), "outbound connection dropped: peer certificate no longer trusted");
+        }
+    }
+    cx.fetch_sub(1, Ordering::Relaxed);
 }

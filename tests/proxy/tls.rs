@@ -200,3 +200,153 @@ async fn outbound_refuses_a_peer_that_is_not_the_service_meant() -> anyhow::Resu
     );
     Ok(())
 }
+
+/// A leaf for `service` signed by the registry from an OpenSSL key; (cert PEM, key PEM, serial,
+/// not_after unix seconds).
+async fn signed_leaf(
+    c: &lucid_client::RegistryClient,
+    d: &Path,
+    name: &str,
+    service: &str,
+) -> anyhow::Result<(String, String, String, i64)> {
+    let csr = make_csr(d, name)?;
+    let v: Value = c
+        .call(
+            Method::POST,
+            "/v1/connect/ca/sign",
+            json!({"csr": csr, "service": service, "plane": "default"}).to_string(),
+        )
+        .await?
+        .error_for_status()?
+        .json()?;
+    let cert = v["cert_pem"].as_str().unwrap_or_default().to_owned();
+    let info = lucid_tls::inspect_pem(&cert)?;
+    let key = std::fs::read_to_string(d.join(format!("{name}.key")))?;
+    Ok((cert, key, info.serial, info.not_after))
+}
+
+/// An HTTP/2 connection to a sidecar's inbound presenting `cert`; the request handle and a
+/// task that ends when the connection closes.
+async fn h2_to(
+    inbound: &str,
+    root: &str,
+    cert: &str,
+    key: &str,
+    service: &str,
+) -> anyhow::Result<(
+    hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+    tokio::task::JoinHandle<()>,
+)> {
+    let id = std::sync::Arc::new(lucid_tls::mtls::Identity::from_pem(cert, key)?);
+    let cfg = lucid_tls::mtls::client_config(id, root, service, Default::default())?;
+    let tcp = tokio::net::TcpStream::connect(inbound).await?;
+    let name = rustls::pki_types::ServerName::try_from(format!("{service}.lucid.internal"))?;
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(name, tcp)
+        .await?;
+    anyhow::ensure!(tls.get_ref().1.alpn_protocol() == Some(b"h2"), "no h2");
+    let (send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(tls),
+    )
+    .await?;
+    Ok((
+        send,
+        tokio::spawn(async move {
+            let _ = conn.await;
+        }),
+    ))
+}
+
+async fn h2_get(
+    send: &mut hyper::client::conn::http2::SendRequest<http_body_util::Empty<bytes::Bytes>>,
+) -> anyhow::Result<http::StatusCode> {
+    let req = http::Request::get("https://ledger.lucid.internal/tls")
+        .body(http_body_util::Empty::new())?;
+    Ok(send.send_request(req).await?.status())
+}
+
+#[tokio::test]
+async fn open_connections_end_when_the_peer_certificate_is_revoked_or_expires() -> anyhow::Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    // Leaves live one minute, the shortest the registry allows, so expiry comes in the test.
+    let reg = registry(d, &["--leaf-ttl", "1m"]).await?;
+    let c = reg.client();
+    let app = App::spawn("b")?;
+    let b = Sidecar::spawn(&reg.http, "ledger", "default", app.port, &[]).await?;
+    let roots: Value = c
+        .call(Method::GET, "/v1/connect/ca/roots", "")
+        .await?
+        .json()?;
+    let root = roots["Roots"][0]["RootCert"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let (c1, k1, s1, _) = signed_leaf(&c, d, "rev", "web").await?;
+    let (c2, k2, _, exp2) = signed_leaf(&c, d, "exp", "web").await?;
+    let (mut revoked, revoked_conn) = h2_to(&b.inbound, &root, &c1, &k1, "ledger").await?;
+    let (mut kept, kept_conn) = h2_to(&b.inbound, &root, &c2, &k2, "ledger").await?;
+    // Both connections are open and served before anything happens to them.
+    assert_eq!(h2_get(&mut revoked).await?, http::StatusCode::OK);
+    assert_eq!(h2_get(&mut kept).await?, http::StatusCode::OK);
+
+    c.call(Method::DELETE, &format!("/v1/connect/ca/certs/{s1}"), "")
+        .await?
+        .error_for_status()?;
+    // When the revocation reached the sidecar, then how long its connection lived on.
+    wait::until(
+        "the sidecar has the revocation",
+        Duration::from_secs(10),
+        || async {
+            let (_, text) = b.admin(Method::GET, "/config_dump").await?;
+            let v: Value = serde_json::from_str(&text)?;
+            Ok((v["revoked_serials"].as_u64() >= Some(1)).then_some(()))
+        },
+    )
+    .await?;
+    let reached = std::time::Instant::now();
+    tokio::time::timeout(Duration::from_secs(2), revoked_conn)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the revoked peer's connection is still open 2 s later\n{}",
+                b.log()
+            )
+        })??;
+    assert!(revoked.is_closed());
+    assert!(reached.elapsed() < Duration::from_secs(2));
+
+    // The other peer's connection is untouched until its certificate expires...
+    let left = exp2 - lucid_tests::unix_now();
+    assert!(left > 5, "the certificate expires in {left} s");
+    let mut served = 0;
+    while lucid_tests::unix_now() < exp2 - 3 {
+        assert_eq!(
+            h2_get(&mut kept).await?,
+            http::StatusCode::OK,
+            "an unrevoked, unexpired peer keeps its connection"
+        );
+        served += 1;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    assert!(
+        served > 3,
+        "the connection was used while its certificate was good"
+    );
+    // ...and closed at expiry (a second for the clock's granularity, one for the grace).
+    tokio::time::timeout(Duration::from_secs(6), kept_conn)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "the connection outlived its peer's certificate\n{}",
+                b.log()
+            )
+        })??;
+    assert!(
+        lucid_tests::unix_now() >= exp2 - 1,
+        "closed before the certificate expired"
+    );
+    Ok(())
+}

@@ -116,20 +116,34 @@ impl Revoked {
     }
 }
 
-/// The SPIFFE id and serial of a DER certificate.
-pub fn peer_identity(der: &CertificateDer<'_>) -> Option<(SpiffeId, String)> {
+/// What a peer's certificate says about who it is and how long it may be trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    pub id: SpiffeId,
+    /// Lower-case hex, as in the revoked list.
+    pub serial: String,
+    /// Unix seconds; a connection must not outlive it.
+    pub not_after: i64,
+}
+
+/// The SPIFFE id, serial and expiry of a DER certificate.
+pub fn peer_identity(der: &CertificateDer<'_>) -> Option<PeerCert> {
     let (_, c) = x509_parser::certificate::X509Certificate::from_der(der).ok()?;
     let san = c.subject_alternative_name().ok()??;
     let id = san.value.general_names.iter().find_map(|n| match n {
         x509_parser::extensions::GeneralName::URI(u) => SpiffeId::parse(u),
         _ => None,
     })?;
-    Some((id, hex(c.raw_serial())))
+    Some(PeerCert {
+        id,
+        serial: hex(c.raw_serial()),
+        not_after: c.validity().not_after.timestamp(),
+    })
 }
 
 /// Chain check first (webpki), then: a mesh identity, and not revoked.
 fn check_peer(der: &CertificateDer<'_>, revoked: &Revoked) -> Result<SpiffeId, Error> {
-    let (id, serial) = peer_identity(der)
+    let PeerCert { id, serial, .. } = peer_identity(der)
         .ok_or_else(|| Error::General("peer certificate has no mesh identity".into()))?;
     if revoked.contains(&serial) {
         return Err(Error::General(format!(

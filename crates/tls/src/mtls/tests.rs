@@ -72,7 +72,7 @@ async fn handshake(
             .map_err(|e| format!("server write: {e}"))?;
         s.flush().await.map_err(|e| e.to_string())?;
         let peer = peer.ok_or("no client certificate")?;
-        Ok::<_, String>((peer_identity(&peer).ok_or("no identity")?.0, alpn))
+        Ok::<_, String>((peer_identity(&peer).ok_or("no identity")?.id, alpn))
     });
     let cli = async move {
         let mut c = TlsConnector::from(client)
