@@ -13,6 +13,7 @@ pub mod extract;
 mod health;
 mod intentions;
 mod kv;
+pub mod limits;
 mod native;
 mod operator;
 pub mod read;
@@ -41,6 +42,10 @@ pub struct ApiState {
     /// What intentions decide when none matches.
     pub intentions_default: lucid_core::intention::Action,
     pub acl: acl::AclSettings,
+    /// Blocking queries waiting now, per token and address.
+    pub watchers: limits::Watchers,
+    /// CSR signings per second, per token.
+    pub signing: limits::Signing,
 }
 
 /// All routes of the HTTP API.

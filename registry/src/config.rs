@@ -75,10 +75,38 @@ pub struct Args {
     /// Leave instances whose health is `warning` out of DNS answers too.
     #[arg(long, env = "LUCID_DNS_ONLY_PASSING")]
     pub dns_only_passing: bool,
+    /// Source networks DNS answers at all (CIDRs, comma-separated). Default: everyone, or
+    /// only loopback and private networks when ACLs are on.
+    #[arg(long, env = "LUCID_DNS_ACL", value_delimiter = ',')]
+    pub dns_acl: Option<Vec<lucid_dns::IpNet>>,
+    /// Source networks the recursor relays for (default loopback and private networks).
+    #[arg(long, env = "LUCID_DNS_RECURSOR_ALLOW", value_delimiter = ',')]
+    pub dns_recursor_allow: Option<Vec<lucid_dns::IpNet>>,
+    /// UDP answers per second to one source address (default 200; 0 turns the limit off).
+    #[arg(long, env = "LUCID_DNS_RRL_RATE")]
+    pub dns_rrl_rate: Option<u32>,
+    /// Of the answers over the rate, every Nth goes out empty with TC set (default 2; 0:
+    /// drop them all).
+    #[arg(long, env = "LUCID_DNS_RRL_SLIP")]
+    pub dns_rrl_slip: Option<u32>,
+    /// Source networks the rate limit never applies to (default loopback).
+    #[arg(long, env = "LUCID_DNS_RRL_EXEMPT", value_delimiter = ',')]
+    pub dns_rrl_exempt: Option<Vec<lucid_dns::IpNet>>,
+    /// Meta keys published as TXT records (comma-separated). Default: all with ACLs off,
+    /// none with ACLs on.
+    #[arg(long, env = "LUCID_DNS_TXT_META", value_delimiter = ',')]
+    pub dns_txt_meta: Option<Vec<String>>,
     /// Validity of the leaf certificates the mesh CA signs (default 72h; 1m to 8760h). When
     /// unset, the platform's CERT_VALIDITY_DAYS is honoured.
     #[arg(long, env = "LUCID_LEAF_TTL")]
     pub leaf_ttl: Option<String>,
+    /// Certificates one token (or, without one, one client address) may have signed per
+    /// second (default 10); past it and the burst, 429.
+    #[arg(long, env = "LUCID_CA_SIGN_RATE", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ca_sign_rate: Option<u32>,
+    /// Signings allowed at once above the rate (default 20).
+    #[arg(long, env = "LUCID_CA_SIGN_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub ca_sign_burst: Option<u32>,
     /// What intentions decide when none matches: allow or deny (default allow; deny with
     /// ACLs on).
     #[arg(long, env = "LUCID_INTENTIONS_DEFAULT")]
@@ -134,7 +162,15 @@ pub struct FileConfig {
     pub dns_recursor: Option<SocketAddr>,
     pub dns_ttl: Option<u32>,
     pub dns_only_passing: Option<bool>,
+    pub dns_acl: Option<Vec<lucid_dns::IpNet>>,
+    pub dns_recursor_allow: Option<Vec<lucid_dns::IpNet>>,
+    pub dns_rrl_rate: Option<u32>,
+    pub dns_rrl_slip: Option<u32>,
+    pub dns_rrl_exempt: Option<Vec<lucid_dns::IpNet>>,
+    pub dns_txt_meta: Option<Vec<String>>,
     pub leaf_ttl: Option<String>,
+    pub ca_sign_rate: Option<u32>,
+    pub ca_sign_burst: Option<u32>,
     pub intentions_default: Option<String>,
     pub acl_enabled: Option<bool>,
     pub acl_bootstrap_token: Option<String>,
@@ -173,7 +209,17 @@ pub struct RegistryConfig {
     /// The zone settings, validated.
     pub dns_zone: lucid_dns::ZoneConfig,
     pub dns_recursor: Option<SocketAddr>,
+    /// Who DNS answers (empty: everyone), who the recursor serves.
+    pub dns_acl: Vec<lucid_dns::IpNet>,
+    pub dns_recursor_allow: Vec<lucid_dns::IpNet>,
+    /// UDP answers per second per source (0: unlimited) and the slip ratio.
+    pub dns_rrl_rate: u32,
+    pub dns_rrl_slip: u32,
+    pub dns_rrl_exempt: Vec<lucid_dns::IpNet>,
     pub leaf_ttl: Duration,
+    /// Signings per second per token, and the burst above it.
+    pub ca_sign_rate: u32,
+    pub ca_sign_burst: u32,
     pub intentions_default: lucid_core::intention::Action,
     pub acl_enabled: bool,
     pub acl_bootstrap_token: Option<String>,
@@ -291,12 +337,35 @@ impl Args {
             .dns_domain
             .or(file.dns_domain)
             .unwrap_or_else(|| "lucid.internal".to_owned());
+        let acl_on = self.acl_enabled || file.acl_enabled.unwrap_or(false);
         let dns_zone = lucid_dns::ZoneConfig::new(
             &dns_domain,
             self.dns_ttl.or(file.dns_ttl).unwrap_or(0),
             self.dns_only_passing || file.dns_only_passing.unwrap_or(false),
         )
-        .map_err(|e| ConfigError::Invalid(format!("--dns-domain: {e}")))?;
+        .map_err(|e| ConfigError::Invalid(format!("--dns-domain: {e}")))?
+        .with_txt_meta(
+            self.dns_txt_meta
+                .clone()
+                .or(file.dns_txt_meta.clone())
+                .or_else(|| acl_on.then(Vec::new)),
+        );
+        let dns_acl = self
+            .dns_acl
+            .clone()
+            .or(file.dns_acl.clone())
+            .unwrap_or_else(|| {
+                if acl_on {
+                    lucid_dns::private_networks()
+                } else {
+                    Vec::new()
+                }
+            });
+        let dns_recursor_allow = self
+            .dns_recursor_allow
+            .clone()
+            .or(file.dns_recursor_allow.clone())
+            .unwrap_or_else(lucid_dns::private_networks);
         let leaf_ttl = resolve_leaf_ttl(
             self.leaf_ttl.or(file.leaf_ttl),
             std::env::var("CERT_VALIDITY_DAYS").ok(),
@@ -385,7 +454,21 @@ impl Args {
             dns_addr: self.dns_addr.or(file.dns_addr).unwrap_or(default_dns),
             dns_zone,
             dns_recursor: self.dns_recursor.or(file.dns_recursor),
+            dns_acl,
+            dns_recursor_allow,
+            dns_rrl_rate: self.dns_rrl_rate.or(file.dns_rrl_rate).unwrap_or(200),
+            dns_rrl_slip: self.dns_rrl_slip.or(file.dns_rrl_slip).unwrap_or(2),
+            dns_rrl_exempt: self
+                .dns_rrl_exempt
+                .or(file.dns_rrl_exempt)
+                .unwrap_or_else(lucid_dns::loopback_networks),
             leaf_ttl,
+            ca_sign_rate: self.ca_sign_rate.or(file.ca_sign_rate).unwrap_or(10).max(1),
+            ca_sign_burst: self
+                .ca_sign_burst
+                .or(file.ca_sign_burst)
+                .unwrap_or(20)
+                .max(1),
             intentions_default,
             acl_enabled,
             acl_bootstrap_token,

@@ -167,6 +167,8 @@ pub async fn run(
             enabled: cfg.acl_enabled,
             bootstrap_secret: cfg.acl_bootstrap_token.clone(),
         },
+        watchers: api::limits::Watchers::default(),
+        signing: api::limits::Signing::new(cfg.ca_sign_rate, cfg.ca_sign_burst),
     });
     let acl_api = api_state.clone();
     let router = api::router(api_state);
@@ -197,7 +199,17 @@ pub async fn run(
         .map(|addr| lucid_dns::Forwarder::new(addr, DNS_FORWARD_TIMEOUT));
     let mut dns_stop = stop_rx.clone();
     let dns_srv = tokio::spawn(lucid_dns::serve(
-        lucid_dns::DnsHandler::new(zone, forward),
+        lucid_dns::DnsHandler::with_policy(
+            zone,
+            forward,
+            lucid_dns::Policy {
+                acl: cfg.dns_acl.clone(),
+                recursor_allow: cfg.dns_recursor_allow.clone(),
+                rrl: std::num::NonZeroU32::new(cfg.dns_rrl_rate)
+                    .map(|r| lucid_dns::Rrl::new(r, cfg.dns_rrl_slip)),
+                rrl_exempt: cfg.dns_rrl_exempt.clone(),
+            },
+        ),
         listeners.dns_udp,
         listeners.dns_tcp,
         async move {

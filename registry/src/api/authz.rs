@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use lucid_core::ErrorCode;
 
 use super::error::ApiError;
+use super::limits::Key;
 use super::ApiState;
 use crate::store::acl::TokenKind;
 
@@ -174,8 +175,37 @@ pub async fn enforce(State(api): State<Arc<ApiState>>, mut req: Request, next: N
     if let Err(e) = admit(&caller, need) {
         return e.into_response();
     }
+    let key = limit_key(req.headers(), req.extensions());
+    if signs(req.method(), req.uri().path()) {
+        if let Err(e) = api.signing.check(&key) {
+            return e.into_response();
+        }
+    }
     req.extensions_mut().insert(caller);
+    req.extensions_mut().insert(key);
     next.run(req).await
+}
+
+/// Who per-caller limits count against: the token (its hash), else the client address.
+fn limit_key(headers: &HeaderMap, ext: &axum::http::Extensions) -> Key {
+    match secret_of(headers) {
+        Some(s) => Key::Token(super::acl::hash(&s)),
+        None => Key::Ip(
+            ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |c| c.0.ip()),
+        ),
+    }
+}
+
+/// The routes that have the CA sign something.
+fn signs(method: &Method, path: &str) -> bool {
+    let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    matches!(
+        (method.as_str(), seg.as_slice()),
+        ("POST", ["v1", "connect", "ca", "sign"])
+            | ("GET", ["v1", "agent", "connect", "ca", "leaf", _])
+            | ("POST", ["certificates", _])
+    )
 }
 
 fn admit(caller: &Caller, need: Need) -> Result<(), ApiError> {

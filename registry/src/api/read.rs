@@ -112,6 +112,15 @@ pub async fn leader_reads(
         Ok(i) => i,
         Err(e) => return e.into_response(),
     };
+    // A blocking query holds its place until it answers (here or relayed to the leader).
+    let _permit = match Blocking::from_params(&incoming.params) {
+        Ok(Some(_)) => match api.watchers.admit(watch_keys(&parts.extensions, &incoming)) {
+            Ok(p) => Some(p),
+            Err(e) => return e.into_response(),
+        },
+        Ok(None) => None,
+        Err(e) => return e.into_response(),
+    };
     match route(&api.node, &incoming).await {
         Ok(Route::Local) => {
             next.run(axum::extract::Request::from_parts(parts, body))
@@ -120,6 +129,21 @@ pub async fn leader_reads(
         Ok(Route::Forwarded(resp)) => resp,
         Err(e) => e.into_response(),
     }
+}
+
+/// The keys a blocking query counts against: its token, and its client address unless a
+/// peer relayed it (the peer counted the address where the client connected).
+fn watch_keys(ext: &axum::http::Extensions, req: &Incoming) -> Vec<(super::limits::Key, usize)> {
+    use super::limits::{Key, BLOCKING_PER_IP, BLOCKING_PER_TOKEN};
+    let mut keys = Vec::with_capacity(2);
+    if let Some(k @ Key::Token(_)) = ext.get::<Key>() {
+        keys.push((k.clone(), BLOCKING_PER_TOKEN));
+    }
+    let client = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+    if let (Some(c), false) = (client, req.headers.contains_key(FORWARDED)) {
+        keys.push((Key::Ip(c.0.ip()), BLOCKING_PER_IP));
+    }
+    keys
 }
 
 /// Relay a request to the leader, refusing if it was already relayed once (a stale view of
@@ -175,7 +199,7 @@ pub async fn forward(
 }
 
 /// Run `read` until its index passes the blocking index, or the wait runs out. Woken by
-/// every apply (KV, the catalog as a whole).
+/// every apply (the catalog as a whole, config entries, intentions).
 pub async fn block_on<T>(
     node: &Node,
     blocking: Option<Blocking>,
@@ -200,6 +224,21 @@ pub async fn block_on_service<T>(
         return read();
     };
     wait_on(node.state.subscribe_service(service), b, read).await
+}
+
+/// Like [`block_on`], but woken only by writes under the KV `prefix` (a single key is its
+/// own prefix), so a thousand watchers on other keys cost a write nothing.
+pub async fn block_on_kv<T>(
+    node: &Node,
+    prefix: &str,
+    blocking: Option<Blocking>,
+    read: impl FnMut() -> Result<(u64, T), ApiError>,
+) -> Result<(u64, T), ApiError> {
+    let Some(b) = blocking else {
+        let mut read = read;
+        return read();
+    };
+    wait_on(node.state.subscribe_kv(prefix), b, read).await
 }
 
 async fn wait_on<T>(

@@ -238,12 +238,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         write(&mut batch).map_err(|e| StorageIOError::write_state_machine(&e))?;
         let touched = std::mem::take(&mut batch.touched);
         let touched_instances = std::mem::take(&mut batch.touched_instances);
+        let touched_kv = std::mem::take(&mut batch.touched_kv);
         batch
             .commit(&self.reader)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.reader.publish_applied(last.index);
         self.reader.publish_services(&touched, last.index);
         self.reader.publish_instances(touched_instances);
+        self.reader.publish_kv(&touched_kv, restored, last.index);
         if restored {
             self.reader.publish_all_services(last.index);
         }
@@ -320,6 +322,7 @@ pub(crate) fn load_into_state(
     if let Some(l) = meta.last_log_id {
         reader.publish_applied(l.index);
         reader.publish_all_services(l.index);
+        reader.publish_kv(&Default::default(), true, l.index);
     }
     Ok(())
 }

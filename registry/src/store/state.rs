@@ -112,6 +112,9 @@ pub struct StateReader {
     /// One channel per service someone is blocking on: a change to service A wakes only A's
     /// watchers. Entries without receivers are dropped when next notified.
     services: Arc<std::sync::Mutex<std::collections::HashMap<String, watch::Sender<u64>>>>,
+    /// The same per KV prefix (a key read is watched as the prefix it is): a write wakes the
+    /// watchers of the prefixes of its key only.
+    kv: Arc<std::sync::Mutex<BTreeMap<Vec<u8>, watch::Sender<u64>>>>,
     /// Services changed since the feed's consumer (the DNS zone) last looked.
     changes: Arc<ChangeFeed>,
 }
@@ -147,6 +150,7 @@ impl StateReader {
             gate: Arc::new(RwLock::new(())),
             applied: Arc::new(tx),
             services: Arc::default(),
+            kv: Arc::default(),
             changes: Arc::new(ChangeFeed {
                 pending: std::sync::Mutex::new(CatalogChange {
                     all: true,
@@ -177,6 +181,40 @@ impl StateReader {
         map.entry(service.to_owned())
             .or_insert_with(|| watch::channel(0).0)
             .subscribe()
+    }
+
+    /// Wakes when a key under `prefix` (or `prefix` itself) is written or deleted.
+    pub fn subscribe_kv(&self, prefix: &str) -> watch::Receiver<u64> {
+        let mut map = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
+        map.entry(prefix.as_bytes().to_vec())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe()
+    }
+
+    /// Wake the watchers of every prefix of these keys (after their batch is committed);
+    /// `all` (a restore) wakes every KV watcher.
+    pub(crate) fn publish_kv(
+        &self,
+        keys: &std::collections::BTreeSet<Vec<u8>>,
+        all: bool,
+        index: u64,
+    ) {
+        if keys.is_empty() && !all {
+            return;
+        }
+        let mut map = self.kv.lock().unwrap_or_else(PoisonError::into_inner);
+        map.retain(|_, tx| tx.receiver_count() > 0);
+        let hit = |prefix: &Vec<u8>| {
+            all || keys
+                .range(prefix.clone()..)
+                .next()
+                .is_some_and(|k| k.starts_with(prefix))
+        };
+        for (prefix, tx) in map.iter() {
+            if hit(prefix) {
+                tx.send_replace(index);
+            }
+        }
     }
 
     /// Wake the watchers of these services (after their batch is committed).
@@ -427,6 +465,8 @@ pub(crate) struct StateBatch<'a> {
     pub(crate) touched: std::collections::BTreeSet<String>,
     /// (service, instance id) pairs this batch changed, for the DNS zone.
     pub(crate) touched_instances: std::collections::BTreeSet<(String, String)>,
+    /// KV keys this batch wrote or deleted, for waking only the watchers of their prefixes.
+    pub(crate) touched_kv: std::collections::BTreeSet<Vec<u8>>,
 }
 
 impl<'a> StateBatch<'a> {
@@ -436,6 +476,7 @@ impl<'a> StateBatch<'a> {
             overlay: BTreeMap::new(),
             touched: std::collections::BTreeSet::new(),
             touched_instances: std::collections::BTreeSet::new(),
+            touched_kv: std::collections::BTreeSet::new(),
         }
     }
 
@@ -447,11 +488,19 @@ impl<'a> StateBatch<'a> {
     }
 
     pub(crate) fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.note_kv(&key);
         self.overlay.insert(key, Some(value));
     }
 
     pub(crate) fn remove(&mut self, key: Vec<u8>) {
+        self.note_kv(&key);
         self.overlay.insert(key, None);
+    }
+
+    fn note_kv(&mut self, key: &[u8]) {
+        if let Some(k) = key.strip_prefix(KV_PREFIX) {
+            self.touched_kv.insert(k.to_vec());
+        }
     }
 
     /// Keys under `prefix` as they will be after this batch.
