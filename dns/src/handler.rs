@@ -1,6 +1,7 @@
 //! The hickory `RequestHandler`: validates the request (opcode, one question, class, EDNS
 //! version), answers it from the current zone or forwards it to the recursor, mirrors EDNS
-//! with the payload clamped to 1232 bytes, and records metrics.
+//! with the payload clamped to 1232 bytes, and records metrics. The source [`Policy`] comes
+//! first: the UDP rate limit, then who may ask, then who the recursor serves.
 
 use std::time::Instant;
 
@@ -15,6 +16,7 @@ use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 
 use crate::answer::{resolve, Answer};
 use crate::forward::Forwarder;
+use crate::policy::{Policy, Rate};
 use crate::zone::ZoneHandle;
 
 /// Largest UDP payload we advertise or use: the DNS flag day 2020 value, which avoids IP
@@ -29,11 +31,21 @@ const OPT_LEN: u16 = 11;
 pub struct DnsHandler {
     zone: ZoneHandle,
     forward: Option<Forwarder>,
+    policy: std::sync::Arc<Policy>,
 }
 
 impl DnsHandler {
     pub fn new(zone: ZoneHandle, forward: Option<Forwarder>) -> DnsHandler {
-        DnsHandler { zone, forward }
+        DnsHandler::with_policy(zone, forward, Policy::default())
+    }
+
+    /// With a source policy: who may ask, who the recursor serves, the UDP rate limit.
+    pub fn with_policy(zone: ZoneHandle, forward: Option<Forwarder>, policy: Policy) -> DnsHandler {
+        DnsHandler {
+            zone,
+            forward,
+            policy: std::sync::Arc::new(policy),
+        }
     }
 
     async fn respond<R: ResponseHandler>(
@@ -41,8 +53,10 @@ impl DnsHandler {
         request: &Request,
         mut rh: R,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let src = request.src().ip();
+        let udp = request.protocol() == Protocol::Udp;
         let mut meta = Metadata::response_from_request(&request.metadata);
-        meta.recursion_available = self.forward.is_some();
+        meta.recursion_available = self.forward.is_some() && self.policy.may_recurse(src);
         let edns = request.edns.as_ref().map(|req| {
             let mut e = Edns::new();
             e.set_max_payload(req.max_payload().clamp(512, MAX_UDP_PAYLOAD));
@@ -64,6 +78,32 @@ impl DnsHandler {
             m.response_code = code;
             m
         };
+        // Rate first: a refusal is an answer too, and must not amplify either.
+        if udp {
+            match self.policy.rate(src) {
+                Rate::Send => {}
+                Rate::Slip => {
+                    metrics::counter!("lucid_dns_rrl_total", "action" => "slip").increment(1);
+                    let mut m = meta;
+                    m.truncation = true;
+                    return rh.send_response(builder.build_no_records(m)).await;
+                }
+                Rate::Drop => {
+                    metrics::counter!("lucid_dns_rrl_total", "action" => "drop").increment(1);
+                    let mut m = meta;
+                    m.response_code = ResponseCode::Refused;
+                    return Ok(ResponseInfo::from(Header {
+                        metadata: m,
+                        counts: HeaderCounts::default(),
+                    }));
+                }
+            }
+        }
+        if !self.policy.may_ask(src) {
+            metrics::counter!("lucid_dns_refused_sources_total").increment(1);
+            let m = refuse(ResponseCode::Refused);
+            return rh.send_response(builder.build_no_records(m)).await;
+        }
         if compressed {
             let m = refuse(ResponseCode::FormErr);
             return rh.send_response(builder.build_no_records(m)).await;
@@ -98,7 +138,7 @@ impl DnsHandler {
             Some(mut a) => {
                 meta.authoritative = true;
                 meta.response_code = a.rcode;
-                if request.protocol() == Protocol::Udp {
+                if udp {
                     // hickory fills the buffer with answers and then has no room left for
                     // the OPT record; cut the answer ourselves, leaving room for it.
                     let limit = match &edns {
@@ -117,7 +157,11 @@ impl DnsHandler {
                 );
                 rh.send_response(resp).await
             }
-            None => match &self.forward {
+            None => match self
+                .forward
+                .as_ref()
+                .filter(|_| self.policy.may_recurse(src))
+            {
                 None => {
                     let m = refuse(ResponseCode::Refused);
                     rh.send_response(builder.build_no_records(m)).await

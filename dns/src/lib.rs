@@ -6,6 +6,7 @@ mod answer;
 mod forward;
 mod handler;
 mod names;
+mod policy;
 mod zone;
 
 use std::future::Future;
@@ -18,7 +19,9 @@ use tokio::net::{TcpListener, UdpSocket};
 pub use answer::{resolve, Answer};
 pub use forward::{ForwardError, Forwarder};
 pub use handler::{DnsHandler, MAX_UDP_PAYLOAD};
+pub use ipnet::IpNet;
 pub use names::{classify, Lookup, Origin};
+pub use policy::{loopback_networks, private_networks, Policy, Rate, Rrl};
 pub use zone::{
     Endpoint, InstanceChange, ServiceInput, ServiceSet, Zone, ZoneConfig, ZoneError, ZoneHandle,
 };

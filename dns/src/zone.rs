@@ -21,6 +21,8 @@ pub struct ZoneConfig {
     pub ttl: u32,
     /// Leave out `warning` instances too, not only `critical` ones.
     pub only_passing: bool,
+    /// Meta keys published as TXT; `None`: all of them.
+    pub txt_meta: Option<Vec<String>>,
 }
 
 /// Why a zone setting is unusable.
@@ -45,7 +47,14 @@ impl ZoneConfig {
             domain: name.to_lowercase(),
             ttl,
             only_passing,
+            txt_meta: None,
         })
+    }
+
+    /// Publish only these meta keys as TXT (an empty list: none).
+    pub fn with_txt_meta(mut self, keys: Option<Vec<String>>) -> ZoneConfig {
+        self.txt_meta = keys;
+        self
     }
 }
 
@@ -71,7 +80,8 @@ pub struct Endpoint {
 }
 
 impl Endpoint {
-    fn new(domain: &Name, inst: &Instance, status: CheckStatus) -> Endpoint {
+    fn new(cfg: &ZoneConfig, inst: &Instance, status: CheckStatus) -> Endpoint {
+        let domain = &cfg.domain;
         let target = Name::from_ascii(&inst.id)
             .ok()
             .filter(|n| !n.is_fqdn() && n.num_labels() > 0)
@@ -98,7 +108,12 @@ impl Endpoint {
             port: inst.port,
             weight: u16::try_from(weight).unwrap_or(u16::MAX),
             tags: inst.tags.iter().map(|t| t.to_ascii_lowercase()).collect(),
-            meta: inst.meta.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+            meta: inst
+                .meta
+                .iter()
+                .filter(|(k, _)| cfg.txt_meta.as_ref().is_none_or(|keys| keys.contains(k)))
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
             status,
         }
     }
@@ -227,7 +242,7 @@ impl Zone {
             self.members_mut(&mut touched, from).remove(&id);
             instances.remove(&id);
             if let Some((inst, status)) = ch.now {
-                let ep = Arc::new(Endpoint::new(&self.cfg.domain, &inst, status));
+                let ep = Arc::new(Endpoint::new(&self.cfg, &inst, status));
                 let to = inst.name.to_ascii_lowercase();
                 self.members_mut(&mut touched, to)
                     .insert(id.clone(), ep.clone());
@@ -270,7 +285,7 @@ impl Zone {
         for (name, input) in all {
             let mut members = HashMap::new();
             for (inst, status) in input {
-                let ep = Arc::new(Endpoint::new(&self.cfg.domain, &inst, status));
+                let ep = Arc::new(Endpoint::new(&self.cfg, &inst, status));
                 let id: Arc<str> = Arc::from(inst.id.to_ascii_lowercase());
                 members.insert(id.clone(), ep.clone());
                 instances.insert(id, ep);
