@@ -19,6 +19,9 @@ use tokio_rustls::TlsConnector;
 use crate::trust::Trust;
 use crate::Body;
 
+/// Seconds before the peer certificate's expiry at which a connection stops taking requests.
+const RETIRE_BEFORE_EXPIRY: i64 = 10;
+
 /// How to reach the peer.
 pub struct Dial<'a> {
     pub addr: &'a str,
@@ -54,7 +57,8 @@ impl std::fmt::Display for SendError {
 /// One endpoint's connections.
 #[derive(Debug, Default)]
 pub struct Pool {
-    h2: Mutex<Option<(u64, http2::SendRequest<Body>)>>,
+    /// (our generation, the peer certificate's expiry, the connection).
+    h2: Mutex<Option<(u64, i64, http2::SendRequest<Body>)>>,
     dialing: tokio::sync::Mutex<()>,
     /// Open connections to this endpoint.
     pub cx_active: Arc<AtomicU64>,
@@ -69,8 +73,14 @@ impl Pool {
     fn cached(&self, generation: u64) -> Option<http2::SendRequest<Body>> {
         let g = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
         g.as_ref()
-            .filter(|(gen, s)| *gen == generation && !s.is_closed())
-            .map(|(_, s)| s.clone())
+            // A connection whose peer certificate is about to expire takes no new requests:
+            // they go to a fresh one, and the old one ends idle at expiry.
+            .filter(|(gen, not_after, s)| {
+                *gen == generation
+                    && !s.is_closed()
+                    && *not_after - lucid_core::unix_now() > RETIRE_BEFORE_EXPIRY
+            })
+            .map(|(_, _, s)| s.clone())
     }
 
     async fn conn(&self, d: &Dial<'_>) -> Result<Conn, anyhow::Error> {
@@ -113,7 +123,7 @@ impl Pool {
             cx.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(drive(conn, untrusted, cx));
             *self.h2.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((d.generation, send.clone()));
+                Some((d.generation, peer.not_after, send.clone()));
             Ok(Conn::H2(send))
         } else {
             let (send, conn) = http1::handshake(io).await?;
