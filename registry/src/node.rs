@@ -276,6 +276,21 @@ impl Node {
     }
 
     /// Wait until this node's reads are linearizable (leader only).
+    /// May this leader answer a default-mode read from its own state? Only while its lease
+    /// holds: a quorum acknowledged it (counted from when the acknowledged request was sent)
+    /// less than the minimum election timeout ago, less a tenth for clock drift. Followers
+    /// refuse to vote for anyone else within that time, so no other leader can have
+    /// committed a write this one has not seen.
+    pub fn lease_valid(&self) -> bool {
+        let min = self.raft.config().election_timeout_min;
+        let lease = min.saturating_sub(min / 10);
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        m.state == ServerState::Leader
+            && m.current_leader == Some(self.id)
+            && m.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
+    }
+
     pub async fn linearize(&self) -> Result<(), WriteError> {
         self.raft
             .ensure_linearizable()

@@ -1,6 +1,7 @@
-//! Consul read semantics: consistency modes (default and `?consistent` served by the leader,
-//! `?stale` by any replica), blocking queries (`?index=&wait=`), forwarding to the leader, and
-//! the `X-Consul-*` response headers.
+//! Consul read semantics: consistency modes (`?consistent` served by the leader after a
+//! read-index confirmation, default by the leader under its lease or else after the same
+//! confirmation, `?stale` by any replica), blocking queries (`?index=&wait=`) with caps per
+//! caller, forwarding to the leader, and the `X-Consul-*` response headers.
 
 use std::time::Duration;
 
@@ -83,7 +84,10 @@ pub async fn route(node: &Node, req: &Incoming) -> Result<Route, ApiError> {
         return Ok(Route::Local);
     }
     if node.is_leader() {
-        if mode == Consistency::Consistent {
+        // `?consistent` always confirms leadership; a default read does when the lease
+        // cannot vouch for it (a leader cut off from its peers must not serve stale data).
+        if mode == Consistency::Consistent || !node.lease_valid() {
+            metrics::counter!("lucid_reads_confirmed_total").increment(1);
             node.linearize().await?;
         }
         return Ok(Route::Local);
