@@ -26,6 +26,10 @@ use crate::config::ProxyConfig;
 use crate::ratelimit::Limiter;
 use crate::trust::Trust;
 
+/// Wait this long after a change before asking for the next one, so changes in a burst
+/// arrive together (revocations still reach connections within [`COALESCE`] + the grace).
+const COALESCE: Duration = Duration::from_millis(250);
+
 /// How long a blocking query waits at the registry.
 const BLOCK: &str = "30s";
 const TTL: &str = "30s";
@@ -442,7 +446,14 @@ impl Mesh {
                     match outcome {
                         None => return,
                         // An index going backwards (a restored registry) must not make us spin.
-                        Some(Ok(i)) => index = if i < index { 0 } else { i },
+                        Some(Ok(i)) => {
+                            index = if i < index { 0 } else { i };
+                            // Coalesce bursts: a bulk write of thousands of intentions is
+                            // fetched a few times a second, not once per entry.
+                            if which < 3 {
+                                tokio::time::sleep(COALESCE).await;
+                            }
+                        }
                         Some(Err(e)) => {
                             tracing::warn!(error = %format!("{e:#}"), "registry unreachable; serving the last known state");
                             tokio::time::sleep(Duration::from_secs(1)).await;
