@@ -146,6 +146,9 @@ async fn signing_is_rate_limited_per_caller() -> anyhow::Result<()> {
     assert!((3..=5).contains(&signed), "burst 3 at 1/s: {codes:?}");
     assert!(codes.iter().any(|c| c == "429"), "{codes:?}");
     let other = leaf([127, 0, 0, 2]).await?;
-    assert!(other.starts_with("HTTP/1.1 200"), "another caller has its own budget: {other}");
+    assert!(
+        other.starts_with("HTTP/1.1 200"),
+        "another caller has its own budget: {other}"
+    );
     Ok(())
 }
