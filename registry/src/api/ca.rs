@@ -251,7 +251,7 @@ pub async fn revoked(
 ) -> Result<Response, ApiError> {
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
-    let (index, list) = read::block_on(&api.node, blocking, || {
+    let (index, list) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, certs) = state.revoked_certs()?;
         Ok((index, certs.iter().map(cert_json).collect::<Vec<_>>()))
     })

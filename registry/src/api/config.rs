@@ -65,7 +65,7 @@ pub async fn list(
     let kind = kind(&k)?;
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
-    let (index, entries) = read::block_on(&api.node, blocking, || {
+    let (index, entries) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, entries) = state.config_entries(kind)?;
         Ok((index, entries.iter().map(entry_json).collect::<Vec<_>>()))
     })
@@ -82,8 +82,10 @@ pub async fn get(
     let kind = kind(&k)?;
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
-    let (index, entry) =
-        read::block_on(&api.node, blocking, || Ok(state.config_entry(kind, &name)?)).await?;
+    let (index, entry) = read::block_on(&api.node, read::Watch::All, blocking, || {
+        Ok(state.config_entry(kind, &name)?)
+    })
+    .await?;
     match entry {
         Some(e) => Ok(read::indexed_json(&api.node, index, entry_json(&e))),
         None => {

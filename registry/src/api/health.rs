@@ -45,7 +45,7 @@ pub async fn catalog_services(
 ) -> Result<Response, ApiError> {
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
-    let (index, out) = read::block_on(&api.node, blocking, || {
+    let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, instances, _) = state.catalog()?;
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for i in instances {
@@ -67,7 +67,7 @@ async fn select(
     let tags: Vec<String> = req.params.all("tag").map(str::to_owned).collect();
     let passing = req.params.flag("passing");
     let state = &api.node.state;
-    read::block_on_service(&api.node, name, blocking, || {
+    read::block_on(&api.node, read::Watch::Service(name), blocking, || {
         let (index, all) = state.service(name)?;
         let kept = all
             .into_iter()
@@ -146,7 +146,7 @@ pub async fn health_state(
     };
     let blocking = Blocking::from_params(&req.params)?;
     let st = &api.node.state;
-    let (index, out) = read::block_on(&api.node, blocking, || {
+    let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, instances, checks) = st.catalog()?;
         let mut out = Vec::new();
         if want.is_none_or(|w| w == CheckStatus::Passing) {

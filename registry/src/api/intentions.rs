@@ -69,7 +69,7 @@ pub(super) fn plane_of(
 pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
-    let (index, list) = read::block_on(&api.node, blocking, || {
+    let (index, list) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, list, _) = state.intentions()?;
         Ok((index, list.iter().map(intention_json).collect::<Vec<_>>()))
     })

@@ -76,7 +76,7 @@ pub async fn get(
         params.get("raw").is_some(),
     );
     let state = &node.state;
-    let (index, found) = read::block_on_kv(node, &key, blocking, || {
+    let (index, found) = read::block_on(node, read::Watch::Kv(&key), blocking, || {
         if keys {
             let (i, ks) = state.kv_keys(&key, separator.as_deref())?;
             Ok((

@@ -140,8 +140,8 @@ pub async fn leader_reads(
 fn watch_keys(ext: &axum::http::Extensions, req: &Incoming) -> Vec<(super::limits::Key, usize)> {
     use super::limits::{Key, BLOCKING_PER_IP, BLOCKING_PER_TOKEN};
     let mut keys = Vec::with_capacity(2);
-    if let Some(k @ Key::Token(_)) = ext.get::<Key>() {
-        keys.push((k.clone(), BLOCKING_PER_TOKEN));
+    if let k @ Key::Token(_) = super::authz::limit_key(&req.headers, ext) {
+        keys.push((k, BLOCKING_PER_TOKEN));
     }
     let client = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
     if let (Some(c), false) = (client, req.headers.contains_key(FORWARDED)) {
@@ -202,10 +202,22 @@ pub async fn forward(
     Ok(out)
 }
 
-/// Run `read` until its index passes the blocking index, or the wait runs out. Woken by
-/// every apply (the catalog as a whole, config entries, intentions).
+/// What a blocking query waits on: the narrowest channel that covers what it reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Watch<'a> {
+    /// Every apply (the catalog as a whole, config entries, intentions, revocations).
+    All,
+    /// Changes to one service.
+    Service(&'a str),
+    /// Writes under a KV prefix (a single key is its own prefix), so watchers of other keys
+    /// cost a write nothing.
+    Kv(&'a str),
+}
+
+/// Run `read` until its index passes the blocking index, or the wait runs out.
 pub async fn block_on<T>(
     node: &Node,
+    watch: Watch<'_>,
     blocking: Option<Blocking>,
     read: impl FnMut() -> Result<(u64, T), ApiError>,
 ) -> Result<(u64, T), ApiError> {
@@ -213,36 +225,12 @@ pub async fn block_on<T>(
         let mut read = read;
         return read();
     };
-    wait_on(node.state.subscribe(), b, read).await
-}
-
-/// Like [`block_on`], but woken only by changes to one service.
-pub async fn block_on_service<T>(
-    node: &Node,
-    service: &str,
-    blocking: Option<Blocking>,
-    read: impl FnMut() -> Result<(u64, T), ApiError>,
-) -> Result<(u64, T), ApiError> {
-    let Some(b) = blocking else {
-        let mut read = read;
-        return read();
+    let rx = match watch {
+        Watch::All => node.state.subscribe(),
+        Watch::Service(s) => node.state.subscribe_service(s),
+        Watch::Kv(prefix) => node.state.subscribe_kv(prefix),
     };
-    wait_on(node.state.subscribe_service(service), b, read).await
-}
-
-/// Like [`block_on`], but woken only by writes under the KV `prefix` (a single key is its
-/// own prefix), so a thousand watchers on other keys cost a write nothing.
-pub async fn block_on_kv<T>(
-    node: &Node,
-    prefix: &str,
-    blocking: Option<Blocking>,
-    read: impl FnMut() -> Result<(u64, T), ApiError>,
-) -> Result<(u64, T), ApiError> {
-    let Some(b) = blocking else {
-        let mut read = read;
-        return read();
-    };
-    wait_on(node.state.subscribe_kv(prefix), b, read).await
+    wait_on(rx, b, read).await
 }
 
 async fn wait_on<T>(
