@@ -175,19 +175,21 @@ pub async fn enforce(State(api): State<Arc<ApiState>>, mut req: Request, next: N
     if let Err(e) = admit(&caller, need) {
         return e.into_response();
     }
-    let key = limit_key(req.headers(), req.extensions());
     if signs(req.method(), req.uri().path()) {
-        if let Err(e) = api.signing.check(&key) {
+        if let Err(e) = api
+            .signing
+            .check(&limit_key(req.headers(), req.extensions()))
+        {
             return e.into_response();
         }
     }
     req.extensions_mut().insert(caller);
-    req.extensions_mut().insert(key);
     next.run(req).await
 }
 
 /// Who per-caller limits count against: the token (its hash), else the client address.
-fn limit_key(headers: &HeaderMap, ext: &axum::http::Extensions) -> Key {
+/// Computed only by the routes that limit, so ordinary requests hash no secret twice.
+pub(crate) fn limit_key(headers: &HeaderMap, ext: &axum::http::Extensions) -> Key {
     match secret_of(headers) {
         Some(s) => Key::Token(super::acl::hash(&s)),
         None => Key::Ip(
