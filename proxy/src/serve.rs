@@ -27,7 +27,7 @@ use bytes::Bytes;
 use hyper::body::{Body as HttpBody, Frame, Incoming, SizeHint};
 use hyper::service::Service;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use lucid_core::conn_limit::{ConnLimits, Slot, Slots};
+use lucid_core::conn_limit::{ConnLimits, Refusals, Slot, Slots};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -90,7 +90,7 @@ pub async fn accept_loop<F, Fut>(
 {
     let slots = Slots::new(ConnLimits::from_fd_limit());
     let mut conns = tokio::task::JoinSet::new();
-    let (mut refused, mut last_warn) = (0u64, None::<Instant>);
+    let mut refusals = Refusals::default();
     loop {
         let (tcp, peer) = tokio::select! {
             a = listener.accept() => match a {
@@ -107,11 +107,8 @@ pub async fn accept_loop<F, Fut>(
         let Some(slot) = slots.take(peer.ip()) else {
             metrics::counter!("lucid_proxy_connections_refused_total", "listener" => what)
                 .increment(1);
-            refused += 1;
-            if !matches!(last_warn, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+            if let Some(refused) = refusals.refused() {
                 tracing::warn!(%peer, refused, "{what}: connection cap reached; refusing");
-                last_warn = Some(Instant::now());
-                refused = 0;
             }
             drop(tcp);
             continue;

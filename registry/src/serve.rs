@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::extract::Request;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use lucid_core::conn_limit::{ConnLimits, Slots, HEADER_TIMEOUT};
+use lucid_core::conn_limit::{ConnLimits, Refusals, Slots, HEADER_TIMEOUT};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -47,7 +47,7 @@ async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let slots = Slots::new(ConnLimits::from_fd_limit());
-    let (mut refused, mut last_warn) = (0u64, None::<tokio::time::Instant>);
+    let mut refusals = Refusals::default();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
@@ -64,12 +64,8 @@ async fn accept_loop(
         };
         let Some(slot) = slots.take(peer.ip()) else {
             metrics::counter!("lucid_http_connections_refused_total").increment(1);
-            refused += 1;
-            // One line a second at most: a flood must not also flood the log.
-            if !matches!(last_warn, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+            if let Some(refused) = refusals.refused() {
                 tracing::warn!(%peer, refused, "connection cap reached; refusing connections");
-                last_warn = Some(tokio::time::Instant::now());
-                refused = 0;
             }
             drop(stream);
             continue;

@@ -85,6 +85,25 @@ impl Slots {
     }
 }
 
+/// Refusals past a cap, reported at most once a second: a flood must not also flood the log.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    since_report: u64,
+    last: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    /// Count one; `Some(n)` (refusals since the last report) when it is time to log.
+    pub fn refused(&mut self) -> Option<u64> {
+        self.since_report += 1;
+        if matches!(self.last, Some(t) if t.elapsed() < Duration::from_secs(1)) {
+            return None;
+        }
+        self.last = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut self.since_report))
+    }
+}
+
 /// A connection's place in [`Slots`], given back on drop.
 #[derive(Debug)]
 pub struct Slot {
@@ -108,6 +127,16 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_reported_once_a_second_with_their_count() {
+        let mut r = Refusals::default();
+        assert_eq!(r.refused(), Some(1), "the first is reported at once");
+        assert_eq!(r.refused(), None);
+        assert_eq!(r.refused(), None);
+        r.last = r.last.map(|t| t - Duration::from_secs(2));
+        assert_eq!(r.refused(), Some(3), "the next report carries the count");
+    }
 
     #[test]
     fn caps_follow_the_descriptor_limit() {
