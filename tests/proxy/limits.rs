@@ -7,12 +7,11 @@
 use std::time::Duration;
 
 use http::Method;
-use lucid_tests::openssl::make_csr;
 use lucid_tests::sock::{closed_within, get_ok_from, hold};
-use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::tls::{mesh_root, signed_leaf};
 use crate::{registry, App, Sidecar};
 
 /// Closed between 8 s and 16 s after `start` (the header timeout is 10 s).
@@ -34,23 +33,9 @@ async fn slow_and_silent_connections_are_closed_on_every_listener() -> anyhow::R
     let b = Sidecar::spawn(&reg.http, "ledger", "default", app.port, &[]).await?;
 
     // A mesh client certificate, to get past inbound's handshake the honest way.
-    let csr = make_csr(d, "web")?;
-    let v: Value = c
-        .call(
-            Method::POST,
-            "/v1/connect/ca/sign",
-            json!({"csr": csr, "service": "web", "plane": "default"}).to_string(),
-        )
-        .await?
-        .error_for_status()?
-        .json()?;
-    let cert = v["cert_pem"].as_str().unwrap_or_default().to_owned();
-    let key = std::fs::read_to_string(d.join("web.key"))?;
-    let roots: Value = c
-        .call(Method::GET, "/v1/connect/ca/roots", "")
-        .await?
-        .json()?;
-    let root = roots["Roots"][0]["RootCert"].as_str().unwrap_or_default();
+    let (cert, key, _, _) = signed_leaf(&c, d, "web", "web").await?;
+    let root = mesh_root(&c).await?;
+    let root = root.as_str();
     let id = std::sync::Arc::new(lucid_tls::mtls::Identity::from_pem(&cert, &key)?);
     let mesh = lucid_tls::mtls::client_config(id, root, "ledger", Default::default())?;
     let tls_to = |alpn: &'static [u8]| {

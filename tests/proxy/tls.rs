@@ -201,9 +201,21 @@ async fn outbound_refuses_a_peer_that_is_not_the_service_meant() -> anyhow::Resu
     Ok(())
 }
 
+/// The mesh root certificate (PEM) the registry's CA signs with.
+pub(crate) async fn mesh_root(c: &lucid_client::RegistryClient) -> anyhow::Result<String> {
+    let roots: Value = c
+        .call(Method::GET, "/v1/connect/ca/roots", "")
+        .await?
+        .json()?;
+    Ok(roots["Roots"][0]["RootCert"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned())
+}
+
 /// A leaf for `service` signed by the registry from an OpenSSL key; (cert PEM, key PEM, serial,
 /// not_after unix seconds).
-async fn signed_leaf(
+pub(crate) async fn signed_leaf(
     c: &lucid_client::RegistryClient,
     d: &Path,
     name: &str,
@@ -276,14 +288,7 @@ async fn open_connections_end_when_the_peer_certificate_is_revoked_or_expires() 
     let c = reg.client();
     let app = App::spawn("b")?;
     let b = Sidecar::spawn(&reg.http, "ledger", "default", app.port, &[]).await?;
-    let roots: Value = c
-        .call(Method::GET, "/v1/connect/ca/roots", "")
-        .await?
-        .json()?;
-    let root = roots["Roots"][0]["RootCert"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    let root = mesh_root(&c).await?;
     let (c1, k1, s1, _) = signed_leaf(&c, d, "rev", "web").await?;
     let (c2, k2, _, exp2) = signed_leaf(&c, d, "exp", "web").await?;
     let (mut revoked, revoked_conn) = h2_to(&b.inbound, &root, &c1, &k1, "ledger").await?;
