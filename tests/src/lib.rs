@@ -6,6 +6,7 @@
 //! - [`registry`]: a `lucid-registry` child process on ephemeral loopback ports, killed on Drop,
 //!   and a [`registry::Cluster`] of them.
 //! - [`dns`]: hickory's DNS client, raw DNS packets, and `dig`.
+//! - [`netns`]: test hosts in network namespaces on a bridge, for partitions.
 //! - [`openssl`]: CSRs made and certificates checked by the openssl command.
 //! - [`procs`]: child processes that log `listening <kind> <addr>`; stopping them by PID.
 //! - [`python`]: a venv with real Python clients (py-consul) from PyPI.
@@ -15,6 +16,7 @@
 pub mod api;
 pub mod bins;
 pub mod dns;
+pub mod netns;
 pub mod openssl;
 pub mod procs;
 pub mod python;

@@ -25,6 +25,8 @@ pub struct NodeSpec {
     pub raft_addr: Option<String>,
     pub dns_addr: Option<String>,
     pub extra: Vec<String>,
+    /// Run inside this network namespace (`ip netns exec`; see [`crate::netns`]).
+    pub netns: Option<String>,
 }
 
 /// `<parent of data_dir>/ca-key.secret`, created (random, 0600) if absent.
@@ -62,7 +64,15 @@ pub struct RegistryProc {
 impl RegistryProc {
     /// Spawn and wait until both listeners are bound.
     pub fn spawn(spec: NodeSpec) -> anyhow::Result<RegistryProc> {
-        let mut cmd = Command::new(bin("lucid-registry"));
+        let mut cmd = match &spec.netns {
+            Some(ns) => {
+                // `ip netns exec` execs the registry itself, so the child's PID is the node's.
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(bin("lucid-registry"));
+                c
+            }
+            None => Command::new(bin("lucid-registry")),
+        };
         cmd.arg("--node-id")
             .arg(spec.node_id.to_string())
             .arg("--data-dir")
@@ -224,15 +234,27 @@ pub struct Cluster {
 impl Cluster {
     /// Start `n` nodes: node 1 bootstraps, the rest join through it; wait for all voters.
     pub async fn start(n: usize, extra: &[&str]) -> anyhow::Result<Cluster> {
+        Self::start_with(n, extra, |_, _| {}).await
+    }
+
+    /// [`Cluster::start`], with `place(i, spec)` adjusting node `i`'s spec before it starts
+    /// (addresses, a network namespace).
+    pub async fn start_with(
+        n: usize,
+        extra: &[&str],
+        place: impl Fn(usize, &mut NodeSpec),
+    ) -> anyhow::Result<Cluster> {
         let dir = tempfile::tempdir()?;
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
-        let first = RegistryProc::spawn(NodeSpec {
+        let mut spec = NodeSpec {
             node_id: 1,
             data_dir: dir.path().join("n1"),
             bootstrap: true,
             extra: extra.clone(),
             ..Default::default()
-        })?;
+        };
+        place(0, &mut spec);
+        let first = RegistryProc::spawn(spec)?;
         let seed = first.http.clone();
         let mut c = Cluster {
             nodes: vec![Some(first)],
@@ -242,14 +264,15 @@ impl Cluster {
         };
         c.wait_leader(Duration::from_secs(20)).await?;
         for id in 2..=n as u64 {
-            let p = RegistryProc::spawn(NodeSpec {
+            let mut spec = NodeSpec {
                 node_id: id,
                 data_dir: c.dir.path().join(format!("n{id}")),
                 join: vec![seed.clone()],
                 extra: c.extra.clone(),
                 ..Default::default()
-            })?;
-            c.nodes.push(Some(p));
+            };
+            place(id as usize - 1, &mut spec);
+            c.nodes.push(Some(RegistryProc::spawn(spec)?));
             c.parked.push(None);
         }
         c.wait_voters(n, Duration::from_secs(60)).await?;
