@@ -23,7 +23,8 @@ trap cleanup EXIT
 mapfile -t P < <(free_ports 3)
 HTTP=127.0.0.1:${P[0]}
 "$LUCID" --node-id 1 --bootstrap --data-dir "$W/reg" --http-addr "$HTTP" --raft-addr "127.0.0.1:${P[1]}" \
-  --dns-addr "127.0.0.1:${P[2]}" 2>>"$W/reg.log" &
+  --dns-addr "127.0.0.1:${P[2]}" --ca-key-secret-file "$(ca_secret "$W/ca.secret")" \
+  --ca-sign-rate 1000000 --ca-sign-burst 1000000 2>>"$W/reg.log" &
 pids+=($!)
 has_root() { curl -sf "http://$HTTP/v1/connect/ca/roots" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["Roots"] else 1)'; }
 wait_for 300 has_root

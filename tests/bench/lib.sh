@@ -33,3 +33,10 @@ wait_for() {
   for _ in $(seq 1 "$tries"); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
   echo "timed out waiting for: $*" >&2; return 1
 }
+
+# A fresh CA key secret (32 random bytes, hex, 0600) at FILE; prints FILE. Every registry that
+# must create or use the mesh CA needs one (--ca-key-secret-file), as operators' nodes do.
+ca_secret() {
+  (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1")
+  echo "$1"
+}
