@@ -402,15 +402,25 @@ impl Mesh {
         Ok(next)
     }
 
-    /// The revoked serials; our own among them means rotate now.
+    /// The revoked serials: in full the first time (and after the index went backwards, a
+    /// restore), then only what was revoked since the index last seen. Our own among them
+    /// means rotate now.
     async fn refresh_revoked(&self, index: Option<u64>) -> anyhow::Result<u64> {
-        let r = self.registry_get("/v1/connect/ca/revoked", index).await?;
+        let since = index.unwrap_or(0);
+        let r = self
+            .registry_get(&format!("/v1/connect/ca/revoked?since={since}"), index)
+            .await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Value> = r.json()?;
-        self.trust.replace(
-            list.iter()
-                .filter_map(|c| c["serial"].as_str().map(str::to_owned)),
-        );
+        let entries = list.iter().filter_map(|c| {
+            let serial = c["serial"].as_str()?.to_owned();
+            Some((serial, c["not_after_unix"].as_i64().unwrap_or(i64::MAX)))
+        });
+        if since == 0 {
+            self.trust.replace(entries);
+        } else {
+            self.trust.merge(entries);
+        }
         if self.trust.revoked().contains(&self.cert.load().serial) {
             tracing::warn!(serial = %self.cert.load().serial, "our certificate was revoked; rotating now");
             self.rotate_now.notify_one();

@@ -190,3 +190,32 @@ async fn create_root(node: &Node, sealer: &Sealer) {
         Err(e) => tracing::warn!(error = %e, "cannot store the mesh root CA yet; will retry"),
     }
 }
+
+/// How often the leader looks for expired leaves to prune.
+const PRUNE_EVERY: Duration = Duration::from_secs(300);
+/// How long after its expiry a leaf is kept: covers clock skew between the leader and the
+/// sidecars that still hold it in their revoked lists.
+pub(crate) const PRUNE_GRACE_SECS: i64 = 3600;
+
+/// While this node leads, drop leaves (and their revocations) that expired more than
+/// [`PRUNE_GRACE_SECS`] ago, so the issued and revoked lists stay as long as the live fleet.
+pub(crate) async fn prune_expired(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_EVERY) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if !node.is_leader() {
+            continue;
+        }
+        let before = now() - PRUNE_GRACE_SECS;
+        match node.state.expired_certs(before) {
+            Ok(0) => {}
+            Ok(n) => match node.write(Command::CertPrune { before }).await {
+                Ok(r) => tracing::info!(leaves = n, index = r.index, "pruned expired leaves"),
+                Err(e) => tracing::warn!(error = %e, "cannot prune expired leaves yet; will retry"),
+            },
+            Err(e) => tracing::error!(error = %e, "cannot read the issued leaves"),
+        }
+    }
+}

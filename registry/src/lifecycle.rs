@@ -248,6 +248,7 @@ pub async fn run(
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
     tokio::spawn(metrics_upkeep(api_metrics, stop_rx.clone()));
     tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
+    tokio::spawn(crate::ca::prune_expired(node.clone(), stop_rx.clone()));
     tokio::spawn(crate::ca::ensure_root(
         node.clone(),
         sealer,

@@ -103,6 +103,9 @@ pub enum Command {
     /// Revoke every unexpired leaf of a service (`ok: false` when there was none). `now` is
     /// the leader's clock when the command was made, so every replica decides alike.
     CertRevokeService { service: String, now: i64 },
+    /// Drop every leaf (and its revocation) that expired before `before`, unix seconds; the
+    /// leader decides `before` so every replica removes the same records.
+    CertPrune { before: i64 },
     /// `PUT /v1/snapshot`: replace the whole application state with a backup blob.
     Restore {
         #[serde(with = "b64")]

@@ -319,6 +319,41 @@ async fn server_side_leaves_and_revocation() -> anyhow::Result<()> {
     assert_eq!(serials, want);
     let (st, _) = call(&c, Method::DELETE, "/certificates/wallet", Value::Null).await?;
     assert_eq!(st, StatusCode::NOT_FOUND, "nothing left to revoke");
+
+    // A follower that saw the first revocation's index gets only the two revoked after it:
+    // the delta a sidecar follows, not the whole list again.
+    let since = woke.consul_index().unwrap();
+    let delta: Value = c
+        .call(
+            Method::GET,
+            &format!("/v1/connect/ca/revoked?since={since}"),
+            "",
+        )
+        .await?
+        .error_for_status()?
+        .json()?;
+    let mut got: Vec<&str> = delta
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["serial"].as_str().unwrap())
+        .collect();
+    got.sort();
+    let mut later = vec![
+        second["serial"].as_str().unwrap(),
+        third["serial"].as_str().unwrap(),
+    ];
+    later.sort();
+    assert_eq!(got, later);
+    assert!(delta[0]["not_after_unix"].as_i64().unwrap() > lucid_tests::unix_now());
+    let (st, v) = call(
+        &c,
+        Method::GET,
+        "/v1/connect/ca/revoked?since=soon",
+        Value::Null,
+    )
+    .await?;
+    assert_refused(st, &v, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
     Ok(())
 }
 

@@ -240,19 +240,28 @@ pub async fn revoke(
 
 fn cert_json(c: &IssuedCert) -> Value {
     json!({"serial": c.serial, "service": c.service, "plane": c.plane,
-           "not_after": rfc3339(c.not_after), "revoked": c.revoked_index.is_some(),
+           "not_after": rfc3339(c.not_after), "not_after_unix": c.not_after,
+           "revoked": c.revoked_index.is_some(),
            "revoked_index": c.revoked_index})
 }
 
-/// `GET /v1/connect/ca/revoked`: blocking-capable on the revocation index.
+/// `GET /v1/connect/ca/revoked`: blocking-capable on the revocation index. `?since=N` answers
+/// only the leaves revoked after index N (a follower's delta); an index that went backwards
+/// (a restore) is the caller's sign to fetch everything again.
 pub async fn revoked(
     State(api): State<Arc<ApiState>>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let blocking = Blocking::from_params(&req.params)?;
+    let since = match req.params.get("since") {
+        None => 0,
+        Some(s) => s
+            .parse::<u64>()
+            .map_err(|_| ApiError::bad_request(format!("?since={s:?} is not a log index")))?,
+    };
     let state = &api.node.state;
     let (index, list) = read::block_on(&api.node, read::Watch::All, blocking, || {
-        let (index, certs) = state.revoked_certs()?;
+        let (index, certs) = state.revoked_certs(since)?;
         Ok((index, certs.iter().map(cert_json).collect::<Vec<_>>()))
     })
     .await?;

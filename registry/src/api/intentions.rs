@@ -295,8 +295,7 @@ pub async fn authorize(
     };
     if let Some(serial) = v["ClientCertSerial"].as_str() {
         let serial = serial.replace(':', "").to_ascii_lowercase();
-        let (_, revoked) = api.node.state.revoked_certs()?;
-        if revoked.iter().any(|c| c.serial == serial) {
+        if api.node.state.is_revoked(&serial)? {
             return Ok(Json(
                 json!({"Authorized": false, "Reason": "the client certificate is revoked"}),
             )

@@ -138,6 +138,39 @@ pub(crate) fn revoke_service(
     Ok(any)
 }
 
+/// Drop every leaf that expired before `before`: its record, its service index entry and its
+/// revocation. An expired certificate fails every handshake anyway, so neither the issued list
+/// nor the revoked list needs it; without this both grow forever. Removing a revocation moves
+/// the revocation index, so followers of the full list shrink theirs. `false` when nothing
+/// had expired.
+pub(crate) fn prune(
+    batch: &mut StateBatch<'_>,
+    before: i64,
+    index: u64,
+) -> Result<bool, StateError> {
+    let (mut any, mut revocations) = (false, false);
+    for k in batch.keys_with_prefix(CERT_PREFIX)? {
+        let Some(raw) = batch.get(&k)? else {
+            continue;
+        };
+        let c: IssuedCert = decode(&raw)?;
+        if c.not_after >= before {
+            continue;
+        }
+        batch.remove(k);
+        batch.remove(service_key(&c.service, &c.serial));
+        if c.revoked_index.is_some() {
+            batch.remove(key(REVOKED_PREFIX, &c.serial));
+            revocations = true;
+        }
+        any = true;
+    }
+    if revocations {
+        batch.insert(REVOKED_INDEX.to_vec(), index.to_be_bytes().to_vec());
+    }
+    Ok(any)
+}
+
 // === impl StateReader: CA reads ===
 
 impl StateReader {
@@ -156,8 +189,24 @@ impl StateReader {
         Ok(out)
     }
 
-    /// The revoked leaves, and the index of the last revocation.
-    pub fn revoked_certs(&self) -> Result<(u64, Vec<IssuedCert>), StateError> {
+    /// Is `serial` (lower-case hex) revoked?
+    pub fn is_revoked(&self, serial: &str) -> Result<bool, StateError> {
+        Ok(self.tree().get(key(REVOKED_PREFIX, serial))?.is_some())
+    }
+
+    /// How many leaves expired before `before` (what [`prune`] would remove).
+    pub fn expired_certs(&self, before: i64) -> Result<usize, StateError> {
+        Ok(self
+            .issued_certs()?
+            .iter()
+            .filter(|c| c.not_after < before)
+            .count())
+    }
+
+    /// The leaves revoked after log index `since` (0: every revoked leaf), and the index of
+    /// the last change to the revoked list. Followers pass the index they last saw and get a
+    /// delta, so revoking a service with thousands of leaves is not re-sent on every change.
+    pub fn revoked_certs(&self, since: u64) -> Result<(u64, Vec<IssuedCert>), StateError> {
         self.read_consistent(|| {
             let index = match self.tree().get(REVOKED_INDEX)? {
                 Some(raw) => be_u64(&raw)?,
@@ -165,7 +214,10 @@ impl StateReader {
             };
             let mut out = Vec::new();
             for item in self.tree().scan_prefix(REVOKED_PREFIX) {
-                let (k, _) = item?;
+                let (k, at) = item?;
+                if be_u64(&at)? <= since {
+                    continue;
+                }
                 let serial = String::from_utf8_lossy(&k[REVOKED_PREFIX.len()..]).into_owned();
                 if let Some(raw) = self.tree().get(key(CERT_PREFIX, &serial))? {
                     out.push(decode(&raw)?);

@@ -157,6 +157,7 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
         Command::CertRevokeService { service, now } => {
             ca::revoke_service(batch, &service, now, index)
         }
+        Command::CertPrune { before } => ca::prune(batch, before, index),
         Command::Restore { blob } => {
             let pairs = match state::decode_blob(&blob) {
                 Ok(p) => p,

@@ -208,7 +208,7 @@ async fn a_backup_of_every_record_kind_restores() {
         "the restore did not bring back exactly the backup"
     );
     assert!(reader2.kv_get("fresh-only").unwrap().1.is_none());
-    assert_eq!(reader2.revoked_certs().unwrap().1.len(), 1);
+    assert_eq!(reader2.revoked_certs(0).unwrap().1.len(), 1);
     assert_eq!(reader2.intentions().unwrap().1.len(), 1);
     assert_eq!(reader2.acl_tokens().unwrap().len(), 1);
     assert_eq!(reader2.ca_root().unwrap(), reader.ca_root().unwrap());
@@ -527,4 +527,82 @@ async fn purge_waits_for_a_durable_snapshot() {
         .unwrap();
     purge.await.unwrap().unwrap();
     log.purge(lid(4)).await.unwrap();
+}
+
+fn leaf(serial: &str, service: &str, not_after: i64) -> Command {
+    Command::CertIssued {
+        cert: ca::IssuedCert {
+            serial: serial.into(),
+            service: service.into(),
+            plane: "ops".into(),
+            not_after,
+            revoked_index: None,
+        },
+    }
+}
+
+#[tokio::test]
+async fn revoked_deltas_and_pruning_of_expired_leaves() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let revoke = |s: &str| Command::CertRevoke { serial: s.into() };
+    sm.apply(vec![
+        entry(1, leaf("01", "web", 1_000)),
+        entry(2, leaf("02", "web", 5_000)),
+        entry(3, leaf("03", "api", 1_000)),
+        entry(4, leaf("04", "api", 5_000)),
+        entry(5, revoke("01")),
+        entry(6, revoke("02")),
+    ])
+    .await
+    .unwrap();
+    let serials = |v: Vec<ca::IssuedCert>| v.into_iter().map(|c| c.serial).collect::<Vec<_>>();
+    let (index, all) = reader.revoked_certs(0).unwrap();
+    assert_eq!((index, serials(all)), (6, vec!["01".into(), "02".into()]));
+    // A follower that saw index 5 gets only what came after it.
+    let (_, delta) = reader.revoked_certs(5).unwrap();
+    assert_eq!(serials(delta), vec!["02".to_owned()]);
+    assert!(reader.revoked_certs(6).unwrap().1.is_empty());
+    assert!(reader.is_revoked("01").unwrap() && !reader.is_revoked("04").unwrap());
+
+    // Pruning at 2,000 removes the two leaves that expired at 1,000, revoked or not, with
+    // their service index entries; the revocation index moves because a revocation went.
+    assert_eq!(reader.expired_certs(2_000).unwrap(), 2);
+    let r = sm
+        .apply(vec![entry(7, Command::CertPrune { before: 2_000 })])
+        .await
+        .unwrap();
+    assert!(r[0].ok);
+    assert_eq!(
+        serials(reader.issued_certs().unwrap()),
+        vec!["02".to_owned(), "04".to_owned()]
+    );
+    let (index, left) = reader.revoked_certs(0).unwrap();
+    assert_eq!((index, serials(left)), (7, vec!["02".to_owned()]));
+    assert!(!reader.is_revoked("01").unwrap());
+    let keys: Vec<Vec<u8>> = state::decode_blob(&reader.export().unwrap())
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    for gone in [
+        &b"a:s:web\x0001"[..],
+        b"a:s:api\x0003",
+        b"a:c:01",
+        b"a:c:03",
+        b"a:r:01",
+    ] {
+        assert!(
+            !keys.iter().any(|k| k == gone),
+            "{gone:?} survived the prune"
+        );
+    }
+    assert!(keys.iter().any(|k| k == b"a:s:web\x0002"));
+    // Nothing left to prune: a second prune is a no-op that answers false.
+    let r = sm
+        .apply(vec![entry(8, Command::CertPrune { before: 2_000 })])
+        .await
+        .unwrap();
+    assert!(!r[0].ok);
+    assert_eq!(reader.revoked_certs(0).unwrap().0, 7);
 }
