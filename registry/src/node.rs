@@ -83,6 +83,10 @@ pub struct Node {
     committed: Arc<AtomicU64>,
     /// When a leader last reached us, for `X-Consul-LastContact`.
     last_contact: Mutex<Option<Instant>>,
+    /// When a quorum last acknowledged this leader, as an instant: openraft reports it as
+    /// "milliseconds ago" at the moment it published its metrics, which ages as soon as it is
+    /// read. Kept current by [`track_quorum_ack`].
+    quorum_ack: Arc<Mutex<Option<Instant>>>,
     /// Membership changes one at a time: openraft refuses overlapping ones.
     pub membership_lock: tokio::sync::Mutex<()>,
 }
@@ -118,6 +122,8 @@ impl Node {
         )
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
+        let quorum_ack = Arc::new(Mutex::new(None));
+        tokio::spawn(track_quorum_ack(raft.metrics(), quorum_ack.clone()));
         Ok(Arc::new(Node {
             id: opts.node_id,
             me,
@@ -126,6 +132,7 @@ impl Node {
             http,
             committed,
             last_contact: Mutex::new(Some(Instant::now())),
+            quorum_ack,
             membership_lock: tokio::sync::Mutex::new(()),
         }))
     }
@@ -275,7 +282,6 @@ impl Node {
             .json()
     }
 
-    /// Wait until this node's reads are linearizable (leader only).
     /// May this leader answer a default-mode read from its own state? Only while its lease
     /// holds: a quorum acknowledged it (counted from when the acknowledged request was sent)
     /// less than the minimum election timeout ago, less a tenth for clock drift. Followers
@@ -284,13 +290,22 @@ impl Node {
     pub fn lease_valid(&self) -> bool {
         let min = self.raft.config().election_timeout_min;
         let lease = min.saturating_sub(min / 10);
+        let acked = *self
+            .quorum_ack
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let m = self.raft.metrics();
         let m = m.borrow();
+        // A new leader's lease also waits until its own first entry is applied: entries that
+        // earlier terms committed may still be on their way into the state machine.
         m.state == ServerState::Leader
             && m.current_leader == Some(self.id)
-            && m.millis_since_quorum_ack.is_some_and(|ms| ms < lease)
+            && m.last_applied
+                .is_some_and(|l| l.leader_id.term == m.current_term)
+            && acked.is_some_and(|at| at.elapsed() < Duration::from_millis(lease))
     }
 
+    /// Wait until this node's reads are linearizable (leader only).
     pub async fn linearize(&self) -> Result<(), WriteError> {
         self.raft
             .ensure_linearizable()
@@ -366,6 +381,24 @@ impl Node {
     pub fn flush(&self) {
         if let Err(e) = self.state.tree().flush() {
             tracing::error!(error = %e, "final flush failed");
+        }
+    }
+}
+
+/// Turn each published "quorum acknowledged N ms ago" into the instant it happened, so the
+/// lease is measured at the moment a read asks, not when the metrics were last published.
+async fn track_quorum_ack(
+    mut metrics: tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, Member>>,
+    into: Arc<Mutex<Option<Instant>>>,
+) {
+    loop {
+        let at = metrics
+            .borrow_and_update()
+            .millis_since_quorum_ack
+            .and_then(|ms| Instant::now().checked_sub(Duration::from_millis(ms)));
+        *into.lock().unwrap_or_else(PoisonError::into_inner) = at;
+        if metrics.changed().await.is_err() {
+            return;
         }
     }
 }
