@@ -402,9 +402,10 @@ impl Mesh {
         Ok(next)
     }
 
-    /// The revoked serials: in full the first time (and after the index went backwards, a
-    /// restore), then only what was revoked since the index last seen. Our own among them
-    /// means rotate now.
+    /// The revoked serials: in full the first time (and whenever the index went backwards:
+    /// a registry that lost its state), then only what was revoked since the index last
+    /// seen (a restore restamps what it brings back, so deltas carry it). Our own among
+    /// them means rotate now.
     async fn refresh_revoked(&self, index: Option<u64>) -> anyhow::Result<u64> {
         let since = index.unwrap_or(0);
         let r = self

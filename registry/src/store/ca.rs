@@ -73,6 +73,24 @@ pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
     }
 }
 
+/// A restored CA record, restamped to the restore's log index. Revocations carry the index
+/// they happened at in the other log, which may be below what a sidecar following deltas has
+/// already seen; restamped, every restored revocation is newer than anything it saw, so the
+/// next delta brings it.
+pub(crate) fn restamp(k: &[u8], v: Vec<u8>, index: u64) -> Result<Option<Vec<u8>>, StateError> {
+    if k.starts_with(REVOKED_PREFIX) {
+        return Ok(Some(index.to_be_bytes().to_vec()));
+    }
+    if k.starts_with(CERT_PREFIX) {
+        let mut c: IssuedCert = decode(&v)?;
+        if c.revoked_index.is_some() {
+            c.revoked_index = Some(index);
+            return Ok(Some(json(&c)?));
+        }
+    }
+    Ok(Some(v))
+}
+
 /// Store the root unless there is one; `false` when there already is.
 pub(crate) fn init_root(batch: &mut StateBatch<'_>, m: &CaMaterial) -> Result<bool, StateError> {
     if batch.get(ROOT)?.is_some() {

@@ -81,7 +81,7 @@ pub(crate) const KINDS: &[Kind] = &[
         name: "ca",
         owns: ca::is_ca_key,
         check: ca::check_record,
-        restamp: keep,
+        restamp: ca::restamp,
         indexes: &[ca::REVOKED_INDEX],
     },
     Kind {

@@ -605,4 +605,24 @@ async fn revoked_deltas_and_pruning_of_expired_leaves() {
         .unwrap();
     assert!(!r[0].ok);
     assert_eq!(reader.revoked_certs(0).unwrap().0, 7);
+
+    // Restored into another store at index 60, the revocation of "02" (index 6 in this log)
+    // is stamped 60: a sidecar of that cluster that had seen index 59 gets it as a delta.
+    let dir2 = tempfile::tempdir().unwrap();
+    let (_log2, mut sm2, reader2) = open(dir2.path(), &StoreOptions::default()).unwrap();
+    let blob = reader.export().unwrap();
+    let r = sm2
+        .apply(vec![entry(60, Command::Restore { blob })])
+        .await
+        .unwrap();
+    assert!(r[0].ok);
+    let (index, delta) = reader2.revoked_certs(59).unwrap();
+    assert_eq!((index, serials(delta)), (60, vec!["02".to_owned()]));
+    let revoked: Vec<Option<u64>> = reader2
+        .issued_certs()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.revoked_index)
+        .collect();
+    assert_eq!(revoked, vec![Some(60), None]);
 }
