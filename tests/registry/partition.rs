@@ -114,11 +114,11 @@ async fn a_leader_split_from_its_peers_serves_no_stale_default_or_consistent_rea
         spec.dns_addr = Some(format!("{a}:8600"));
     })
     .await?;
-    let leader = c.wait_leader(Duration::from_secs(20)).await?;
+    let first_leader = c.wait_leader(Duration::from_secs(20)).await?;
     let clients: Vec<RegistryClient> = (0..3).map(|i| c.node(i).client()).collect();
     let t0 = Instant::now();
     anyhow::ensure!(
-        put(&clients[leader], "reg", 0).await,
+        put(&clients[first_leader], "reg", 0).await,
         "initial write failed"
     );
     let history = Arc::new(Mutex::new(History::default()));
@@ -217,7 +217,15 @@ async fn a_leader_split_from_its_peers_serves_no_stale_default_or_consistent_rea
     }
 
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // Split whichever node leads now (leadership may have moved under the storm), and make
+    // sure it still called itself leader as the split began: the case under test.
+    let leader = c.wait_leader(Duration::from_secs(20)).await?;
     hosts.split(leader)?;
+    anyhow::ensure!(
+        c.node(leader).status().await?["role"] == "leader",
+        "node {} stopped leading before the split",
+        leader + 1
+    );
     split.store(true, Ordering::Relaxed);
     let split_at = Instant::now();
     // The peers elect a leader of their own; keep the storm going under it for a while.
@@ -287,6 +295,17 @@ async fn a_leader_split_from_its_peers_serves_no_stale_default_or_consistent_rea
         anyhow::ensure!(
             h.tried_during_split.get(&m).copied().unwrap_or(0) > 20,
             "few {m:?} reads were in flight during the split: {report}"
+        );
+        // The majority side kept answering: the check below runs over real answers.
+        let answered = h
+            .reads
+            .iter()
+            .filter(|r| r.mode == m && r.node != leader)
+            .filter(|r| r.op.invoke > split_at && r.op.complete < split_at + split_for)
+            .count();
+        anyhow::ensure!(
+            answered > 10,
+            "only {answered} {m:?} reads answered during the split: {report}"
         );
         let stale = stale_reads(&h, m);
         anyhow::ensure!(

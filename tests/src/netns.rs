@@ -16,6 +16,36 @@ pub struct Hosts {
     n: usize,
 }
 
+/// `ip ARGS` and its standard output.
+fn ip_out(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("running ip (iproute2)")?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Remove the bridges and namespaces of earlier runs whose process is gone (a killed test
+/// cannot run its Drop).
+fn remove_leftovers() {
+    let links = ip_out(&["-o", "link", "show", "type", "bridge"]).unwrap_or_default();
+    for name in links.split_whitespace().filter_map(|w| w.strip_suffix(':')) {
+        let Some(tag) = name.strip_prefix("lbr") else {
+            continue;
+        };
+        let Ok(pid) = u32::from_str_radix(tag, 16) else {
+            continue;
+        };
+        if std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            continue;
+        }
+        let _ = ip(&["link", "del", name]);
+        for i in 0..9 {
+            let _ = ip(&["netns", "del", &format!("lucid{tag}x{i}")]);
+        }
+    }
+}
+
 fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new("ip")
         .args(args)
@@ -44,14 +74,22 @@ impl Hosts {
     /// Create the bridge and `n` hosts. The subnet comes from the PID, so two test
     /// processes on one machine do not collide.
     pub fn new(n: usize) -> anyhow::Result<Hosts> {
+        anyhow::ensure!(n <= 9, "at most 9 hosts");
+        remove_leftovers();
         let pid = std::process::id();
+        // A /24 nothing on this machine routes yet, starting from one the PID picks.
+        let net = (0..200u32)
+            .map(|k| ((pid + k) % 200 + 20) as u8)
+            .find(|net| {
+                ip_out(&["route", "show", &format!("10.213.{net}.0/24")])
+                    .is_ok_and(|r| r.trim().is_empty())
+            })
+            .context("no free 10.213.x.0/24 for test hosts")?;
         let h = Hosts {
-            tag: format!("{:x}", pid % 0xfffff),
-            net: (pid % 200 + 20) as u8,
+            tag: format!("{pid:x}"),
+            net,
             n,
         };
-        // Leftovers of a crashed run with the same PID would make `add` fail.
-        h.cleanup();
         let br = h.bridge();
         ip(&["link", "add", &br, "type", "bridge"])?;
         ip(&["addr", "add", &format!("10.213.{}.1/24", h.net), "dev", &br])?;
