@@ -51,11 +51,15 @@ def worker():
             i = next(todo, None)
         if i is None:
             return
-        c.request("PUT", f"/v1/connect/intentions/exact?source={prefix}-{i}&destination=ledger",
-                  body=b'{"Action":"allow"}', headers={"Content-Type": "application/json"})
-        r = c.getresponse(); r.read()
-        if r.status != 200:
-            failed.append(r.status)
+        try:
+            c.request("PUT", f"/v1/connect/intentions/exact?source={prefix}-{i}&destination=ledger",
+                      body=b'{"Action":"allow"}', headers={"Content-Type": "application/json"})
+            r = c.getresponse(); r.read()
+            if r.status != 200:
+                failed.append(r.status)
+        except OSError as e:
+            failed.append(repr(e))
+            c = http.client.HTTPConnection(host, int(port), timeout=30)
 t0 = time.monotonic()
 ts = [threading.Thread(target=worker) for _ in range(32)]
 for t in ts: t.start()
