@@ -7,7 +7,11 @@
 #   2. latency at a fixed rate: dnsperf -Q RATE (paced, open loop up to -q in flight),
 #      per-query latencies from -v, p50/p99/p99.9;
 #   3. CPU seconds per 100k answers during (1), and RSS;
-#   4. the registry's RSS after growing to BIG instances.
+#   4. the registry's RSS after growing to BIG instances;
+#   5. (RRL=1, the default) response rate limiting as a client outside the exempt networks
+#      sees it: dnsperf from 127.0.0.2 paced at 150/s and 190/s (below the default 200/s
+#      per source), then flooding closed loop; 127.0.0.1 (steps 1-3) is exempt. RRL=0 runs
+#      steps 1-4 only, against a registry built before RRL existed.
 # Each server is measured ROUNDS times, alternating, and every round is printed.
 #
 #   tests/bench/dns.sh        # SERVICES=1000 PER=3 DURATION=10 RATE=20000 ROUNDS=2 BIG=10000
@@ -21,6 +25,8 @@ DURATION=${DURATION:-10}
 RATE=${RATE:-20000}
 ROUNDS=${ROUNDS:-2}
 BIG=${BIG:-10000}
+RRL=${RRL:-1}
+rrl_flags=(); [ "$RRL" = 1 ] && rrl_flags=(--dns-rrl-exempt 127.0.0.1/32)
 
 for t in dnsperf dnsmasq dig curl python3; do
   command -v $t >/dev/null || { echo "missing $t (apt-get install dnsperf dnsmasq-base dnsutils)" >&2; exit 1; }
@@ -35,7 +41,7 @@ trap cleanup EXIT
 mapfile -t P < <(free_ports 4)
 HTTP=127.0.0.1:${P[0]}; RAFT=127.0.0.1:${P[1]}; LDNS=${P[2]}; MDNS=${P[3]}
 "$LUCID" --node-id 1 --bootstrap --data-dir "$W/reg" --http-addr "$HTTP" --raft-addr "$RAFT" \
-  --dns-addr "127.0.0.1:$LDNS" 2>>"$W/reg.log" &
+  --dns-addr "127.0.0.1:$LDNS" "${rrl_flags[@]}" 2>>"$W/reg.log" &
 lucid=$!; pids+=("$lucid")
 wait_for 200 curl -sf "http://$HTTP/health" -o /dev/null
 leads() { curl -s "http://$HTTP/status" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["role"]=="leader" else 1)'; }
@@ -95,6 +101,14 @@ for round in $(seq 1 "$ROUNDS"); do
   done
 done
 
+rrl_rows=()
+if [ "$RRL" = 1 ]; then
+  for load in "-Q 150 -q 20" "-Q 190 -q 20" "-c 4 -q 200"; do
+    read -r qps avg lost < <(dnsperf -a 127.0.0.2 -s 127.0.0.1 -p "$LDNS" -d "$W/queries-a" -l "$DURATION" $load 2>&1 | summary)
+    rrl_rows+=("| dnsperf $load from 127.0.0.2 | $qps | $lost |")
+  done
+fi
+
 python3 "$here/dns_setup.py" "$HTTP" $(( (BIG - SERVICES * PER) / PER )) "$PER" "$W/big" "$SERVICES"
 last="svc-$((SERVICES + (BIG - SERVICES * PER) / PER - 1)).lucid.internal"
 wait_for 100 has_all "$LDNS"
@@ -109,3 +123,13 @@ $(printf '%s\n' "${rows[@]}")
 
 lucid-registry RSS with $BIG instances registered: $big_rss MiB
 TABLE
+if [ "$RRL" = 1 ]; then
+  cat <<TABLE
+
+Response rate limiting (default --dns-rrl-rate 200 --dns-rrl-slip 2), one source outside the exempt networks, A queries, ${DURATION}s each
+
+| load | answered queries/s | lost (dropped by RRL, or slipped TC answers dnsperf counts as lost) |
+|---|---|---|
+$(printf '%s\n' "${rrl_rows[@]}")
+TABLE
+fi
