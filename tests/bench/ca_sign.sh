@@ -26,8 +26,7 @@ HTTP=127.0.0.1:${P[0]}
   --dns-addr "127.0.0.1:${P[2]}" --ca-key-secret-file "$(ca_secret "$W/ca.secret")" \
   --ca-sign-rate 1000000 --ca-sign-burst 1000000 2>>"$W/reg.log" &
 pids+=($!)
-has_root() { curl -sf "http://$HTTP/v1/connect/ca/roots" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["Roots"] else 1)'; }
-wait_for 300 has_root
+wait_for 300 has_ca_root "$HTTP"
 
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=bench \
   -keyout "$W/k.pem" -out "$W/csr.pem" 2>/dev/null

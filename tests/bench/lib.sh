@@ -40,3 +40,8 @@ ca_secret() {
   (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$1")
   echo "$1"
 }
+
+# Does the registry at HTTP (host:port) have a mesh CA root yet?
+has_ca_root() {
+  curl -sf "http://$1/v1/connect/ca/roots" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["Roots"] else 1)'
+}

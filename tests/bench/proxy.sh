@@ -40,8 +40,7 @@ HTTP=127.0.0.1:${P[0]}
 "$BIN/lucid-registry" --node-id 1 --bootstrap --data-dir "$W/reg" --http-addr "$HTTP" --raft-addr "127.0.0.1:${P[1]}" \
   --dns-addr "127.0.0.1:${P[2]}" --ca-key-secret-file "$(ca_secret "$W/ca.secret")" 2>>"$W/reg.log" &
 pids+=($!)
-has_root() { curl -sf "http://$HTTP/v1/connect/ca/roots" | python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["Roots"] else 1)'; }
-wait_for 300 has_root
+wait_for 300 has_ca_root "$HTTP"
 
 APP=${P[3]}
 "$BIN/lucid-test-app" --name b --port "$APP" 2>>"$W/app.log" &
