@@ -16,12 +16,18 @@ pub struct Hosts {
     n: usize,
 }
 
-/// `ip ARGS` and its standard output.
+/// `ip ARGS` and its standard output; an error when it fails.
 fn ip_out(args: &[&str]) -> anyhow::Result<String> {
     let out = Command::new("ip")
         .args(args)
         .output()
         .context("running ip (iproute2)")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
@@ -47,17 +53,7 @@ fn remove_leftovers() {
 }
 
 fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new("ip")
-        .args(args)
-        .output()
-        .context("running ip (iproute2)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "ip {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    Ok(())
+    ip_out(args).map(|_| ())
 }
 
 /// Can this process make namespaces (root with iproute2)?
