@@ -16,8 +16,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{
-    ClientConfig, DigitallySignedStruct, DistinguishedName, Error, RootCertStore, ServerConfig,
-    SignatureScheme,
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, Error, RootCertStore,
+    ServerConfig, SignatureScheme,
 };
 use x509_parser::prelude::FromDer;
 
@@ -146,9 +146,9 @@ fn check_peer(der: &CertificateDer<'_>, revoked: &Revoked) -> Result<SpiffeId, E
     let PeerCert { id, serial, .. } = peer_identity(der)
         .ok_or_else(|| Error::General("peer certificate has no mesh identity".into()))?;
     if revoked.contains(&serial) {
-        return Err(Error::General(format!(
-            "peer certificate {serial} is revoked"
-        )));
+        // The typed error sends the peer a `certificate_revoked` alert, so a client can tell
+        // "rotate and send again" from any other refusal.
+        return Err(Error::InvalidCertificate(CertificateError::Revoked));
     }
     Ok(id)
 }
