@@ -76,7 +76,7 @@ async fn certs(State(a): State<Admin>) -> Response {
         "not_before": c.not_before,
         "not_after": c.not_after,
         "expires_in_seconds": c.not_after - lucid_core::unix_now(),
-        "rotations": m.generation.load(Ordering::Relaxed),
+        "rotations": *m.generation.borrow(),
         "cert_pem": c.pem,
         "root_pem": m.root_pem,
     }))

@@ -27,6 +27,7 @@ pub mod outbound;
 pub mod path;
 pub mod pool;
 pub mod ratelimit;
+pub mod refusal;
 pub mod reply;
 pub mod serve;
 pub mod stats;

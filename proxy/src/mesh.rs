@@ -80,10 +80,13 @@ pub struct Mesh {
     pub instance_id: String,
     pub identity: Arc<Identity>,
     pub cert: ArcSwap<Cert>,
-    /// Bumped at each rotation; pooled connections made before it are replaced.
-    pub generation: AtomicU64,
-    /// Rotate at once (our own certificate was revoked).
+    /// Bumped at each rotation; pooled connections made before it are replaced, and a
+    /// request a peer refused for our certificate waits here for the next one.
+    pub generation: watch::Sender<u64>,
+    /// Rotate at once (our own certificate was revoked or refused)...
     pub rotate_now: Notify,
+    /// ...unless the generation asked about has already been replaced.
+    rotate_from: AtomicU64,
     pub root_pem: String,
     /// The revoked serials; connections end when their peer's shows up.
     pub trust: Trust,
@@ -302,8 +305,9 @@ impl Mesh {
             instance_id,
             identity,
             cert: ArcSwap::from_pointee(cert),
-            generation: AtomicU64::new(0),
+            generation: watch::Sender::new(0),
             rotate_now: Notify::new(),
+            rotate_from: AtomicU64::new(0),
             root_pem,
             trust: Trust::new(Revoked::default()),
             policy: ArcSwap::from_pointee(Policy::default()),
@@ -375,8 +379,22 @@ impl Mesh {
         let old = self.cert.load().serial.clone();
         tracing::info!(old = %old, new = %cert.serial, "certificate rotated");
         self.cert.store(Arc::new(cert));
-        self.generation.fetch_add(1, Ordering::Relaxed);
+        self.generation.send_modify(|g| *g += 1);
         Ok(())
+    }
+
+    /// Rotate now if generation `seen` is still current: many requests refused for the same
+    /// certificate, and the revoked list, ask for one rotation, not one each.
+    pub fn rotate_soon(&self, seen: u64) {
+        if *self.generation.borrow() == seen {
+            self.rotate_from.store(seen, Ordering::Relaxed);
+            self.rotate_now.notify_one();
+        }
+    }
+
+    /// Whether a wake-up of the rotation task still asks for a rotation.
+    fn rotation_wanted(&self) -> bool {
+        self.rotate_from.load(Ordering::Relaxed) == *self.generation.borrow()
     }
 
     /// `index`: block until the intentions move past it; `None`: answer at once.
@@ -424,7 +442,7 @@ impl Mesh {
         }
         if self.trust.revoked().contains(&self.cert.load().serial) {
             tracing::warn!(serial = %self.cert.load().serial, "our certificate was revoked; rotating now");
-            self.rotate_now.notify_one();
+            self.rotate_soon(*self.generation.borrow());
         }
         Ok(next)
     }
@@ -521,7 +539,12 @@ async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
         let wait = Duration::from_secs(u64::try_from(due - lucid_core::unix_now()).unwrap_or(0));
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
-            _ = mesh.rotate_now.notified() => {}
+            _ = mesh.rotate_now.notified() => {
+                // A request left over from before the last rotation: that one answered it.
+                if !mesh.rotation_wanted() {
+                    continue;
+                }
+            }
             _ = stop.wait_for(|s| *s) => return,
         }
         match mesh.rotate().await {

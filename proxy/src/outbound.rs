@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::breaker::{Outcome, Permit};
 use crate::cluster::{Cluster, Endpoint};
 use crate::mesh::Mesh;
-use crate::pool::{Dial, SendError};
+use crate::pool::{Dial, Refusal, SendError};
 use crate::reply::refuse;
 use crate::{hop, serve, stats, Body};
 
@@ -32,6 +32,9 @@ const MAX_REPLAY: u64 = 64 * 1024;
 const BUDGET_PERCENT: u64 = 20;
 /// ...but at least this many.
 const BUDGET_MIN: u64 = 3;
+/// Sends of one request that a peer refused unprocessed (GOAWAY, our certificate), beyond
+/// its retries: each goes to a fresh connection, so more than a few means something else.
+const MAX_REFUSALS: u32 = 3;
 
 struct Outbound {
     mesh: Arc<Mesh>,
@@ -120,6 +123,8 @@ enum Try {
         error: String,
         /// The request, when the peer never saw it.
         unsent: Option<Request<Body>>,
+        /// The peer refused it unprocessed (the request itself did not come back).
+        refused: Option<Refusal>,
     },
 }
 
@@ -188,6 +193,7 @@ impl Outbound {
         let deadline = Instant::now() + settings.circuit_breaker.timeout;
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut unsent: Option<Request<Body>> = None;
+        let mut refusals = 0;
         loop {
             let now = Instant::now();
             let Some(pick) = cluster.pick(settings.load_balancer.policy, &tried, now) else {
@@ -231,7 +237,10 @@ impl Outbound {
                 left
             };
             let _retry = retrying.then(|| InFlight::new(&cluster.retries_active));
-            let result = self.attempt(&cluster, &endpoint, req, per_try).await;
+            let generation = *self.mesh.generation.borrow();
+            let result = self
+                .attempt(&cluster, &endpoint, req, per_try, generation)
+                .await;
             let (outcome, app_type) = match &result {
                 Try::Answered(r) => (
                     Outcome::Status(r.status().as_u16()),
@@ -242,7 +251,13 @@ impl Outbound {
                 ),
                 Try::Failed { outcome, .. } => (*outcome, None),
             };
-            let failed = outcome.fails(&settings.circuit_breaker.error_types, app_type.as_deref());
+            let refused = match &result {
+                Try::Failed { refused, .. } => *refused,
+                Try::Answered(_) => None,
+            };
+            // A refusal says nothing about the endpoint's health.
+            let failed = refused.is_none()
+                && outcome.fails(&settings.circuit_breaker.error_types, app_type.as_deref());
             // Envoy's rq_error: 5xx answers and requests that got no answer.
             if !matches!(outcome, Outcome::Status(s) if s < 500) {
                 endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
@@ -257,6 +272,28 @@ impl Outbound {
                     ..
                 }
             );
+            // Refused unprocessed: send it again on a fresh connection (after our rotation
+            // when the peer refused our certificate), without spending a retry.
+            if let Some(why) = refused {
+                if why == Refusal::OurCertificate {
+                    self.mesh.rotate_soon(generation);
+                }
+                if (came_back || matches!(payload, Payload::Held(_)))
+                    && refusals < MAX_REFUSALS
+                    && Instant::now() < deadline
+                {
+                    refusals += 1;
+                    tried.pop();
+                    if why == Refusal::OurCertificate {
+                        self.rotated_from(generation, deadline).await;
+                    }
+                    if let Try::Failed { unsent: u, .. } = result {
+                        unsent = u;
+                    }
+                    continue;
+                }
+            }
+
             let may_resend = matches!(payload, Payload::Held(_)) || came_back;
             let budget_ok = cluster.retries_active.load(Ordering::Relaxed)
                 < (cluster.active.load(Ordering::Relaxed) * BUDGET_PERCENT / 100).max(BUDGET_MIN);
@@ -300,12 +337,20 @@ impl Outbound {
         }
     }
 
+    /// Wait (until `deadline` at most) for our certificate to be replaced.
+    async fn rotated_from(&self, generation: u64, deadline: Instant) {
+        let mut rx = self.mesh.generation.subscribe();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = tokio::time::timeout(left, rx.wait_for(|g| *g != generation)).await;
+    }
+
     async fn attempt(
         &self,
         cluster: &Cluster,
         ep: &Endpoint,
         req: Request<Body>,
         within: Duration,
+        generation: u64,
     ) -> Try {
         ep.rq_total.fetch_add(1, Ordering::Relaxed);
         let _active = InFlight::new(&ep.rq_active);
@@ -314,7 +359,7 @@ impl Outbound {
             port: ep.port,
             service: &cluster.service,
             tls: &cluster.tls,
-            generation: self.mesh.generation.load(Ordering::Relaxed),
+            generation,
             connect_timeout: CONNECT_TIMEOUT.min(within),
             trust: &self.mesh.trust,
         };
@@ -323,8 +368,14 @@ impl Outbound {
             Ok(Err((e, back))) => Try::Failed {
                 outcome: match &e {
                     SendError::Connect(_) => Outcome::Connect,
-                    SendError::Failed { unsent: true, .. } => Outcome::Connect,
+                    SendError::Failed { unsent: true, .. } | SendError::Refused { .. } => {
+                        Outcome::Connect
+                    }
                     SendError::Failed { .. } => Outcome::Reset,
+                },
+                refused: match &e {
+                    SendError::Refused { why, .. } => Some(*why),
+                    _ => None,
                 },
                 error: e.to_string(),
                 unsent: back,
@@ -333,6 +384,7 @@ impl Outbound {
                 outcome: Outcome::Timeout,
                 error: format!("no answer within {within:?}"),
                 unsent: None,
+                refused: None,
             },
         }
     }

@@ -2,6 +2,8 @@
 //! dialled once and shared by every request to that endpoint, replaced when it closes or when
 //! our certificate has rotated since it was made. A peer that does not offer `h2` gets one
 //! HTTP/1.1 connection per request.
+//! A failure the peer certainly did not process comes back as [`SendError::Refused`]
+//! (see `refusal.rs`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -16,6 +18,8 @@ use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
+pub use crate::refusal::Refusal;
+use crate::refusal::{graceful_goaway, Watch, Watched};
 use crate::trust::Trust;
 use crate::Body;
 
@@ -43,6 +47,9 @@ pub enum SendError {
     Connect(anyhow::Error),
     /// The connection failed; `unsent` says the peer never saw the request.
     Failed { error: hyper::Error, unsent: bool },
+    /// The peer did not process the request (the request itself is gone: the body went
+    /// into the connection).
+    Refused { error: hyper::Error, why: Refusal },
 }
 
 impl std::fmt::Display for SendError {
@@ -50,6 +57,7 @@ impl std::fmt::Display for SendError {
         match self {
             SendError::Connect(e) => write!(f, "connect: {e:#}"),
             SendError::Failed { error, .. } => write!(f, "{error}"),
+            SendError::Refused { error, why } => write!(f, "refused ({why:?}): {error}"),
         }
     }
 }
@@ -57,11 +65,21 @@ impl std::fmt::Display for SendError {
 /// One endpoint's connections.
 #[derive(Debug, Default)]
 pub struct Pool {
-    /// (our generation, the peer certificate's expiry, the connection).
-    h2: Mutex<Option<(u64, i64, http2::SendRequest<Body>)>>,
+    /// The shared HTTP/2 connection.
+    h2: Mutex<Option<Pooled>>,
     dialing: tokio::sync::Mutex<()>,
     /// Open connections to this endpoint.
     pub cx_active: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct Pooled {
+    /// Our identity's generation when it was made.
+    generation: u64,
+    /// The peer certificate's expiry (unix seconds).
+    not_after: i64,
+    watch: Arc<Watch>,
+    send: http2::SendRequest<Body>,
 }
 
 enum Conn {
@@ -70,27 +88,28 @@ enum Conn {
 }
 
 impl Pool {
-    fn cached(&self, generation: u64) -> Option<http2::SendRequest<Body>> {
+    fn cached(&self, generation: u64) -> Option<(http2::SendRequest<Body>, Arc<Watch>)> {
         let g = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
         g.as_ref()
             // A connection whose peer certificate is about to expire takes no new requests:
             // they go to a fresh one, and the old one ends idle at expiry.
-            .filter(|(gen, not_after, s)| {
-                *gen == generation
-                    && !s.is_closed()
-                    && *not_after - lucid_core::unix_now() > RETIRE_BEFORE_EXPIRY
+            .filter(|p| {
+                p.generation == generation
+                    && !p.send.is_closed()
+                    && !p.watch.going_away.load(Ordering::Relaxed)
+                    && p.not_after - lucid_core::unix_now() > RETIRE_BEFORE_EXPIRY
             })
-            .map(|(_, _, s)| s.clone())
+            .map(|p| (p.send.clone(), p.watch.clone()))
     }
 
-    async fn conn(&self, d: &Dial<'_>) -> Result<Conn, anyhow::Error> {
-        if let Some(s) = self.cached(d.generation) {
-            return Ok(Conn::H2(s));
+    async fn conn(&self, d: &Dial<'_>) -> Result<(Conn, Arc<Watch>), anyhow::Error> {
+        if let Some((s, w)) = self.cached(d.generation) {
+            return Ok((Conn::H2(s), w));
         }
         // One dial at a time: a burst of requests to a new peer shares the first connection.
         let _dialing = self.dialing.lock().await;
-        if let Some(s) = self.cached(d.generation) {
-            return Ok(Conn::H2(s));
+        if let Some((s, w)) = self.cached(d.generation) {
+            return Ok((Conn::H2(s), w));
         }
         let tcp = tokio::time::timeout(d.connect_timeout, TcpStream::connect((d.addr, d.port)))
             .await
@@ -110,7 +129,8 @@ impl Pool {
             .and_then(peer_identity)
             .ok_or_else(|| anyhow::anyhow!("peer presented no mesh identity"))?;
         let untrusted = d.trust.until_untrusted(&peer);
-        let io = TokioIo::new(tls);
+        let watch = Arc::new(Watch::default());
+        let io = TokioIo::new(Watched::new(tls, watch.clone()));
         let cx = self.cx_active.clone();
         if h2 {
             let (send, conn) = http2::Builder::new(TokioExecutor::new())
@@ -122,14 +142,18 @@ impl Pool {
                 .await?;
             cx.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(drive(conn, untrusted, cx));
-            *self.h2.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((d.generation, peer.not_after, send.clone()));
-            Ok(Conn::H2(send))
+            *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pooled {
+                generation: d.generation,
+                not_after: peer.not_after,
+                watch: watch.clone(),
+                send: send.clone(),
+            });
+            Ok((Conn::H2(send), watch))
         } else {
             let (send, conn) = http1::handshake(io).await?;
             cx.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(drive(conn, untrusted, cx));
-            Ok(Conn::H1(send))
+            Ok((Conn::H1(send), watch))
         }
     }
 
@@ -140,7 +164,7 @@ impl Pool {
         d: &Dial<'_>,
         mut req: Request<Body>,
     ) -> Result<Response<Incoming>, (SendError, Option<Request<Body>>)> {
-        let conn = match self.conn(d).await {
+        let (conn, watch) = match self.conn(d).await {
             Ok(c) => c,
             Err(e) => return Err((SendError::Connect(e), Some(req))),
         };
@@ -170,14 +194,28 @@ impl Pool {
         };
         sent.map_err(|mut e| {
             let back = e.take_message();
-            let unsent = back.is_some();
-            (
-                SendError::Failed {
-                    error: e.into_error(),
-                    unsent,
+            let error = e.into_error();
+            let why = if watch.our_cert_refused.load(Ordering::Relaxed) {
+                Some(Refusal::OurCertificate)
+            } else if graceful_goaway(&error) {
+                // No new streams go to it: the next request dials.
+                watch.going_away.store(true, Ordering::Relaxed);
+                Some(Refusal::GoAway)
+            } else if back.is_some() && watch.heard.load(Ordering::Relaxed) {
+                Some(Refusal::Closed)
+            } else {
+                // Includes a connection the peer never spoke on: as good as a failed connect.
+                None
+            };
+            tracing::debug!(error = ?error, unsent = back.is_some(), refused = ?why, "send failed");
+            let e = match why {
+                Some(why) => SendError::Refused { error, why },
+                None => SendError::Failed {
+                    error,
+                    unsent: back.is_some(),
                 },
-                back,
-            )
+            };
+            (e, back)
         })
     }
 }

@@ -133,7 +133,11 @@ impl Sidecar {
             .args(["--outbound-addr", "127.0.0.1:0"])
             .args(["--admin-addr", "127.0.0.1:0"])
             .args(extra)
-            .env("RUST_LOG", "info")
+            // `LUCID_TEST_PROXY_LOG=lucid_proxy=debug` to see each failed send.
+            .env(
+                "RUST_LOG",
+                std::env::var("LUCID_TEST_PROXY_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
