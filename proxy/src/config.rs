@@ -1,20 +1,16 @@
 //! `lucid-proxy` flags (DESIGN §3), each also `LUCID_PROXY_<FLAG>`, and `--config FILE`: the
-//! same settings as TOML keys (`app_port = 8080`, `registry = ["http://..."]`). Precedence:
-//! flags, then environment, then the file, then defaults. Unknown keys are an error.
+//! same settings as TOML keys (`app_port = 8080`, `registry = ["http://..."]`), read by
+//! `lucid_runtime::config`. Precedence: flags, then environment, then the file, then
+//! defaults. Unknown keys are an error.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
-
-/// Log output format (DESIGN §13).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+use clap::Parser;
+pub use lucid_runtime::config::ConfigError;
+use lucid_runtime::logging::LogFormat;
 
 /// lucid-proxy: the Lucid Mesh sidecar.
 #[derive(Debug, Clone, Parser)]
@@ -120,92 +116,10 @@ fn admin_token(s: &str) -> Result<String, String> {
     Ok(s.to_owned())
 }
 
-/// Why the configuration could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("{0}")]
-    Args(#[from] clap::Error),
-    #[error("--config {path}: {reason}")]
-    File { path: String, reason: String },
-}
-
-/// The value of `--config` / `--config=` in `args`, else `LUCID_PROXY_CONFIG`.
-fn config_path(args: &[OsString]) -> Option<PathBuf> {
-    let mut it = args.iter().skip(1);
-    while let Some(a) = it.next() {
-        let a = a.to_string_lossy();
-        if a == "--config" {
-            return it.next().map(PathBuf::from);
-        }
-        if let Some(v) = a.strip_prefix("--config=") {
-            return Some(PathBuf::from(v));
-        }
-    }
-    std::env::var_os("LUCID_PROXY_CONFIG").map(PathBuf::from)
-}
-
-/// The file's settings as flags, placed before the real arguments. A key also given as a flag
-/// is left to the flag (lists too: they would otherwise append), and a key whose environment
-/// variable is set is left to the variable.
-fn file_args(path: &PathBuf, cli: &[OsString]) -> Result<Vec<OsString>, ConfigError> {
-    let bad = |reason: String| ConfigError::File {
-        path: path.display().to_string(),
-        reason,
-    };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let table: toml::Table = toml::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let cmd = ProxyConfig::command();
-    let mut out = Vec::new();
-    for (key, value) in table {
-        let long = key.replace('_', "-");
-        let Some(arg) = cmd
-            .get_arguments()
-            .find(|a| a.get_long() == Some(long.as_str()))
-            .filter(|_| long != "config")
-        else {
-            return Err(bad(format!(
-                "unknown key {key:?} (lucid-proxy --help lists them)"
-            )));
-        };
-        let flag = format!("--{}", arg.get_long().unwrap_or_default());
-        let on_cli = cli.iter().any(|a| {
-            let a = a.to_string_lossy();
-            a == flag.as_str() || a.starts_with(&format!("{flag}="))
-        });
-        if on_cli || arg.get_env().is_some_and(|e| std::env::var_os(e).is_some()) {
-            continue;
-        }
-        let scalar = |v: &toml::Value| match v {
-            toml::Value::String(s) => Ok(s.clone()),
-            toml::Value::Integer(i) => Ok(i.to_string()),
-            toml::Value::Boolean(b) => Ok(b.to_string()),
-            other => Err(bad(format!(
-                "{key}: a {} is not a string, number or bool",
-                other.type_str()
-            ))),
-        };
-        let values = match &value {
-            toml::Value::Array(list) => list.iter().map(scalar).collect::<Result<Vec<_>, _>>()?,
-            v => vec![scalar(v)?],
-        };
-        for v in values {
-            out.push(OsString::from(&flag));
-            out.push(OsString::from(v));
-        }
-    }
-    Ok(out)
-}
-
 impl ProxyConfig {
-    /// Parse flags, environment and `--config FILE`.
+    /// Parse flags, environment and `--config FILE` (`lucid_runtime::config`).
     pub fn load(args: Vec<OsString>) -> Result<ProxyConfig, ConfigError> {
-        let mut all: Vec<OsString> = args.iter().take(1).cloned().collect();
-        if let Some(path) = config_path(&args) {
-            all.extend(file_args(&path, &args)?);
-        }
-        all.extend(args.into_iter().skip(1));
-        let matches = ProxyConfig::command().try_get_matches_from(all)?;
-        Ok(ProxyConfig::from_arg_matches(&matches)?)
+        lucid_runtime::config::load(args)
     }
 }
 

@@ -118,7 +118,7 @@ pub async fn run(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let metrics = stats::install();
+    let metrics = lucid_runtime::metrics::install();
     let inbound_addr = listeners.inbound.local_addr()?;
     let outbound_addr = listeners.outbound.local_addr()?;
     let admin_addr = listeners.admin.local_addr()?;
@@ -163,7 +163,11 @@ pub async fn run(
         },
         admin_stop_rx.clone(),
     ));
-    tokio::spawn(stats::upkeep(metrics, admin_stop_rx));
+    tokio::spawn(lucid_runtime::metrics::upkeep(
+        metrics,
+        Duration::from_secs(1),
+        admin_stop_rx,
+    ));
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

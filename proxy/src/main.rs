@@ -3,9 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use lucid_proxy::config::LogFormat;
 use lucid_proxy::{run, Listeners, ProxyConfig};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -26,14 +24,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cfg.log_format {
-        LogFormat::Json => logs.json().init(),
-        LogFormat::Text => logs.with_ansi(false).init(),
-    }
+    lucid_runtime::logging::init(cfg.log_format, "info");
     let mut builder = if cfg.workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -72,19 +63,5 @@ async fn serve(cfg: ProxyConfig) -> anyhow::Result<()> {
             None => None,
         },
     };
-    run(cfg, listeners, async {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(t) => t,
-                Err(_) => {
-                    let _ = tokio::signal::ctrl_c().await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    })
-    .await
+    run(cfg, listeners, lucid_runtime::signal::shutdown()).await
 }
