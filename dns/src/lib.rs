@@ -21,7 +21,7 @@ pub use forward::{ForwardError, Forwarder};
 pub use handler::{DnsHandler, MAX_UDP_PAYLOAD};
 pub use ipnet::IpNet;
 pub use names::{classify, Lookup, Origin};
-pub use policy::{loopback_networks, private_networks, Policy, Rate, Rrl};
+pub use policy::{private_networks, Policy, Rate, Rrl, LOOPBACK_NETWORKS};
 pub use zone::{
     Endpoint, InstanceChange, ServiceInput, ServiceSet, Zone, ZoneConfig, ZoneError, ZoneHandle,
 };

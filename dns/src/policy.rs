@@ -30,13 +30,8 @@ pub fn private_networks() -> Vec<IpNet> {
     .collect()
 }
 
-/// Loopback: the default RRL exemption.
-pub fn loopback_networks() -> Vec<IpNet> {
-    ["127.0.0.0/8", "::1/128"]
-        .iter()
-        .filter_map(|n| n.parse().ok())
-        .collect()
-}
+/// Loopback: the default RRL exemption (a flag's default, so written as one).
+pub const LOOPBACK_NETWORKS: &str = "127.0.0.0/8,::1/128";
 
 /// What to do with one UDP answer under the rate limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

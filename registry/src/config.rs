@@ -1,24 +1,20 @@
-//! Command-line flags, `LUCID_*` environment variables and the optional TOML file, resolved
-//! into one [`RegistryConfig`]. Precedence: flag or env, then file, then default.
+//! Command-line flags, `LUCID_*` environment variables and `--config FILE` (the same keys as
+//! TOML, read by `lucid_runtime::config` as defaults under the flags, so every value gets
+//! clap's checks), resolved into one [`RegistryConfig`]: the settings that depend on each
+//! other (`--dev`, ACLs, TLS) are settled here. Precedence: flag, then env, then file, then
+//! default.
 
+use std::ffi::OsString;
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use serde::Deserialize;
-
-/// Log output format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Text,
-    Json,
-}
+use clap::Parser;
+pub use lucid_runtime::logging::LogFormat;
 
 /// lucid-registry: a Raft-replicated service registry with a Consul-compatible API.
 #[derive(Debug, Parser)]
-#[command(name = "lucid-registry", version, about, long_about = None,
+#[command(name = "lucid-registry", version, about, long_about = None, args_override_self = true,
     after_help = "`lucid-registry health [ADDR]` probes a running node's /health (default LUCID_HTTP_ADDR or 127.0.0.1:8500); exit 0 when healthy.")]
 pub struct Args {
     /// Single-node development mode: bootstraps itself, data in ./lucid-data.
@@ -30,12 +26,12 @@ pub struct Args {
     /// Where the sled database lives.
     #[arg(long, env = "LUCID_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// HTTP API listen address (default 127.0.0.1:8500; port 0 picks one).
-    #[arg(long, env = "LUCID_HTTP_ADDR")]
-    pub http_addr: Option<SocketAddr>,
-    /// Raft RPC listen address (default 127.0.0.1:8300).
-    #[arg(long, env = "LUCID_RAFT_ADDR")]
-    pub raft_addr: Option<SocketAddr>,
+    /// HTTP API listen address (port 0 picks one).
+    #[arg(long, env = "LUCID_HTTP_ADDR", default_value = "127.0.0.1:8500")]
+    pub http_addr: SocketAddr,
+    /// Raft RPC listen address.
+    #[arg(long, env = "LUCID_RAFT_ADDR", default_value = "127.0.0.1:8300")]
+    pub raft_addr: SocketAddr,
     /// The IP peers use to reach this node (needed when listening on 0.0.0.0).
     #[arg(long, env = "LUCID_ADVERTISE")]
     pub advertise: Option<IpAddr>,
@@ -49,29 +45,32 @@ pub struct Args {
     #[arg(long, env = "LUCID_CONFIG")]
     pub config: Option<PathBuf>,
     /// Log format; the level comes from RUST_LOG.
-    #[arg(long, env = "LUCID_LOG_FORMAT", value_enum)]
-    pub log_format: Option<LogFormat>,
+    #[arg(long, env = "LUCID_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Snapshot (and compact the log) after this many entries.
-    #[arg(long, env = "LUCID_SNAPSHOT_THRESHOLD")]
-    pub snapshot_threshold: Option<u64>,
+    #[arg(long, env = "LUCID_SNAPSHOT_THRESHOLD", default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub snapshot_threshold: u64,
     /// sled page cache bound in MiB.
-    #[arg(long, env = "LUCID_CACHE_MB")]
-    pub cache_mb: Option<u64>,
+    #[arg(long, env = "LUCID_CACHE_MB", default_value_t = 16,
+        value_parser = clap::value_parser!(u64).range(1..))]
+    pub cache_mb: u64,
     /// Raft heartbeat interval in ms; elections time out after 4-8 heartbeats.
-    #[arg(long, env = "LUCID_HEARTBEAT_MS")]
-    pub heartbeat_ms: Option<u64>,
-    /// DNS listen address, UDP and TCP (default 127.0.0.1:8600; port 0 picks one).
-    #[arg(long, env = "LUCID_DNS_ADDR")]
-    pub dns_addr: Option<SocketAddr>,
-    /// The DNS zone served (default lucid.internal).
-    #[arg(long, env = "LUCID_DNS_DOMAIN")]
-    pub dns_domain: Option<String>,
+    #[arg(long, env = "LUCID_HEARTBEAT_MS", default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(10..=5000))]
+    pub heartbeat_ms: u64,
+    /// DNS listen address, UDP and TCP (port 0 picks one).
+    #[arg(long, env = "LUCID_DNS_ADDR", default_value = "127.0.0.1:8600")]
+    pub dns_addr: SocketAddr,
+    /// The DNS zone served.
+    #[arg(long, env = "LUCID_DNS_DOMAIN", default_value = "lucid.internal")]
+    pub dns_domain: String,
     /// Forward names outside the zone to this resolver (otherwise they are REFUSED).
     #[arg(long, env = "LUCID_DNS_RECURSOR")]
     pub dns_recursor: Option<SocketAddr>,
-    /// TTL of DNS answers in seconds (default 0).
-    #[arg(long, env = "LUCID_DNS_TTL")]
-    pub dns_ttl: Option<u32>,
+    /// TTL of DNS answers in seconds.
+    #[arg(long, env = "LUCID_DNS_TTL", default_value_t = 0)]
+    pub dns_ttl: u32,
     /// Leave instances whose health is `warning` out of DNS answers too.
     #[arg(long, env = "LUCID_DNS_ONLY_PASSING")]
     pub dns_only_passing: bool,
@@ -82,16 +81,16 @@ pub struct Args {
     /// Source networks the recursor relays for (default loopback and private networks).
     #[arg(long, env = "LUCID_DNS_RECURSOR_ALLOW", value_delimiter = ',')]
     pub dns_recursor_allow: Option<Vec<lucid_dns::IpNet>>,
-    /// UDP answers per second to one source address (default 200; 0 turns the limit off).
-    #[arg(long, env = "LUCID_DNS_RRL_RATE")]
-    pub dns_rrl_rate: Option<u32>,
-    /// Of the answers over the rate, every Nth goes out empty with TC set (default 2; 0:
-    /// drop them all).
-    #[arg(long, env = "LUCID_DNS_RRL_SLIP")]
-    pub dns_rrl_slip: Option<u32>,
-    /// Source networks the rate limit never applies to (default loopback).
-    #[arg(long, env = "LUCID_DNS_RRL_EXEMPT", value_delimiter = ',')]
-    pub dns_rrl_exempt: Option<Vec<lucid_dns::IpNet>>,
+    /// UDP answers per second to one source address (0 turns the limit off).
+    #[arg(long, env = "LUCID_DNS_RRL_RATE", default_value_t = 200)]
+    pub dns_rrl_rate: u32,
+    /// Of the answers over the rate, every Nth goes out empty with TC set (0: drop them all).
+    #[arg(long, env = "LUCID_DNS_RRL_SLIP", default_value_t = 2)]
+    pub dns_rrl_slip: u32,
+    /// Source networks the rate limit never applies to.
+    #[arg(long, env = "LUCID_DNS_RRL_EXEMPT", value_delimiter = ',',
+        default_value = lucid_dns::LOOPBACK_NETWORKS)]
+    pub dns_rrl_exempt: Vec<lucid_dns::IpNet>,
     /// Meta keys published as TXT records (comma-separated). Default: all with ACLs off,
     /// none with ACLs on.
     #[arg(long, env = "LUCID_DNS_TXT_META", value_delimiter = ',')]
@@ -101,15 +100,16 @@ pub struct Args {
     #[arg(long, env = "LUCID_LEAF_TTL")]
     pub leaf_ttl: Option<String>,
     /// Certificates one token (or, without one, one client address) may have signed per
-    /// second (default 10); past it and the burst, 429.
-    #[arg(long, env = "LUCID_CA_SIGN_RATE", value_parser = clap::value_parser!(u32).range(1..))]
-    pub ca_sign_rate: Option<u32>,
-    /// Signings allowed at once above the rate (default 20).
-    #[arg(long, env = "LUCID_CA_SIGN_BURST", value_parser = clap::value_parser!(u32).range(1..))]
-    pub ca_sign_burst: Option<u32>,
-    /// What intentions decide when none matches: allow or deny (default allow; deny with
-    /// ACLs on).
-    #[arg(long, env = "LUCID_INTENTIONS_DEFAULT")]
+    /// second; past it and the burst, 429.
+    #[arg(long, env = "LUCID_CA_SIGN_RATE", default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub ca_sign_rate: u32,
+    /// Signings allowed at once above the rate.
+    #[arg(long, env = "LUCID_CA_SIGN_BURST", default_value_t = 20,
+        value_parser = clap::value_parser!(u32).range(1..))]
+    pub ca_sign_burst: u32,
+    /// What intentions decide when none matches (default allow; deny with ACLs on).
+    #[arg(long, env = "LUCID_INTENTIONS_DEFAULT", value_parser = ["allow", "deny"])]
     pub intentions_default: Option<String>,
     /// Require ACL tokens (off in --dev unless given).
     #[arg(long, env = "LUCID_ACL_ENABLED")]
@@ -138,47 +138,6 @@ pub struct Args {
     /// at rest; the same file on every node. Without it a node replicates but cannot sign.
     /// In --dev one is created in the data directory.
     #[arg(long, env = "LUCID_CA_KEY_SECRET_FILE")]
-    pub ca_key_secret_file: Option<PathBuf>,
-}
-
-/// The same settings as a TOML file.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileConfig {
-    pub dev: Option<bool>,
-    pub node_id: Option<u64>,
-    pub data_dir: Option<PathBuf>,
-    pub http_addr: Option<SocketAddr>,
-    pub raft_addr: Option<SocketAddr>,
-    pub advertise: Option<IpAddr>,
-    pub bootstrap: Option<bool>,
-    pub join: Option<Vec<String>>,
-    pub log_format: Option<LogFormat>,
-    pub snapshot_threshold: Option<u64>,
-    pub cache_mb: Option<u64>,
-    pub heartbeat_ms: Option<u64>,
-    pub dns_addr: Option<SocketAddr>,
-    pub dns_domain: Option<String>,
-    pub dns_recursor: Option<SocketAddr>,
-    pub dns_ttl: Option<u32>,
-    pub dns_only_passing: Option<bool>,
-    pub dns_acl: Option<Vec<lucid_dns::IpNet>>,
-    pub dns_recursor_allow: Option<Vec<lucid_dns::IpNet>>,
-    pub dns_rrl_rate: Option<u32>,
-    pub dns_rrl_slip: Option<u32>,
-    pub dns_rrl_exempt: Option<Vec<lucid_dns::IpNet>>,
-    pub dns_txt_meta: Option<Vec<String>>,
-    pub leaf_ttl: Option<String>,
-    pub ca_sign_rate: Option<u32>,
-    pub ca_sign_burst: Option<u32>,
-    pub intentions_default: Option<String>,
-    pub acl_enabled: Option<bool>,
-    pub acl_bootstrap_token: Option<String>,
-    pub tls_cert_file: Option<PathBuf>,
-    pub tls_key_file: Option<PathBuf>,
-    pub tls_ca_file: Option<PathBuf>,
-    pub https_addr: Option<SocketAddr>,
-    pub insecure_raft: Option<bool>,
     pub ca_key_secret_file: Option<PathBuf>,
 }
 
@@ -243,50 +202,25 @@ pub struct SecretFile {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config file {path}: {message}")]
-    Parse { path: String, message: String },
+    /// Flags, environment or file refused by the parser.
+    #[error(transparent)]
+    Load(#[from] lucid_runtime::config::ConfigError),
     #[error("{0}")]
     Invalid(String),
 }
 
-impl FileConfig {
-    pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
-            path: path.display().to_string(),
-            message,
-        })
-    }
-
-    pub fn parse(text: &str) -> Result<FileConfig, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
-    }
-}
-
 impl Args {
-    /// Merge flags, env and file into a validated configuration.
+    /// Parse flags, environment and `--config FILE`.
+    pub fn load(args: Vec<OsString>) -> Result<Args, ConfigError> {
+        Ok(lucid_runtime::config::load(args)?)
+    }
+
+    /// Settle the settings that depend on each other into a validated configuration.
     pub fn resolve(self) -> Result<RegistryConfig, ConfigError> {
-        let file = match &self.config {
-            Some(p) => FileConfig::load(p)?,
-            None => FileConfig::default(),
-        };
-        let dev = self.dev || file.dev.unwrap_or(false);
-        let bootstrap = dev || self.bootstrap || file.bootstrap.unwrap_or(false);
-        let join = if self.join.is_empty() {
-            file.join.unwrap_or_default()
-        } else {
-            self.join
-        };
-        let node_id = match self.node_id.or(file.node_id) {
+        let dev = self.dev;
+        let bootstrap = dev || self.bootstrap;
+        let join = self.join;
+        let node_id = match self.node_id {
             Some(0) => {
                 return Err(ConfigError::Invalid(
                     "--node-id must be a positive integer".into(),
@@ -300,7 +234,7 @@ impl Args {
                 ))
             }
         };
-        let data_dir = match self.data_dir.or(file.data_dir) {
+        let data_dir = match self.data_dir {
             Some(d) => d,
             None if dev => PathBuf::from("lucid-data"),
             None => {
@@ -314,74 +248,29 @@ impl Args {
                 "--bootstrap (or --dev) and --join are exclusive: a node starts a cluster or joins one".into(),
             ));
         }
-        let heartbeat_ms = self.heartbeat_ms.or(file.heartbeat_ms).unwrap_or(100);
-        if !(10..=5000).contains(&heartbeat_ms) {
-            return Err(ConfigError::Invalid(
-                "--heartbeat-ms must be between 10 and 5000".into(),
-            ));
-        }
-        let snapshot_threshold = self
-            .snapshot_threshold
-            .or(file.snapshot_threshold)
-            .unwrap_or(5000);
-        if snapshot_threshold == 0 {
-            return Err(ConfigError::Invalid(
-                "--snapshot-threshold must be at least 1".into(),
-            ));
-        }
-        let cache_mb = self.cache_mb.or(file.cache_mb).unwrap_or(16);
-        if cache_mb == 0 {
-            return Err(ConfigError::Invalid("--cache-mb must be at least 1".into()));
-        }
-        let dns_domain = self
-            .dns_domain
-            .or(file.dns_domain)
-            .unwrap_or_else(|| "lucid.internal".to_owned());
-        let acl_on = self.acl_enabled || file.acl_enabled.unwrap_or(false);
-        let dns_zone = lucid_dns::ZoneConfig::new(
-            &dns_domain,
-            self.dns_ttl.or(file.dns_ttl).unwrap_or(0),
-            self.dns_only_passing || file.dns_only_passing.unwrap_or(false),
-        )
-        .map_err(|e| ConfigError::Invalid(format!("--dns-domain: {e}")))?
-        .with_txt_meta(
-            self.dns_txt_meta
-                .clone()
-                .or(file.dns_txt_meta.clone())
-                .or_else(|| acl_on.then(Vec::new)),
-        );
-        let dns_acl = self
-            .dns_acl
-            .clone()
-            .or(file.dns_acl.clone())
-            .unwrap_or_else(|| {
-                if acl_on {
-                    lucid_dns::private_networks()
-                } else {
-                    Vec::new()
-                }
-            });
+        let acl_enabled = self.acl_enabled;
+        let dns_zone =
+            lucid_dns::ZoneConfig::new(&self.dns_domain, self.dns_ttl, self.dns_only_passing)
+                .map_err(|e| ConfigError::Invalid(format!("--dns-domain: {e}")))?
+                .with_txt_meta(self.dns_txt_meta.or_else(|| acl_enabled.then(Vec::new)));
+        let dns_acl = self.dns_acl.unwrap_or_else(|| {
+            if acl_enabled {
+                lucid_dns::private_networks()
+            } else {
+                Vec::new()
+            }
+        });
         let dns_recursor_allow = self
             .dns_recursor_allow
-            .clone()
-            .or(file.dns_recursor_allow.clone())
             .unwrap_or_else(lucid_dns::private_networks);
-        let leaf_ttl = resolve_leaf_ttl(
-            self.leaf_ttl.or(file.leaf_ttl),
-            std::env::var("CERT_VALIDITY_DAYS").ok(),
-        )?;
-        let acl_enabled = self.acl_enabled || file.acl_enabled.unwrap_or(false);
-        let acl_bootstrap_token = self.acl_bootstrap_token.or(file.acl_bootstrap_token);
+        let leaf_ttl = resolve_leaf_ttl(self.leaf_ttl, std::env::var("CERT_VALIDITY_DAYS").ok())?;
+        let acl_bootstrap_token = self.acl_bootstrap_token;
         if acl_bootstrap_token.as_ref().is_some_and(|t| t.len() < 16) {
             return Err(ConfigError::Invalid(
                 "--acl-bootstrap-token must be at least 16 characters".into(),
             ));
         }
-        let intentions_default = match self
-            .intentions_default
-            .or(file.intentions_default)
-            .as_deref()
-        {
+        let intentions_default = match self.intentions_default.as_deref() {
             None if acl_enabled => lucid_core::intention::Action::Deny,
             None | Some("allow") => lucid_core::intention::Action::Allow,
             Some("deny") => lucid_core::intention::Action::Deny,
@@ -391,16 +280,9 @@ impl Args {
                 )))
             }
         };
-        let default_dns: SocketAddr = ([127, 0, 0, 1], 8600).into();
-        let default_http: SocketAddr = ([127, 0, 0, 1], 8500).into();
-        let default_raft: SocketAddr = ([127, 0, 0, 1], 8300).into();
-        let raft_addr = self.raft_addr.or(file.raft_addr).unwrap_or(default_raft);
-        let tls = tls_files(
-            self.tls_cert_file.or(file.tls_cert_file),
-            self.tls_key_file.or(file.tls_key_file),
-            self.tls_ca_file.or(file.tls_ca_file),
-        )?;
-        let https_addr = self.https_addr.or(file.https_addr);
+        let raft_addr = self.raft_addr;
+        let tls = tls_files(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)?;
+        let https_addr = self.https_addr;
         match (&tls, https_addr) {
             (None, Some(_)) => {
                 return Err(ConfigError::Invalid(
@@ -414,7 +296,7 @@ impl Args {
             }
             _ => {}
         }
-        let insecure_raft = self.insecure_raft || file.insecure_raft.unwrap_or(false);
+        let insecure_raft = self.insecure_raft;
         if acl_enabled && tls.is_none() && !raft_addr.ip().is_loopback() && !insecure_raft {
             return Err(ConfigError::Invalid(format!(
                 "refusing to start: ACLs are enabled but the Raft listener {raft_addr} is off loopback \
@@ -423,7 +305,7 @@ impl Args {
                  --raft-addr to loopback, or pass --insecure-raft (unsafe)"
             )));
         }
-        let ca_key_secret = match self.ca_key_secret_file.or(file.ca_key_secret_file) {
+        let ca_key_secret = match self.ca_key_secret_file {
             Some(path) => Some(SecretFile {
                 path,
                 generate: false,
@@ -439,36 +321,26 @@ impl Args {
             dev,
             node_id,
             data_dir,
-            http_addr: self.http_addr.or(file.http_addr).unwrap_or(default_http),
+            http_addr: self.http_addr,
             raft_addr,
-            advertise: self.advertise.or(file.advertise),
+            advertise: self.advertise,
             bootstrap,
             join,
-            log_format: self
-                .log_format
-                .or(file.log_format)
-                .unwrap_or(LogFormat::Text),
-            snapshot_threshold,
-            cache_mb,
-            heartbeat_ms,
-            dns_addr: self.dns_addr.or(file.dns_addr).unwrap_or(default_dns),
+            log_format: self.log_format,
+            snapshot_threshold: self.snapshot_threshold,
+            cache_mb: self.cache_mb,
+            heartbeat_ms: self.heartbeat_ms,
+            dns_addr: self.dns_addr,
             dns_zone,
-            dns_recursor: self.dns_recursor.or(file.dns_recursor),
+            dns_recursor: self.dns_recursor,
             dns_acl,
             dns_recursor_allow,
-            dns_rrl_rate: self.dns_rrl_rate.or(file.dns_rrl_rate).unwrap_or(200),
-            dns_rrl_slip: self.dns_rrl_slip.or(file.dns_rrl_slip).unwrap_or(2),
-            dns_rrl_exempt: self
-                .dns_rrl_exempt
-                .or(file.dns_rrl_exempt)
-                .unwrap_or_else(lucid_dns::loopback_networks),
+            dns_rrl_rate: self.dns_rrl_rate,
+            dns_rrl_slip: self.dns_rrl_slip,
+            dns_rrl_exempt: self.dns_rrl_exempt,
             leaf_ttl,
-            ca_sign_rate: self.ca_sign_rate.or(file.ca_sign_rate).unwrap_or(10).max(1),
-            ca_sign_burst: self
-                .ca_sign_burst
-                .or(file.ca_sign_burst)
-                .unwrap_or(20)
-                .max(1),
+            ca_sign_rate: self.ca_sign_rate,
+            ca_sign_burst: self.ca_sign_burst,
             intentions_default,
             acl_enabled,
             acl_bootstrap_token,
@@ -566,8 +438,6 @@ mod tests {
             let e = args(&["--dev", "--dns-domain", bad]).resolve().unwrap_err();
             assert!(e.to_string().contains("--dns-domain"), "{bad}: {e}");
         }
-        let f = FileConfig::parse("dns_only_passing = true\ndns_domain = \"x.test\"\n").unwrap();
-        assert_eq!(f.dns_only_passing, Some(true));
     }
 
     #[test]
@@ -626,10 +496,46 @@ mod tests {
     }
 
     #[test]
-    fn file_rejects_unknown_keys() {
-        let e = FileConfig::parse("node_id = 1\nbogus = true\n").unwrap_err();
-        assert!(e.contains("bogus"), "{e}");
-        let ok = FileConfig::parse("node_id = 3\njoin = [\"127.0.0.1:8500\"]\n").unwrap();
-        assert_eq!(ok.node_id, Some(3));
+    fn a_file_gives_defaults_that_get_the_flags_checks() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("r.toml");
+        let path = f.to_str().unwrap();
+        let load = |extra: &[&str]| {
+            let mut v = vec!["lucid-registry", "--config", path];
+            v.extend_from_slice(extra);
+            Args::load(v.into_iter().map(OsString::from).collect()).and_then(Args::resolve)
+        };
+        std::fs::write(
+            &f,
+            "node_id = 3\ndata_dir = \"d\"\njoin = [\"127.0.0.1:8500\"]\ndns_only_passing = true\n\
+             dns_domain = \"x.test\"\nheartbeat_ms = 250\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let c = load(&[]).unwrap();
+        assert_eq!((c.node_id, c.heartbeat_ms), (3, 250));
+        assert_eq!(c.join, ["127.0.0.1:8500"]);
+        assert!(c.dns_zone.only_passing);
+        assert_eq!(c.dns_zone.domain.to_ascii(), "x.test.");
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(load(&["--heartbeat-ms", "300"]).unwrap().heartbeat_ms, 300);
+        for (text, needle) in [
+            ("node_id = 3\nbogus = true\n", "bogus"),
+            (
+                "node_id = 3\ndata_dir = \"d\"\nheartbeat_ms = 1\n",
+                "--heartbeat-ms",
+            ),
+            (
+                "node_id = 3\ndata_dir = \"d\"\nsnapshot_threshold = 0\n",
+                "--snapshot-threshold",
+            ),
+            (
+                "node_id = 3\ndata_dir = \"d\"\nintentions_default = \"maybe\"\n",
+                "maybe",
+            ),
+        ] {
+            std::fs::write(&f, text).unwrap();
+            let e = load(&[]).unwrap_err();
+            assert!(e.to_string().contains(needle), "{text}: {e}");
+        }
     }
 }

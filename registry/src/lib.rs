@@ -28,4 +28,4 @@ mod serve;
 pub mod store;
 pub mod types;
 
-pub use lifecycle::{install_metrics, run, Listeners, RunError};
+pub use lifecycle::{run, Listeners, RunError};

@@ -3,11 +3,10 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lucid_client::{ClientError, HttpClient, JoinRequest, RegistryClient};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use openraft::ServerState;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
@@ -48,27 +47,6 @@ pub enum RunError {
     Config(String),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
-}
-
-/// Install the Prometheus recorder once per process and return its handle.
-pub fn install_metrics() -> PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE
-        .get_or_init(|| {
-            let builder = PrometheusBuilder::new();
-            let builder = match builder.set_buckets(&[
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
-            ]) {
-                Ok(b) => b,
-                Err(_) => PrometheusBuilder::new(),
-            };
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            // Fails only when another recorder is installed; ours still renders what it got.
-            let _ = metrics::set_global_recorder(recorder);
-            handle
-        })
-        .clone()
 }
 
 fn advertised(bound: SocketAddr, cfg: &RegistryConfig, which: &str) -> Result<String, RunError> {
@@ -137,7 +115,7 @@ pub async fn run(
             None
         }
     };
-    let metrics = install_metrics();
+    let metrics = lucid_runtime::metrics::install();
     let peer_client = match &tls {
         Some(t) => HttpClient::with_tls(Duration::from_secs(10), t.client.clone()),
         None => HttpClient::new(Duration::from_secs(10)),
@@ -246,7 +224,11 @@ pub async fn run(
         );
     }
     tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
-    tokio::spawn(metrics_upkeep(api_metrics, stop_rx.clone()));
+    tokio::spawn(lucid_runtime::metrics::upkeep(
+        api_metrics,
+        METRICS_UPKEEP,
+        stop_rx.clone(),
+    ));
     tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
     tokio::spawn(crate::ca::prune_expired(node.clone(), stop_rx.clone()));
     tokio::spawn(crate::ca::ensure_root(
@@ -349,19 +331,6 @@ async fn join_loop(
             _ = stop.wait_for(|s| *s) => return,
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
-    }
-}
-
-/// The recorder keeps every histogram sample until upkeep folds them into buckets; without
-/// a scraper nothing else does, and at tens of thousands of DNS answers a second the samples
-/// grow the heap by megabytes a minute.
-async fn metrics_upkeep(handle: PrometheusHandle, mut stop: watch::Receiver<bool>) {
-    let mut tick = tokio::time::interval(METRICS_UPKEEP);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => handle.run_upkeep(),
-            _ = stop.wait_for(|s| *s) => return,
-        }
     }
 }
 

@@ -3,10 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Parser;
-use lucid_registry::config::{Args, LogFormat, RegistryConfig};
+use lucid_registry::config::{Args, ConfigError, RegistryConfig};
 use lucid_registry::{run, Listeners};
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     // rustls needs a process-wide provider before any configuration is built (DESIGN §2).
@@ -21,14 +19,18 @@ fn main() -> ExitCode {
             "/health",
         );
     }
-    let cfg = match Args::parse().resolve() {
+    let cfg = match Args::load(std::env::args_os().collect()).and_then(Args::resolve) {
         Ok(c) => c,
+        Err(ConfigError::Load(lucid_runtime::config::ConfigError::Args(e))) => e.exit(),
         Err(e) => {
             eprintln!("lucid-registry: {e}");
             return ExitCode::from(2);
         }
     };
-    init_tracing(cfg.log_format);
+    lucid_runtime::logging::init(
+        cfg.log_format,
+        "info,openraft=warn,sled=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
+    );
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -74,43 +76,6 @@ async fn serve(cfg: RegistryConfig) -> anyhow::Result<()> {
         dns_tcp,
         https,
     };
-    run(cfg, listeners, shutdown_signal()).await?;
+    run(cfg, listeners, lucid_runtime::signal::shutdown()).await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        EnvFilter::new(
-            "info,openraft=warn,sled=warn,hickory_server=warn,hickory_proto=warn,hickory_net=warn",
-        )
-    });
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(false).init(),
-    }
 }
