@@ -62,21 +62,7 @@ async fn certificates_rotate_under_load_without_a_failed_request() -> anyhow::Re
     assert_ne!(a.cert().await?.0, a_serial);
     assert_ne!(b.cert().await?.0, b_serial);
     // Revoking A's current certificate makes it rotate at once.
-    let (current, rotations) = a.cert().await?;
-    reg.client()
-        .call(
-            Method::DELETE,
-            &format!("/v1/connect/ca/certs/{current}"),
-            "",
-        )
-        .await?
-        .error_for_status()?;
-    wait::until(
-        "A rotated after revocation",
-        Duration::from_secs(10),
-        || async { Ok((a.cert().await?.1 > rotations).then_some(())) },
-    )
-    .await?;
+    revoke_and_wait_for_rotation(&reg, &a, "A rotated after revocation").await?;
     // New connections use the new certificate: B accepts them.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (ok, failed, first) = load.finish().await;
@@ -216,25 +202,33 @@ async fn revoking_the_callers_certificate_under_load_fails_no_request() -> anyho
     let load = Load::start(&a.outbound, "ledger", "/", 8, Duration::ZERO);
     for round in 0..8 {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let (current, rotations) = a.cert().await?;
-        reg.client()
-            .call(
-                Method::DELETE,
-                &format!("/v1/connect/ca/certs/{current}"),
-                "",
-            )
-            .await?
-            .error_for_status()?;
-        wait::until(
-            &format!("A rotated after revocation {round}"),
-            Duration::from_secs(10),
-            || async { Ok((a.cert().await?.1 > rotations).then_some(())) },
-        )
-        .await?;
+        revoke_and_wait_for_rotation(&reg, &a, &format!("A rotated after revocation {round}"))
+            .await?;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (ok, failed, first) = load.finish().await;
     assert_eq!(failed, 0, "{failed} failed of {}: {first:?}", ok + failed);
     assert!(ok > 100, "{ok}");
     Ok(())
+}
+
+/// Revoke the sidecar's current certificate and wait until it has rotated to a new one.
+async fn revoke_and_wait_for_rotation(
+    reg: &RegistryProc,
+    sidecar: &Sidecar,
+    what: &str,
+) -> anyhow::Result<()> {
+    let (current, rotations) = sidecar.cert().await?;
+    reg.client()
+        .call(
+            Method::DELETE,
+            &format!("/v1/connect/ca/certs/{current}"),
+            "",
+        )
+        .await?
+        .error_for_status()?;
+    wait::until(what, Duration::from_secs(10), || async {
+        Ok((sidecar.cert().await?.1 > rotations).then_some(()))
+    })
+    .await
 }
