@@ -538,15 +538,18 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
     let _lock = lucid_tests::registry::cluster_lock().await;
     bin("lucid-registry"); // builds every binary first
     let dir = tempfile::tempdir()?;
-    let mut child = Command::new("bash")
-        .arg(deploy().join("local-mesh.sh"))
-        .env("LUCID_BIN", target_dir().join("debug"))
-        .env("LUCID_NO_BUILD", "1")
-        .env("LUCID_MESH_DIR", dir.path())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+    // Its own process group: a failure anywhere below kills the script's registries,
+    // sidecars and apps with it.
+    let mut child = lucid_tests::procs::Group::spawn(
+        Command::new("bash")
+            .arg(deploy().join("local-mesh.sh"))
+            .env("LUCID_BIN", target_dir().join("debug"))
+            .env("LUCID_NO_BUILD", "1")
+            .env("LUCID_MESH_DIR", dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit()),
+    )?;
     let stdout = child.stdout.take().context("stdout")?;
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

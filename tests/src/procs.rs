@@ -96,3 +96,40 @@ pub fn signal(child: &Child, sig: &str) -> anyhow::Result<()> {
     anyhow::ensure!(st.success(), "kill -{sig} {} failed", child.id());
     Ok(())
 }
+
+/// A child started as the leader of its own process group (a script and whatever it starts):
+/// dropping the guard kills the whole group, so a failed test leaves no process behind (and
+/// none holding the test's output pipe open).
+pub struct Group(Child);
+
+impl Group {
+    /// Spawn `cmd` in a new process group.
+    pub fn spawn(cmd: &mut Command) -> anyhow::Result<Group> {
+        use std::os::unix::process::CommandExt;
+        Ok(Group(cmd.process_group(0).spawn()?))
+    }
+}
+
+impl std::ops::Deref for Group {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Group {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // The group id is the leader's PID; the group outlives its leader while members run.
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0.id())])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let _ = self.0.wait();
+    }
+}
