@@ -16,6 +16,7 @@ use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use lucid_core::conn_limit::ConnLimits;
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
@@ -174,6 +175,7 @@ pub async fn run(
     socket: Option<UnixListener>,
     admin: Admin,
     stop: watch::Receiver<bool>,
+    limits: ConnLimits,
 ) -> anyhow::Result<()> {
     let stopped = |mut stop: watch::Receiver<bool>| async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -189,16 +191,23 @@ pub async fn run(
     });
     let app = router(admin, Gate::new(token.as_deref(), false));
     // The TCP port gets the same timeouts and connection caps as the data plane.
-    crate::serve::accept_loop(listener, stop, ADMIN_GRACE, "admin", move |tcp, conn| {
-        let app = app.clone();
-        async move {
-            let svc =
-                hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                });
-            conn.serve(tcp, svc, std::future::pending()).await;
-        }
-    })
+    crate::serve::accept_loop(
+        listener,
+        stop,
+        ADMIN_GRACE,
+        "admin",
+        limits,
+        move |tcp, conn| {
+            let app = app.clone();
+            async move {
+                let svc =
+                    hyper::service::service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        app.clone().oneshot(req.map(axum::body::Body::new))
+                    });
+                conn.serve(tcp, svc, std::future::pending()).await;
+            }
+        },
+    )
     .await;
     if let Some(l) = local {
         l.await??;

@@ -95,6 +95,14 @@ pub struct ProxyConfig {
     /// permission is the credential, so writes over it need no token.
     #[arg(long, env = "LUCID_PROXY_ADMIN_SOCKET")]
     pub admin_socket: Option<PathBuf>,
+    /// Connections each listener (inbound, outbound, admin) holds at once; past it a new one
+    /// is closed at once, logged and counted. Default: half the file descriptors left after
+    /// a reserve of 256 (the soft limit is raised to the hard one first).
+    #[arg(long, env = "LUCID_PROXY_MAX_CONNECTIONS", value_parser = lucid_runtime::config::positive_count)]
+    pub max_connections: Option<usize>,
+    /// ... of which from one peer address (default 256).
+    #[arg(long, env = "LUCID_PROXY_MAX_CONNECTIONS_PER_IP", value_parser = lucid_runtime::config::positive_count)]
+    pub max_connections_per_ip: Option<usize>,
     /// On SIGTERM or `POST /drain`: how long in-flight requests get to finish.
     #[arg(long, env = "LUCID_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = grace)]
     pub drain_grace: Duration,

@@ -16,6 +16,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use lucid_core::conn_limit::ConnLimits;
 use lucid_core::intention::{allowed, Caller};
 use lucid_tls::mtls::{peer_identity, server_config};
 use lucid_tls::SpiffeId;
@@ -36,6 +37,7 @@ pub async fn run(
     mesh: Arc<Mesh>,
     drain: watch::Receiver<bool>,
     grace: Duration,
+    limits: ConnLimits,
 ) -> anyhow::Result<()> {
     let cfg = server_config(
         mesh.identity.clone(),
@@ -51,7 +53,7 @@ pub async fn run(
         .pool_idle_timeout(Duration::from_secs(4))
         .pool_max_idle_per_host(256)
         .build(connector);
-    serve::accept_loop(listener, drain, grace, "inbound", move |tcp, conn| {
+    serve::accept_loop(listener, drain, grace, "inbound", limits, move |tcp, conn| {
         let (acceptor, mesh, app) = (acceptor.clone(), mesh.clone(), app.clone());
         async move {
             let tls = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {

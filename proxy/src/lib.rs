@@ -131,6 +131,8 @@ pub async fn run(
     tracing::info!("listening outbound {outbound_addr}");
     tracing::info!("listening admin {admin_addr}");
     let grace = cfg.drain_grace;
+    let limits = lucid_core::conn_limit::ConnLimits::from_fd_limit()
+        .with(cfg.max_connections, cfg.max_connections_per_ip);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
     let (drain_tx, drain_rx) = watch::channel(false);
@@ -162,6 +164,7 @@ pub async fn run(
             token: cfg.admin_token.as_deref().map(Arc::from),
         },
         admin_stop_rx.clone(),
+        limits,
     ));
     tokio::spawn(lucid_runtime::metrics::upkeep(
         metrics,
@@ -187,6 +190,7 @@ pub async fn run(
         mesh.clone(),
         drain_rx.clone(),
         grace,
+        limits,
     ));
     let outbound = tokio::spawn(outbound::run(
         listeners.outbound,
@@ -194,6 +198,7 @@ pub async fn run(
         stop_rx.clone(),
         drain_rx,
         grace,
+        limits,
     ));
     let _ = mesh_tx.send(Some(mesh.clone()));
     tracing::info!(identity = %mesh.me, "ready");

@@ -16,6 +16,7 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use lucid_core::config_entry::Retry;
+use lucid_core::conn_limit::ConnLimits;
 use tokio::sync::watch;
 
 use crate::breaker::{Outcome, Permit};
@@ -48,18 +49,26 @@ pub async fn run(
     stop: watch::Receiver<bool>,
     drain: watch::Receiver<bool>,
     grace: Duration,
+    limits: ConnLimits,
 ) {
     let out = Arc::new(Outbound { mesh, stop });
-    serve::accept_loop(listener, drain, grace, "outbound", move |tcp, conn| {
-        let out = out.clone();
-        async move {
-            let svc = hyper::service::service_fn(move |req| {
-                let out = out.clone();
-                async move { Ok::<_, Infallible>(out.handle(req).await) }
-            });
-            conn.serve(tcp, svc, std::future::pending()).await;
-        }
-    })
+    serve::accept_loop(
+        listener,
+        drain,
+        grace,
+        "outbound",
+        limits,
+        move |tcp, conn| {
+            let out = out.clone();
+            async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let out = out.clone();
+                    async move { Ok::<_, Infallible>(out.handle(req).await) }
+                });
+                conn.serve(tcp, svc, std::future::pending()).await;
+            }
+        },
+    )
     .await;
 }
 

@@ -1,6 +1,7 @@
 //! The accept loop every sidecar TCP listener shares, and what one client may hold there:
 //!
-//! - at most [`ConnLimits::from_fd_limit`] connections per listener, in total and per peer address;
+//! - at most [`ConnLimits::from_fd_limit`] connections per listener (or what
+//!   `--max-connections` and `--max-connections-per-ip` say), in total and per peer address;
 //!   past a cap the connection is closed at once, counted
 //!   (`lucid_proxy_connections_refused_total{listener}`) and logged (once a second at most);
 //! - the first request's headers must arrive within [`HEADER_TIMEOUT`] of the connection
@@ -83,12 +84,13 @@ pub async fn accept_loop<F, Fut>(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     what: &'static str,
+    limits: ConnLimits,
     on_conn: F,
 ) where
     F: Fn(TcpStream, Conn) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let slots = Slots::new(ConnLimits::from_fd_limit());
+    let slots = Slots::new(limits);
     let mut conns = tokio::task::JoinSet::new();
     let mut refusals = Refusals::default();
     loop {

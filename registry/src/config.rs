@@ -108,6 +108,26 @@ pub struct Args {
     #[arg(long, env = "LUCID_CA_SIGN_BURST", default_value_t = 20,
         value_parser = clap::value_parser!(u32).range(1..))]
     pub ca_sign_burst: u32,
+    /// Blocking queries one token may have waiting at once; past it, 429.
+    #[arg(long, env = "LUCID_MAX_BLOCKING_PER_TOKEN",
+        default_value_t = crate::api::limits::BLOCKING_PER_TOKEN,
+        value_parser = lucid_runtime::config::positive_count)]
+    pub max_blocking_per_token: usize,
+    /// Blocking queries one client address may have waiting at once; past it, 429.
+    #[arg(long, env = "LUCID_MAX_BLOCKING_PER_IP",
+        default_value_t = crate::api::limits::BLOCKING_PER_IP,
+        value_parser = lucid_runtime::config::positive_count)]
+    pub max_blocking_per_ip: usize,
+    /// Connections each listener (HTTP, HTTPS, Raft) holds at once; past it a new one is
+    /// closed at once, logged and counted. Default: half the file descriptors left after a
+    /// reserve of 256 (the soft limit is raised to the hard one first).
+    #[arg(long, env = "LUCID_MAX_CONNECTIONS",
+        value_parser = lucid_runtime::config::positive_count)]
+    pub max_connections: Option<usize>,
+    /// ... of which from one client address (default 256).
+    #[arg(long, env = "LUCID_MAX_CONNECTIONS_PER_IP",
+        value_parser = lucid_runtime::config::positive_count)]
+    pub max_connections_per_ip: Option<usize>,
     /// What intentions decide when none matches (default allow; deny with ACLs on).
     #[arg(long, env = "LUCID_INTENTIONS_DEFAULT", value_parser = ["allow", "deny"])]
     pub intentions_default: Option<String>,
@@ -179,6 +199,11 @@ pub struct RegistryConfig {
     /// Signings per second per token, and the burst above it.
     pub ca_sign_rate: u32,
     pub ca_sign_burst: u32,
+    /// Blocking queries waiting at once per token and per client address.
+    pub max_blocking_per_token: usize,
+    pub max_blocking_per_ip: usize,
+    /// Connections per listener, in total and per client address.
+    pub conn_limits: lucid_core::conn_limit::ConnLimits,
     pub intentions_default: lucid_core::intention::Action,
     pub acl_enabled: bool,
     pub acl_bootstrap_token: Option<String>,
@@ -341,6 +366,10 @@ impl Args {
             leaf_ttl,
             ca_sign_rate: self.ca_sign_rate,
             ca_sign_burst: self.ca_sign_burst,
+            max_blocking_per_token: self.max_blocking_per_token,
+            max_blocking_per_ip: self.max_blocking_per_ip,
+            conn_limits: lucid_core::conn_limit::ConnLimits::from_fd_limit()
+                .with(self.max_connections, self.max_connections_per_ip),
             intentions_default,
             acl_enabled,
             acl_bootstrap_token,

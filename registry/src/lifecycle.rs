@@ -128,6 +128,7 @@ pub async fn run(
         listeners.raft,
         tls.as_ref().map(|t| t.raft_server.clone()),
         raft::server::router(node.clone()),
+        cfg.conn_limits,
         stop_rx.clone(),
     );
     let api_metrics = metrics.clone();
@@ -145,7 +146,7 @@ pub async fn run(
             enabled: cfg.acl_enabled,
             bootstrap_secret: cfg.acl_bootstrap_token.clone(),
         },
-        watchers: api::limits::Watchers::default(),
+        watchers: api::limits::Watchers::new(cfg.max_blocking_per_token, cfg.max_blocking_per_ip),
         signing: api::limits::Signing::new(cfg.ca_sign_rate, cfg.ca_sign_burst),
     });
     let acl_api = api_state.clone();
@@ -155,11 +156,18 @@ pub async fn run(
             l,
             Some(t.https_server.clone()),
             router.clone(),
+            cfg.conn_limits,
             stop_rx.clone(),
         )),
         _ => None,
     };
-    let http_srv = serve(listeners.http, None, router, stop_rx.clone());
+    let http_srv = serve(
+        listeners.http,
+        None,
+        router,
+        cfg.conn_limits,
+        stop_rx.clone(),
+    );
     let dns_bound = listeners.dns_udp.local_addr()?;
     if cfg.dns_recursor == Some(dns_bound) {
         return Err(RunError::Config(format!(

@@ -4,7 +4,8 @@
 //! - a connection's request headers must arrive within [`HEADER_TIMEOUT`], and an idle
 //!   keep-alive connection is closed after the same time (hyper's header-read timer runs from
 //!   the end of the previous response), so slowloris and idle sockets cannot pile up;
-//! - at most [`ConnLimits::from_fd_limit`] connections at once, in total and from one address:
+//! - at most [`ConnLimits::from_fd_limit`] connections at once (or `--max-connections` and
+//!   `--max-connections-per-ip`), in total and from one address:
 //!   past that a connection is accepted and closed at once, so the process keeps file
 //!   descriptors for everyone else and `/health` stays answerable;
 //! - TLS handshakes run in their own tasks within the same timeout, so a client that never
@@ -30,12 +31,14 @@ pub(crate) fn serve(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
+    limits: ConnLimits,
     stop: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(accept_loop(
         listener,
         tls.map(TlsAcceptor::from),
         router,
+        limits,
         stop,
     ))
 }
@@ -44,9 +47,10 @@ async fn accept_loop(
     tcp: TcpListener,
     tls: Option<TlsAcceptor>,
     router: axum::Router,
+    limits: ConnLimits,
     mut stop: watch::Receiver<bool>,
 ) {
-    let slots = Slots::new(ConnLimits::from_fd_limit());
+    let slots = Slots::new(limits);
     let mut refusals = Refusals::default();
     let mut conns = tokio::task::JoinSet::new();
     loop {

@@ -138,3 +138,28 @@ async fn a_flood_from_one_address_is_shed_and_others_are_served() -> anyhow::Res
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_connection_caps_are_the_operators_to_set() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let reg = registry(dir.path(), &[]).await?;
+    let app = App::spawn("a")?;
+    let a = Sidecar::spawn(
+        &reg.http,
+        "web",
+        "default",
+        app.port,
+        &["--max-connections-per-ip", "10"],
+    )
+    .await?;
+    // 30 from one address: under the default cap (256) all would be held; with 10, the 20
+    // past it are shed.
+    let (held, shed) = hold(&a.outbound, 30, 15).await?;
+    assert_eq!(shed, 15, "the last 15 of 30 connections past a cap of 10");
+    assert!(
+        get_ok_from([127, 0, 0, 2], &a.admin, "/ready").await?,
+        "another address is still served"
+    );
+    drop(held);
+    Ok(())
+}

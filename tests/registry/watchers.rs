@@ -257,3 +257,56 @@ async fn five_thousand_watchers_stay_under_the_memory_bound() -> anyhow::Result<
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn the_blocking_and_connection_caps_are_the_operators_to_set() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = RegistryProc::spawn(NodeSpec {
+        node_id: 1,
+        data_dir: dir.path().join("n1"),
+        bootstrap: true,
+        extra: [
+            "--max-blocking-per-ip",
+            "3",
+            "--max-connections-per-ip",
+            "12",
+        ]
+        .map(String::from)
+        .to_vec(),
+        ..Default::default()
+    })?;
+    wait_leader(&node).await?;
+    let index = kv_index(&node, "k").await?;
+    let path = format!("/v1/kv/k?index={index}&wait=60s");
+    let mut parked = Vec::new();
+    for _ in 0..3 {
+        parked.push(park([127, 0, 0, 3], &node.http, &path, None).await?);
+    }
+    until_waiting(&node.client(), 3).await?;
+    let mut over = park([127, 0, 0, 3], &node.http, &path, None).await?;
+    let (code, text) = answer(&mut over, Duration::from_secs(10))
+        .await?
+        .unwrap_or_default();
+    assert_eq!(code, 429, "the address's 4th blocking query: {text}");
+    assert!(text.contains("3 blocking queries"), "{text}");
+    // 4 connections of 12 are taken from 127.0.0.3; of 20 more, the 12 past the cap are shed.
+    let mut more = Vec::new();
+    for _ in 0..20 {
+        more.push(connect_from([127, 0, 0, 3], &node.http).await?);
+    }
+    let mut shed = 0;
+    for s in more.iter_mut().rev().take(12) {
+        if lucid_tests::sock::closed_within(s, Duration::from_millis(200))
+            .await
+            .is_some()
+        {
+            shed += 1;
+        }
+    }
+    assert_eq!(shed, 12, "connections past a per-address cap of 12");
+    assert!(
+        lucid_tests::sock::get_ok_from([127, 0, 0, 4], &node.http, "/health").await?,
+        "another address is still served"
+    );
+    Ok(())
+}

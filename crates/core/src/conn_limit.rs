@@ -29,6 +29,17 @@ impl ConnLimits {
         ConnLimits::for_fds(rlimit::increase_nofile_limit(u64::MAX).unwrap_or(1024))
     }
 
+    /// These limits with the operator's overrides (`--max-connections`,
+    /// `--max-connections-per-ip` on both binaries); an address may never hold more than the
+    /// listener.
+    pub fn with(self, total: Option<usize>, per_ip: Option<usize>) -> ConnLimits {
+        let total = total.unwrap_or(self.total);
+        ConnLimits {
+            total,
+            per_ip: per_ip.unwrap_or(self.per_ip).min(total),
+        }
+    }
+
     /// Half the descriptors left after a reserve of 256 (files, peers, the other listeners)
     /// per listener, and no single address more than 256 (Consul allows 200 per client).
     pub fn for_fds(fds: u64) -> ConnLimits {
@@ -144,6 +155,15 @@ mod tests {
         assert_eq!(ConnLimits::for_fds(100).total, 64);
         assert_eq!(ConnLimits::for_fds(1 << 20).total, 16_384);
         assert!(ConnLimits::for_fds(1024).per_ip < ConnLimits::for_fds(1024).total);
+    }
+
+    #[test]
+    fn overrides_replace_the_defaults_and_an_address_never_exceeds_the_listener() {
+        let d = ConnLimits::for_fds(1024);
+        assert_eq!(d.with(None, None), d);
+        let l = d.with(Some(100), Some(5));
+        assert_eq!((l.total, l.per_ip), (100, 5));
+        assert_eq!(d.with(Some(50), None).per_ip, 50);
     }
 
     #[test]

@@ -36,6 +36,15 @@ pub fn load<C: CommandFactory + FromArgMatches>(args: Vec<OsString>) -> Result<C
     Ok(C::from_arg_matches(&matches)?)
 }
 
+/// A clap value parser for counts that must be at least 1 (connection and query caps).
+pub fn positive_count(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_owned()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The value of `--config` / `--config=` in `args`, else the variable `env`.
 fn config_path(args: &[OsString], env: Option<&std::ffi::OsStr>) -> Option<PathBuf> {
     let mut it = args.iter().skip(1);

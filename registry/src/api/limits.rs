@@ -19,10 +19,10 @@ use lucid_core::ErrorCode;
 
 use super::error::ApiError;
 
-/// Blocking queries one token may have waiting at once.
+/// Blocking queries one token may have waiting at once (`--max-blocking-per-token`).
 pub const BLOCKING_PER_TOKEN: usize = 256;
-/// ... and one client address (below the 256 connections an address may hold, so a
-/// watcher-heavy client still has room for ordinary requests).
+/// ... and one client address (`--max-blocking-per-ip`; below the 256 connections an address
+/// may hold, so a watcher-heavy client still has room for ordinary requests).
 pub const BLOCKING_PER_IP: usize = 128;
 
 /// Who a limit counts against.
@@ -42,10 +42,12 @@ fn too_many(message: String, retry_after_s: u64) -> ApiError {
     .retry_after(retry_after_s)
 }
 
-/// Blocking queries waiting now, per key.
-#[derive(Debug, Default)]
+/// Blocking queries waiting now, per key, and how many each kind of key may have.
+#[derive(Debug)]
 pub struct Watchers {
     counts: Arc<Mutex<HashMap<Key, usize>>>,
+    per_token: usize,
+    per_ip: usize,
 }
 
 /// A waiting query's place, given back on drop (whether it answered, timed out or the client
@@ -57,11 +59,23 @@ pub struct WatchPermit {
 }
 
 impl Watchers {
+    pub fn new(per_token: usize, per_ip: usize) -> Watchers {
+        Watchers {
+            counts: Arc::default(),
+            per_token,
+            per_ip,
+        }
+    }
+
     /// Admit one more waiting query for every key, or refuse without taking any.
-    pub fn admit(&self, keys: Vec<(Key, usize)>) -> Result<WatchPermit, ApiError> {
+    pub fn admit(&self, keys: Vec<Key>) -> Result<WatchPermit, ApiError> {
         let mut c = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        for (k, cap) in &keys {
-            if c.get(k).copied().unwrap_or(0) >= *cap {
+        for k in &keys {
+            let cap = match k {
+                Key::Token(_) => self.per_token,
+                Key::Ip(_) => self.per_ip,
+            };
+            if c.get(k).copied().unwrap_or(0) >= cap {
                 let who = match k {
                     Key::Token(_) => "this token".to_owned(),
                     Key::Ip(ip) => ip.to_string(),
@@ -72,13 +86,13 @@ impl Watchers {
                 ));
             }
         }
-        for (k, _) in &keys {
+        for k in &keys {
             *c.entry(k.clone()).or_insert(0) += 1;
         }
         metrics::gauge!("lucid_blocking_queries_waiting").increment(1.0);
         Ok(WatchPermit {
             counts: self.counts.clone(),
-            keys: keys.into_iter().map(|(k, _)| k).collect(),
+            keys,
         })
     }
 
@@ -152,18 +166,29 @@ mod tests {
 
     #[test]
     fn watchers_are_capped_per_key_and_released() {
-        let w = Watchers::default();
+        let w = Watchers::new(3, 10);
         let t = Key::Token("h".into());
         let ip = Key::Ip([127, 0, 0, 1].into());
         let held: Vec<_> = (0..3)
-            .map(|_| w.admit(vec![(t.clone(), 3), (ip.clone(), 10)]).unwrap())
+            .map(|_| w.admit(vec![t.clone(), ip.clone()]).unwrap())
             .collect();
-        let e = w.admit(vec![(t.clone(), 3), (ip.clone(), 10)]).unwrap_err();
+        let e = w.admit(vec![t.clone(), ip.clone()]).unwrap_err();
         assert_eq!(e.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(w.waiting(&ip), 3, "a refusal takes nothing");
-        drop(held);
+        let more: Vec<_> = (0..7)
+            .map(|i| {
+                w.admit(vec![Key::Token(format!("t{i}")), ip.clone()])
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            w.admit(vec![Key::Token("third".into()), ip.clone()])
+                .is_err(),
+            "the address's own cap"
+        );
+        drop((held, more));
         assert_eq!(w.waiting(&t), 0);
-        assert!(w.admit(vec![(t, 3)]).is_ok());
+        assert!(w.admit(vec![t]).is_ok());
     }
 
     #[test]

@@ -137,15 +137,15 @@ pub async fn leader_reads(
 
 /// The keys a blocking query counts against: its token, and its client address unless a
 /// peer relayed it (the peer counted the address where the client connected).
-fn watch_keys(ext: &axum::http::Extensions, req: &Incoming) -> Vec<(super::limits::Key, usize)> {
-    use super::limits::{Key, BLOCKING_PER_IP, BLOCKING_PER_TOKEN};
+fn watch_keys(ext: &axum::http::Extensions, req: &Incoming) -> Vec<super::limits::Key> {
+    use super::limits::Key;
     let mut keys = Vec::with_capacity(2);
     if let k @ Key::Token(_) = super::authz::limit_key(&req.headers, ext) {
-        keys.push((k, BLOCKING_PER_TOKEN));
+        keys.push(k);
     }
     let client = ext.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
     if let (Some(c), false) = (client, req.headers.contains_key(FORWARDED)) {
-        keys.push((Key::Ip(c.0.ip()), BLOCKING_PER_IP));
+        keys.push(Key::Ip(c.0.ip()));
     }
     keys
 }
