@@ -51,11 +51,12 @@ impl Admin {
 }
 
 fn starting() -> Response {
-    (
+    crate::reply::refuse(
         StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": {"code": "LUCID_ERR_1101", "message": "starting: no identity or policy yet"}})),
+        lucid_core::ErrorCode::SidecarConfigFailed,
+        "starting: no identity or policy yet",
     )
-        .into_response()
+    .into_response()
 }
 
 async fn ready(State(a): State<Admin>) -> Response {

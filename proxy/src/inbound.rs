@@ -18,6 +18,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lucid_core::conn_limit::ConnLimits;
 use lucid_core::intention::{allowed, Caller};
+use lucid_core::ErrorCode;
 use lucid_tls::mtls::{peer_identity, server_config};
 use lucid_tls::SpiffeId;
 use tokio::net::TcpListener;
@@ -111,7 +112,7 @@ async fn handle(
         Err(e) => {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                "LUCID_ERR_1103",
+                ErrorCode::RoutingInvalid,
                 &format!("{e}: {}", req.uri().path()),
             )
         }
@@ -134,7 +135,7 @@ async fn handle(
         counters.rq_denied.fetch_add(1, Ordering::Relaxed);
         return refuse(
             StatusCode::FORBIDDEN,
-            "LUCID_ERR_1203",
+            ErrorCode::SecurityPolicyViolation,
             &format!("{peer} may not {} {path}", req.method()),
         );
     }
@@ -152,7 +153,7 @@ async fn handle(
             .unwrap_or_default();
         let mut r = refuse(
             StatusCode::TOO_MANY_REQUESTS,
-            "LUCID_ERR_1201",
+            ErrorCode::TrafficPolicyFailed,
             &format!("{} is rate limited{limit}", mesh.me.service),
         );
         let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
@@ -170,7 +171,7 @@ async fn handle(
     else {
         return refuse(
             StatusCode::BAD_REQUEST,
-            "LUCID_ERR_1103",
+            ErrorCode::RoutingInvalid,
             "bad request target",
         );
     };
@@ -196,7 +197,7 @@ async fn handle(
             counters.rq_app_error.fetch_add(1, Ordering::Relaxed);
             refuse(
                 StatusCode::BAD_GATEWAY,
-                "LUCID_ERR_1104",
+                ErrorCode::UpstreamUnavailable,
                 &format!("local app on port {}: {e}", mesh.cfg.app_port),
             )
         }

@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body as _, Incoming};
 use lucid_core::config_entry::Retry;
 use lucid_core::conn_limit::ConnLimits;
+use lucid_core::ErrorCode;
 use tokio::sync::watch;
 
 use crate::breaker::{Outcome, Permit};
@@ -143,7 +144,7 @@ impl Outbound {
         let Some(service) = destination(&req) else {
             return refuse(
                 StatusCode::BAD_REQUEST,
-                "LUCID_ERR_1103",
+                ErrorCode::RoutingInvalid,
                 "the destination must be <service>.lucid.internal (Host header or absolute URI)",
             );
         };
@@ -163,7 +164,7 @@ impl Outbound {
             Err(e) => {
                 return refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "LUCID_ERR_1104",
+                    ErrorCode::UpstreamUnavailable,
                     &format!("discovery of {service}: {e:#}"),
                 )
             }
@@ -190,7 +191,7 @@ impl Outbound {
                 Err(e) => {
                     return refuse(
                         StatusCode::BAD_REQUEST,
-                        "LUCID_ERR_1103",
+                        ErrorCode::RoutingInvalid,
                         &format!("reading the request body: {e}"),
                     )
                 }
@@ -209,7 +210,7 @@ impl Outbound {
                 let (n, open) = cluster.summary(now);
                 return refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "LUCID_ERR_1104",
+                    ErrorCode::UpstreamUnavailable,
                     &if n == 0 {
                         format!("no healthy endpoint of {service}")
                     } else {
@@ -233,7 +234,7 @@ impl Outbound {
                     None => {
                         return refuse(
                             StatusCode::SERVICE_UNAVAILABLE,
-                            "LUCID_ERR_1104",
+                            ErrorCode::UpstreamUnavailable,
                             &format!("{service}: the request body was already sent"),
                         )
                     }
@@ -331,7 +332,7 @@ impl Outbound {
                     ..
                 } => refuse(
                     StatusCode::GATEWAY_TIMEOUT,
-                    "LUCID_ERR_1305",
+                    ErrorCode::Timeout,
                     &format!(
                         "{service} did not answer within {:?}",
                         settings.circuit_breaker.timeout.min(per_try)
@@ -339,7 +340,7 @@ impl Outbound {
                 ),
                 Try::Failed { error, .. } => refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    "LUCID_ERR_1104",
+                    ErrorCode::UpstreamUnavailable,
                     &format!("{service} at {}:{}: {error}", endpoint.addr, endpoint.port),
                 ),
             };

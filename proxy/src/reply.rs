@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
+use lucid_core::{ErrorBody, ErrorCode};
 
 use crate::Body;
 
@@ -13,16 +14,17 @@ pub fn full(b: impl Into<Bytes>) -> Body {
 }
 
 /// A JSON error answer with a `LUCID_ERR_` code.
-pub fn refuse(status: StatusCode, code: &str, message: &str) -> Response<Body> {
-    let body = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+pub fn refuse(status: StatusCode, code: ErrorCode, message: &str) -> Response<Body> {
+    let body = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
     let mut r = Response::new(full(body));
     *r.status_mut() = status;
     r.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = http::HeaderValue::from_str(code) {
-        r.headers_mut().insert("x-lucid-error", v);
-    }
+    r.headers_mut().insert(
+        "x-lucid-error",
+        http::HeaderValue::from_static(code.as_str()),
+    );
     r
 }

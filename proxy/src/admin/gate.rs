@@ -10,6 +10,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, StatusCode};
+use lucid_core::ErrorCode;
 
 use crate::reply::refuse;
 
@@ -102,7 +103,12 @@ pub async fn check(State(gate): State<Gate>, req: Request, next: Next) -> Respon
     match gate.refusal(req.headers()) {
         Some(why) => {
             tracing::warn!(path = %req.uri().path(), "admin write refused: {why}");
-            refuse(StatusCode::FORBIDDEN, "LUCID_ERR_1203", why).into_response()
+            refuse(
+                StatusCode::FORBIDDEN,
+                ErrorCode::SecurityPolicyViolation,
+                why,
+            )
+            .into_response()
         }
         None => next.run(req).await,
     }
