@@ -49,18 +49,38 @@ impl Trust {
         self.update(false, entries);
     }
 
+    /// Only a serial new to the set can end a connection, so only that wakes them: a blocking
+    /// query that timed out brings an empty delta every few minutes, and waking every
+    /// connection of a busy sidecar for nothing is what that would cost.
     fn update(&self, full: bool, entries: impl IntoIterator<Item = (String, i64)>) {
         let now = lucid_core::unix_now();
-        {
-            let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
-            if full {
-                known.clear();
-            }
-            known.extend(entries);
-            known.retain(|_, not_after| *not_after >= now);
+        let mut known = self.known.lock().unwrap_or_else(PoisonError::into_inner);
+        let had = known.len();
+        // A full list is compared with what it replaces; a delta with what it adds to.
+        let replaced = if full {
+            std::mem::take(&mut *known)
+        } else {
+            HashMap::new()
+        };
+        let mut added = false;
+        for (serial, not_after) in entries {
+            let seen = if full {
+                replaced.contains_key(&serial)
+            } else {
+                known.contains_key(&serial)
+            };
+            added |= !seen;
+            known.insert(serial, not_after);
+        }
+        known.retain(|_, not_after| *not_after >= now);
+        // Without an addition the new set is a subset of the old one: same size, same set.
+        if added || known.len() != had {
             self.revoked.replace(known.keys().cloned());
         }
-        self.changes.send_modify(|g| *g += 1);
+        drop(known);
+        if added {
+            self.changes.send_modify(|g| *g += 1);
+        }
     }
 
     /// Resolves when `peer` is revoked or expires.
@@ -143,5 +163,24 @@ mod tests {
         trust.replace([("cc".to_owned(), far)]);
         assert!(!trust.revoked().contains("aa") && !trust.revoked().contains("bb"));
         assert_eq!(trust.revoked().len(), 1);
+    }
+
+    #[test]
+    fn only_a_newly_revoked_serial_wakes_connections() {
+        let trust = Trust::new(Revoked::default());
+        let far = lucid_core::unix_now() + 3600;
+        let mut w = trust.changes.subscribe();
+        trust.replace([("aa".to_owned(), far)]);
+        assert!(w.has_changed().unwrap(), "a new serial wakes");
+        w.borrow_and_update();
+        trust.merge([]);
+        trust.merge([("aa".to_owned(), far)]);
+        trust.replace([("aa".to_owned(), far)]);
+        assert!(!w.has_changed().unwrap(), "nothing new: nobody woken");
+        trust.replace([]);
+        assert!(!w.has_changed().unwrap(), "a removal ends no connection");
+        assert!(!trust.revoked().contains("aa"), "but the set shrank");
+        trust.merge([("bb".to_owned(), far)]);
+        assert!(w.has_changed().unwrap());
     }
 }
