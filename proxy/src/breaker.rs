@@ -4,7 +4,8 @@
 //! again on any failure. `ErrorTypes` decide which outcomes are failures ([`Outcome::fails`]).
 //!
 //! The time-based step (open -> half-open) happens lazily, when the breaker is next asked, so
-//! there is no timer per endpoint.
+//! there is no timer per endpoint. Every change of state is logged and counted where it
+//! happens, inside the breaker, whichever call made it: a caller cannot drop one on the floor.
 
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
@@ -58,6 +59,16 @@ pub enum State {
 }
 
 impl State {
+    pub const ALL: [State; 3] = [State::Closed, State::Open, State::HalfOpen];
+
+    fn index(self) -> usize {
+        match self {
+            State::Closed => 0,
+            State::Open => 1,
+            State::HalfOpen => 2,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             State::Closed => "closed",
@@ -88,12 +99,17 @@ impl Phase {
 struct Inner {
     cfg: CircuitBreaker,
     phase: Phase,
+    /// Changes of state so far, by the state moved to ([`State::index`]).
+    moved: [u64; 3],
 }
 
 /// One endpoint's breaker.
 #[derive(Debug)]
 pub struct Breaker {
     inner: Mutex<Inner>,
+    /// For the log line of a change: the cluster and the endpoint's address.
+    cluster: String,
+    endpoint: String,
 }
 
 /// Permission to send one request; whether it was a half-open probe.
@@ -118,9 +134,10 @@ impl<'a> Permit<'a> {
         }
     }
 
-    pub fn record(mut self, failed: bool, now: Instant) -> Option<Transition> {
-        let a = self.admission.take()?;
-        self.breaker.record(a, failed, now)
+    pub fn record(mut self, failed: bool, now: Instant) {
+        if let Some(a) = self.admission.take() {
+            self.breaker.record(a, failed, now);
+        }
     }
 }
 
@@ -132,17 +149,34 @@ impl Drop for Permit<'_> {
     }
 }
 
-/// A state change, for logs and metrics.
-pub type Transition = (State, State);
-
 impl Breaker {
-    pub fn new(cfg: CircuitBreaker) -> Breaker {
+    pub fn new(cfg: CircuitBreaker, cluster: String, endpoint: String) -> Breaker {
         Breaker {
             inner: Mutex::new(Inner {
                 cfg,
                 phase: Phase::Closed { failures: 0 },
+                moved: [0; 3],
             }),
+            cluster,
+            endpoint,
         }
+    }
+
+    /// Move to `next`, logging and counting a change of state.
+    fn set(&self, g: &mut Inner, next: Phase) {
+        let (from, to) = (g.phase.state(), next.state());
+        g.phase = next;
+        if from != to {
+            g.moved[to.index()] += 1;
+            tracing::info!(service = %self.cluster, endpoint = %self.endpoint,
+                from = from.as_str(), to = to.as_str(), "circuit");
+        }
+    }
+
+    /// How many times the circuit has moved to each state.
+    pub fn transitions(&self) -> [(State, u64); 3] {
+        let g = self.lock();
+        State::ALL.map(|s| (s, g.moved[s.index()]))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -158,29 +192,28 @@ impl Breaker {
     }
 
     /// The state now (moving open -> half-open once the recovery timeout has passed).
-    pub fn state(&self, now: Instant) -> (State, Option<Transition>) {
+    pub fn state(&self, now: Instant) -> State {
         let mut g = self.lock();
-        let t = Self::tick(&mut g, now);
-        (g.phase.state(), t)
+        self.tick(&mut g, now);
+        g.phase.state()
     }
 
-    fn tick(g: &mut Inner, now: Instant) -> Option<Transition> {
-        match g.phase {
-            Phase::Open { until } if now >= until => {
-                g.phase = Phase::HalfOpen {
+    fn tick(&self, g: &mut Inner, now: Instant) {
+        if let Phase::Open { until } = g.phase {
+            if now >= until {
+                let next = Phase::HalfOpen {
                     admitted: 0,
                     successes: 0,
                 };
-                Some((State::Open, State::HalfOpen))
+                self.set(g, next);
             }
-            _ => None,
         }
     }
 
     /// Would a request be admitted now? (No side effects beyond the lazy time step.)
     pub fn available(&self, now: Instant) -> bool {
         let mut g = self.lock();
-        Self::tick(&mut g, now);
+        self.tick(&mut g, now);
         match g.phase {
             Phase::Closed { .. } => true,
             Phase::Open { .. } => false,
@@ -189,11 +222,11 @@ impl Breaker {
     }
 
     /// Admit one request, or refuse (open, or half-open with all probes taken).
-    pub fn admit(&self, now: Instant) -> (Option<Admission>, Option<Transition>) {
+    pub fn admit(&self, now: Instant) -> Option<Admission> {
         let mut g = self.lock();
-        let t = Self::tick(&mut g, now);
+        self.tick(&mut g, now);
         let max = g.cfg.half_open_max_calls;
-        let a = match &mut g.phase {
+        match &mut g.phase {
             Phase::Closed { .. } => Some(Admission { probe: false }),
             Phase::Open { .. } => None,
             Phase::HalfOpen { admitted, .. } if *admitted < max => {
@@ -201,8 +234,7 @@ impl Breaker {
                 Some(Admission { probe: true })
             }
             Phase::HalfOpen { .. } => None,
-        };
-        (a, t)
+        }
     }
 
     /// An admitted request ended without an outcome (the caller went away): free its probe.
@@ -214,15 +246,14 @@ impl Breaker {
     }
 
     /// Record an admitted request's result.
-    pub fn record(&self, a: Admission, failed: bool, now: Instant) -> Option<Transition> {
+    pub fn record(&self, a: Admission, failed: bool, now: Instant) {
         let mut g = self.lock();
         let (threshold, successes_needed, recovery) = (
             g.cfg.failure_threshold,
             g.cfg.success_threshold,
             g.cfg.recovery_timeout,
         );
-        let before = g.phase.state();
-        g.phase = match g.phase {
+        let next = match g.phase {
             Phase::Closed { failures } if failed => {
                 if failures + 1 >= threshold {
                     Phase::Open {
@@ -254,8 +285,7 @@ impl Breaker {
             }
             p => p,
         };
-        let after = g.phase.state();
-        (before != after).then_some((before, after))
+        self.set(&mut g, next);
     }
 }
 
@@ -275,58 +305,78 @@ mod tests {
         }
     }
 
-    fn call(b: &Breaker, failed: bool, now: Instant) -> Option<Transition> {
-        let (a, _) = b.admit(now);
-        b.record(a.expect("admitted"), failed, now)
+    fn breaker() -> Breaker {
+        Breaker::new(cfg(), "ledger".into(), "127.0.0.1:1".into())
+    }
+
+    fn call(b: &Breaker, failed: bool, now: Instant) {
+        let a = b.admit(now);
+        b.record(a.expect("admitted"), failed, now);
+    }
+
+    /// Moves to (closed, open, half-open) so far.
+    fn moved(b: &Breaker) -> [u64; 3] {
+        b.transitions().map(|(_, n)| n)
     }
 
     #[test]
     fn consecutive_failures_open_and_probes_close() {
-        let b = Breaker::new(cfg());
+        let b = breaker();
         let t0 = Instant::now();
-        assert_eq!(call(&b, true, t0), None);
-        assert_eq!(call(&b, true, t0), None);
+        call(&b, true, t0);
+        call(&b, true, t0);
         // A success resets the count: failures must be consecutive.
-        assert_eq!(call(&b, false, t0), None);
-        assert_eq!(call(&b, true, t0), None);
-        assert_eq!(call(&b, true, t0), None);
-        assert_eq!(
-            call(&b, true, t0),
-            Some((State::Closed, State::Open)),
-            "third consecutive failure"
-        );
-        assert!(b.admit(t0 + Duration::from_secs(9)).0.is_none());
-        assert_eq!(b.state(t0 + Duration::from_secs(9)).0, State::Open);
+        call(&b, false, t0);
+        call(&b, true, t0);
+        call(&b, true, t0);
+        assert_eq!(b.state(t0), State::Closed);
+        call(&b, true, t0);
+        assert_eq!(moved(&b), [0, 1, 0], "third consecutive failure opens");
+        assert!(b.admit(t0 + Duration::from_secs(9)).is_none());
+        assert_eq!(b.state(t0 + Duration::from_secs(9)), State::Open);
         // After the recovery timeout: half-open, exactly two probes.
         let t1 = t0 + Duration::from_secs(10);
-        let (p1, t) = b.admit(t1);
-        assert_eq!(t, Some((State::Open, State::HalfOpen)));
-        let (p2, _) = b.admit(t1);
-        assert!(b.admit(t1).0.is_none(), "a third probe is refused");
-        assert_eq!(b.record(p1.expect("probe"), false, t1), None);
-        assert_eq!(
-            b.record(p2.expect("probe"), false, t1),
-            Some((State::HalfOpen, State::Closed))
-        );
+        let p1 = b.admit(t1);
+        assert_eq!(moved(&b), [0, 1, 1]);
+        let p2 = b.admit(t1);
+        assert!(b.admit(t1).is_none(), "a third probe is refused");
+        b.record(p1.expect("probe"), false, t1);
+        assert_eq!(b.state(t1), State::HalfOpen);
+        b.record(p2.expect("probe"), false, t1);
+        assert_eq!(moved(&b), [1, 1, 1]);
         assert!(b.available(t1));
     }
 
     #[test]
-    fn a_failed_probe_reopens_and_released_probes_free_their_slot() {
-        let b = Breaker::new(cfg());
+    fn the_half_open_step_is_counted_whichever_call_takes_it() {
+        // The balancer asks `available` before it admits: that step must count too.
+        let b = breaker();
         let t0 = Instant::now();
         for _ in 0..3 {
-            let _ = call(&b, true, t0);
+            call(&b, true, t0);
         }
         let t1 = t0 + Duration::from_secs(10);
-        let (p1, _) = b.admit(t1);
-        let (p2, _) = b.admit(t1);
+        assert!(b.available(t1));
+        let p = b.admit(t1).expect("probe");
+        assert_eq!(moved(&b), [0, 1, 1], "open, then half-open once");
+        b.release(p);
+    }
+
+    #[test]
+    fn a_failed_probe_reopens_and_released_probes_free_their_slot() {
+        let b = breaker();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            call(&b, true, t0);
+        }
+        let t1 = t0 + Duration::from_secs(10);
+        let p1 = b.admit(t1);
+        let p2 = b.admit(t1);
         b.release(p2.expect("probe"));
         assert!(b.available(t1), "the released probe's slot is free again");
-        assert_eq!(
-            b.record(p1.expect("probe"), true, t1),
-            Some((State::HalfOpen, State::Open))
-        );
+        b.record(p1.expect("probe"), true, t1);
+        assert_eq!(b.state(t1), State::Open);
+        assert_eq!(moved(&b), [0, 2, 1]);
         assert!(!b.available(t1 + Duration::from_secs(9)));
         assert!(b.available(t1 + Duration::from_secs(10)));
     }

@@ -16,7 +16,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
-use crate::breaker::{Admission, Breaker, State, Transition};
+use crate::breaker::{Admission, Breaker, State};
 use crate::mesh::Mesh;
 use crate::pool::Pool;
 
@@ -191,7 +191,6 @@ async fn follow(
 pub struct Pick {
     pub endpoint: Arc<Endpoint>,
     pub admission: Admission,
-    pub transition: Option<Transition>,
 }
 
 impl Cluster {
@@ -205,11 +204,16 @@ impl Cluster {
                     .find(|e| e.id == id && e.addr == addr && e.port == port)
                     .cloned()
                     .unwrap_or_else(|| {
+                        let breaker = Breaker::new(
+                            settings.circuit_breaker.clone(),
+                            self.service.clone(),
+                            format!("{addr}:{port}"),
+                        );
                         Arc::new(Endpoint {
                             id,
                             addr,
                             port,
-                            breaker: Breaker::new(settings.circuit_breaker.clone()),
+                            breaker,
                             pool: Pool::default(),
                             rq_total: AtomicU64::new(0),
                             rq_error: AtomicU64::new(0),
@@ -258,11 +262,9 @@ impl Cluster {
         // The chosen one may have been taken meanwhile (its last half-open probe): walk on.
         (0..n).find_map(|k| {
             let e = candidates[(first + k) % n];
-            let (admission, transition) = e.breaker.admit(now);
-            admission.map(|admission| Pick {
+            e.breaker.admit(now).map(|admission| Pick {
                 endpoint: e.clone(),
                 admission,
-                transition,
             })
         })
     }
@@ -272,7 +274,7 @@ impl Cluster {
         let all = self.endpoints.load();
         let open = all
             .iter()
-            .filter(|e| e.breaker.state(now).0 != State::Closed)
+            .filter(|e| e.breaker.state(now) != State::Closed)
             .count();
         (all.len(), open)
     }
@@ -358,7 +360,7 @@ mod tests {
     fn open_circuits_and_tried_endpoints_are_avoided() {
         let c = cluster(3);
         let eps = c.endpoints.load();
-        let (a, _) = eps[1].breaker.admit(Instant::now());
+        let a = eps[1].breaker.admit(Instant::now());
         eps[1]
             .breaker
             .record(a.expect("closed"), true, Instant::now());
@@ -369,11 +371,11 @@ mod tests {
         // Everything tried: the usable ones again rather than nothing.
         let all = [eps[0].clone(), eps[2].clone()];
         assert_eq!(picks(&c, LbPolicy::RoundRobin, &all, 4).len(), 4);
-        let (a, _) = eps[0].breaker.admit(Instant::now());
+        let a = eps[0].breaker.admit(Instant::now());
         eps[0]
             .breaker
             .record(a.expect("closed"), true, Instant::now());
-        let (a, _) = eps[2].breaker.admit(Instant::now());
+        let a = eps[2].breaker.admit(Instant::now());
         eps[2]
             .breaker
             .record(a.expect("closed"), true, Instant::now());

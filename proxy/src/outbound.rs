@@ -219,7 +219,6 @@ impl Outbound {
                 );
             };
             let endpoint = pick.endpoint;
-            stats::circuit(service, &endpoint, pick.transition);
             let permit = Permit::new(&endpoint.breaker, pick.admission);
             let retrying = !tried.is_empty();
             tried.push(endpoint.clone());
@@ -272,8 +271,7 @@ impl Outbound {
             if !matches!(outcome, Outcome::Status(s) if s < 500) {
                 endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
             }
-            let t = permit.record(failed, Instant::now());
-            stats::circuit(service, &endpoint, t);
+            permit.record(failed, Instant::now());
 
             let came_back = matches!(
                 &result,

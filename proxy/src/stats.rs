@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::{json, Value};
 
-use crate::breaker::{State, Transition};
+use crate::breaker::State;
 use crate::cluster::Endpoint;
 use crate::mesh::Mesh;
 
@@ -38,17 +38,6 @@ pub fn request(direction: &'static str, peer: &str, status: http::StatusCode, to
     metrics::histogram!("lucid_proxy_request_duration_seconds", "direction" => direction,
         "peer" => peer.to_owned())
     .record(took.as_secs_f64());
-}
-
-/// A circuit moved: log it and count it.
-pub fn circuit(service: &str, ep: &Endpoint, t: Option<Transition>) {
-    if let Some((from, to)) = t {
-        tracing::info!(service, endpoint = %format!("{}:{}", ep.addr, ep.port),
-            from = from.as_str(), to = to.as_str(), "circuit");
-        metrics::counter!("lucid_proxy_circuit_transitions_total", "cluster" => service.to_owned(),
-            "endpoint" => format!("{}:{}", ep.addr, ep.port), "to" => to.as_str())
-        .increment(1);
-    }
 }
 
 pub fn retry(service: &str) {
@@ -83,9 +72,17 @@ pub fn prometheus(handle: &PrometheusHandle, mesh: Option<&Mesh>) -> String {
                     ("cluster", c.service.clone()),
                     ("endpoint", format!("{}:{}", e.addr, e.port)),
                 ];
-                let (state, t) = e.breaker.state(now);
-                circuit(&c.service, e, t);
+                let state = e.breaker.state(now);
                 metrics::gauge!("lucid_proxy_circuit_state", &labels).set(state_code(state));
+                // Counted by the breaker as they happen; published here, where it is read.
+                for (to, n) in e.breaker.transitions() {
+                    if n > 0 {
+                        metrics::counter!("lucid_proxy_circuit_transitions_total",
+                            "cluster" => c.service.clone(), "endpoint" => format!("{}:{}", e.addr, e.port),
+                            "to" => to.as_str())
+                        .absolute(n);
+                    }
+                }
                 metrics::gauge!("lucid_proxy_endpoint_rq_active", &labels)
                     .set(e.rq_active.load(Ordering::Relaxed) as f64);
                 metrics::gauge!("lucid_proxy_endpoint_cx_active", &labels)
@@ -97,9 +94,8 @@ pub fn prometheus(handle: &PrometheusHandle, mesh: Option<&Mesh>) -> String {
 }
 
 /// One endpoint as `/clusters` shows it.
-fn endpoint_json(service: &str, e: &Endpoint, now: Instant) -> Value {
-    let (state, t) = e.breaker.state(now);
-    circuit(service, e, t);
+fn endpoint_json(e: &Endpoint, now: Instant) -> Value {
+    let state = e.breaker.state(now);
     json!({
         "id": e.id,
         "address": format!("{}:{}", e.addr, e.port),
@@ -127,7 +123,7 @@ pub fn clusters_json(mesh: &Mesh) -> Value {
                 "circuit_breaker": s.circuit_breaker,
                 "retry": s.retry,
                 "retries": c.retries.load(Ordering::Relaxed),
-                "endpoints": c.endpoints.load().iter().map(|e| endpoint_json(&c.service, e, now)).collect::<Vec<_>>(),
+                "endpoints": c.endpoints.load().iter().map(|e| endpoint_json(e, now)).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -174,7 +170,7 @@ pub fn text(mesh: &Mesh) -> String {
         let n = &c.service;
         let open = eps
             .iter()
-            .filter(|e| e.breaker.state(now).0 != State::Closed)
+            .filter(|e| e.breaker.state(now) != State::Closed)
             .count();
         let lines = [
             ("membership_total", eps.len() as u64),
