@@ -4,7 +4,7 @@
 //! least-request over two random choices), which skips endpoints whose circuit refuses.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -22,6 +22,10 @@ use crate::pool::Pool;
 
 /// A cap on destinations, so a caller naming endless services cannot grow us without bound.
 const MAX_CLUSTERS: usize = 1024;
+/// At the cap, the destination unused longest (and at least this many seconds, with nothing
+/// in flight) makes room for a new one, so names a caller got wrong cannot lock out a real
+/// destination; its follower stops and its connections close.
+const EVICT_AFTER_S: i64 = 60;
 
 /// One instance of the destination service.
 #[derive(Debug)]
@@ -48,6 +52,10 @@ pub struct Cluster {
     pub active: AtomicU64,
     pub retries_active: AtomicU64,
     pub retries: AtomicU64,
+    /// When a request last asked for this destination (unix seconds).
+    last_used: AtomicI64,
+    /// Turns true when the cluster is evicted: its follower stops.
+    evicted: watch::Sender<bool>,
 }
 
 /// Every destination this sidecar has sent to.
@@ -100,6 +108,7 @@ impl Clusters {
             .unwrap_or_else(PoisonError::into_inner)
             .get(service)
         {
+            c.last_used.store(lucid_core::unix_now(), Ordering::Relaxed);
             return Ok(c.clone());
         }
         let (index, eps) = discover(mesh, service, None).await?;
@@ -110,16 +119,7 @@ impl Clusters {
             mesh.trust.revoked().clone(),
         )?);
         let settings = mesh.settings(service);
-        let cluster = Arc::new(Cluster {
-            service: service.to_owned(),
-            endpoints: ArcSwap::from_pointee(Vec::new()),
-            tls,
-            settings: ArcSwap::from_pointee(settings.clone()),
-            rr: AtomicUsize::new(0),
-            active: AtomicU64::new(0),
-            retries_active: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-        });
+        let cluster = Arc::new(Cluster::new(service, tls, settings.clone()));
         cluster.update(eps, &settings);
         {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -128,7 +128,21 @@ impl Clusters {
                 return Ok(c.clone());
             }
             if map.len() >= MAX_CLUSTERS {
-                anyhow::bail!("this sidecar already follows {MAX_CLUSTERS} destinations");
+                let unused = victim(
+                    map.iter().map(|(name, c)| {
+                        let last = c.last_used.load(Ordering::Relaxed);
+                        (name.as_str(), last, c.active.load(Ordering::Relaxed))
+                    }),
+                    lucid_core::unix_now(),
+                )
+                .map(str::to_owned);
+                let Some(old) = unused.and_then(|name| map.remove(&name)) else {
+                    anyhow::bail!(
+                        "this sidecar already follows {MAX_CLUSTERS} destinations, all in use"
+                    );
+                };
+                old.evicted.send_replace(true);
+                tracing::info!(evicted = %old.service, service, "destination cap reached; the one unused longest makes room");
             }
             map.insert(service.to_owned(), cluster.clone());
         }
@@ -146,6 +160,15 @@ impl Clusters {
             c.settings.store(Arc::new(s));
         }
     }
+}
+
+/// Of `(name, last used, requests in flight)`, the destination to evict: the one unused
+/// longest, if it has been unused for [`EVICT_AFTER_S`] and has nothing in flight.
+fn victim<'a>(clusters: impl Iterator<Item = (&'a str, i64, u64)>, now: i64) -> Option<&'a str> {
+    clusters
+        .filter(|(_, last, active)| *active == 0 && now - *last >= EVICT_AFTER_S)
+        .min_by_key(|(_, last, _)| *last)
+        .map(|(name, _, _)| name)
 }
 
 async fn discover(
@@ -167,10 +190,12 @@ async fn follow(
     mut index: u64,
     mut stop: watch::Receiver<bool>,
 ) {
+    let mut evicted = cluster.evicted.subscribe();
     loop {
         let r = tokio::select! {
             r = discover(&mesh, &cluster.service, Some(index)) => r,
             _ = stop.wait_for(|s| *s) => return,
+            _ = evicted.wait_for(|e| *e) => return,
         };
         match r {
             Ok((i, eps)) => {
@@ -194,6 +219,22 @@ pub struct Pick {
 }
 
 impl Cluster {
+    /// A destination with no endpoints yet, used as of now.
+    fn new(service: &str, tls: TlsConnector, settings: Resolved) -> Cluster {
+        Cluster {
+            service: service.to_owned(),
+            endpoints: ArcSwap::from_pointee(Vec::new()),
+            tls,
+            settings: ArcSwap::from_pointee(settings),
+            rr: AtomicUsize::new(0),
+            active: AtomicU64::new(0),
+            retries_active: AtomicU64::new(0),
+            retries: AtomicU64::new(0),
+            last_used: AtomicI64::new(lucid_core::unix_now()),
+            evicted: watch::channel(false).0,
+        }
+    }
+
     /// Replace the endpoint set, keeping the state (breaker, connection) of those that stay.
     fn update(&self, eps: Vec<(String, String, u16)>, settings: &Resolved) {
         let old = self.endpoints.load();
@@ -286,6 +327,24 @@ mod tests {
     use lucid_core::config_entry::CircuitBreaker;
     use serde_json::json;
 
+    #[test]
+    fn the_destination_unused_longest_and_idle_makes_room() {
+        let now = 10_000;
+        let all = [
+            ("typo-1", now - 300, 0),
+            ("typo-2", now - 600, 0),
+            ("busy", now - 900, 2),
+            ("recent", now - 5, 0),
+        ];
+        assert_eq!(victim(all.iter().copied(), now), Some("typo-2"));
+        let in_use = [("busy", now - 900, 1), ("recent", now - 59, 0)];
+        assert_eq!(
+            victim(in_use.iter().copied(), now),
+            None,
+            "nothing in flight and unused for a minute, or no eviction"
+        );
+    }
+
     fn cluster(n: usize) -> Cluster {
         let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
             rustls::crypto::ring::default_provider(),
@@ -294,16 +353,7 @@ mod tests {
         .expect("versions")
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-        let c = Cluster {
-            service: "s".into(),
-            endpoints: ArcSwap::from_pointee(Vec::new()),
-            tls: TlsConnector::from(Arc::new(tls)),
-            settings: ArcSwap::from_pointee(Resolved::default()),
-            rr: AtomicUsize::new(0),
-            active: AtomicU64::new(0),
-            retries_active: AtomicU64::new(0),
-            retries: AtomicU64::new(0),
-        };
+        let c = Cluster::new("s", TlsConnector::from(Arc::new(tls)), Resolved::default());
         let eps = (0..n)
             .map(|i| (format!("e{i}"), "127.0.0.1".to_owned(), 1000 + i as u16))
             .collect();
