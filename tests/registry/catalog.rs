@@ -215,7 +215,7 @@ async fn health_blocking_query_wakes_only_for_its_service() -> anyhow::Result<()
         let r = get(&c2, &format!("/v1/health/service/a?index={idx}&wait=30s")).await;
         (r, t.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    lucid_tests::registry::until_blocking(&c, 1).await?;
     put(
         &c,
         "/v1/agent/service/register",
@@ -420,7 +420,7 @@ async fn a_change_to_one_service_does_not_wake_watchers_of_another() -> anyhow::
             get(&c, &format!("/v1/health/service/b?index={idx}&wait=60s")).await
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    lucid_tests::registry::until_blocking(&c, 100).await?;
     let metrics = || async {
         Ok::<_, anyhow::Error>(String::from_utf8(
             c.call(Method::GET, "/metrics", "").await?.body.to_vec(),

@@ -209,7 +209,7 @@ async fn blocking_query_wakes_on_change_and_honours_wait() -> anyhow::Result<()>
             .await;
         (r, t.elapsed())
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    lucid_tests::registry::until_blocking(&c, 1).await?;
     assert!(c.kv_put("unrelated", "x").await?);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(

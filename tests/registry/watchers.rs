@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use http::Method;
-use lucid_tests::registry::{NodeSpec, RegistryProc};
+use lucid_tests::registry::{until_blocking, NodeSpec, RegistryProc};
 use lucid_tests::sock::connect_from;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -41,27 +41,6 @@ async fn answer(s: &mut TcpStream, within: Duration) -> anyhow::Result<Option<(u
     Ok(Some((code, text)))
 }
 
-/// The registry's count of blocking queries waiting now (from `/metrics`).
-async fn waiting(c: &lucid_client::RegistryClient) -> anyhow::Result<u64> {
-    let r = c.call(Method::GET, "/metrics", "").await?;
-    let text = String::from_utf8_lossy(&r.body).into_owned();
-    Ok(text
-        .lines()
-        .find_map(|l| l.strip_prefix("lucid_blocking_queries_waiting "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map_or(0, |v| v as u64))
-}
-
-/// Wait until `n` blocking queries are waiting in the registry (they are in flight).
-async fn until_waiting(c: &lucid_client::RegistryClient, n: u64) -> anyhow::Result<()> {
-    lucid_tests::wait::until(
-        &format!("{n} blocking queries waiting"),
-        Duration::from_secs(30),
-        || async { Ok((waiting(c).await? >= n).then_some(())) },
-    )
-    .await
-}
-
 async fn kv_index(node: &RegistryProc, key: &str) -> anyhow::Result<u64> {
     let c = node.client();
     c.call(Method::PUT, &format!("/v1/kv/{key}"), "v")
@@ -81,7 +60,7 @@ async fn blocking_queries_are_capped_per_address_and_woken_per_prefix() -> anyho
     for _ in 0..128 {
         parked.push(park([127, 0, 0, 1], &node.http, &path, None).await?);
     }
-    until_waiting(&node.client(), 128).await?;
+    until_blocking(&node.client(), 128).await?;
     // One more from the same address is refused at once...
     let mut over = park([127, 0, 0, 1], &node.http, &path, None).await?;
     let (code, text) = answer(&mut over, Duration::from_secs(10))
@@ -168,7 +147,7 @@ async fn one_token_cannot_hold_more_than_its_share_from_many_addresses() -> anyh
         let src = [127, 0, 1, 1 + u8::try_from(i / 100)?];
         parked.push(park(src, &node.http, &path, Some(&reader)).await?);
     }
-    until_waiting(&c, 256).await?;
+    until_blocking(&c, 256).await?;
     let mut over = park([127, 0, 1, 9], &node.http, &path, Some(&reader)).await?;
     let (code, text) = answer(&mut over, Duration::from_secs(10))
         .await?
@@ -241,7 +220,7 @@ async fn five_thousand_watchers_stay_under_the_memory_bound() -> anyhow::Result<
         );
     }
     // Every watcher has reached the registry and is waiting.
-    until_waiting(&node.client(), 5000).await?;
+    until_blocking(&node.client(), 5000).await?;
     for s in parked.iter_mut().step_by(500) {
         assert!(
             answer(s, Duration::from_millis(100)).await?.is_none(),
@@ -282,7 +261,7 @@ async fn the_blocking_and_connection_caps_are_the_operators_to_set() -> anyhow::
     for _ in 0..3 {
         parked.push(park([127, 0, 0, 3], &node.http, &path, None).await?);
     }
-    until_waiting(&node.client(), 3).await?;
+    until_blocking(&node.client(), 3).await?;
     let mut over = park([127, 0, 0, 3], &node.http, &path, None).await?;
     let (code, text) = answer(&mut over, Duration::from_secs(10))
         .await?

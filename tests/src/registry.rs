@@ -203,6 +203,28 @@ impl Drop for RegistryProc {
     }
 }
 
+/// The count of blocking queries waiting in the node `c` talks to (`/metrics`).
+pub async fn blocking_waiting(c: &RegistryClient) -> anyhow::Result<u64> {
+    let r = c.call(http::Method::GET, "/metrics", "").await?;
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("lucid_blocking_queries_waiting "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64))
+}
+
+/// Wait until at least `n` blocking queries wait in the node `c` talks to: they are in
+/// flight, so a test that then checks one was *not* answered cannot pass by being early.
+pub async fn until_blocking(c: &RegistryClient, n: u64) -> anyhow::Result<()> {
+    wait::until(
+        &format!("{n} blocking queries waiting"),
+        Duration::from_secs(30),
+        || async { Ok((blocking_waiting(c).await? >= n).then_some(())) },
+    )
+    .await
+}
+
 /// Wait until the node `c` talks to has a mesh CA root (the first leader creates it).
 pub async fn wait_ca_root(c: &RegistryClient) -> anyhow::Result<()> {
     wait::until("the CA root", Duration::from_secs(20), || async {
