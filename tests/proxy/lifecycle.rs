@@ -22,8 +22,11 @@ async fn a_sidecar_waits_for_the_registry_and_survives_losing_it() -> anyhow::Re
     reg.kill9();
     let a = Sidecar::start(&reg.http, "web", "default", app_a.port, &[])?;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let (st, _) = a.admin(Method::GET, "/ready").await?;
-    assert_eq!(st, StatusCode::SERVICE_UNAVAILABLE);
+    let (st, body) = a.admin(Method::GET, "/ready").await?;
+    assert_eq!(
+        (st, body.trim()),
+        (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    );
     // Back on the same address: A becomes ready and reaches B.
     let reg = RegistryProc::spawn(spec)?;
     wait_root(&reg.client()).await?;
@@ -138,9 +141,11 @@ async fn draining_under_load_fails_no_request() -> anyhow::Result<()> {
         Ok((instances().await? == 0).then_some(()))
     })
     .await?;
+    // Drained, not merely unstarted (which also answers 503, with "starting").
+    let (st, body) = b2.admin(Method::GET, "/ready").await?;
     assert_eq!(
-        b2.admin(Method::GET, "/ready").await?.0,
-        StatusCode::SERVICE_UNAVAILABLE
+        (st, body.trim()),
+        (StatusCode::SERVICE_UNAVAILABLE, "draining")
     );
     assert_eq!(b2.admin(Method::GET, "/live").await?.0, StatusCode::OK);
     wait::until("b2's inbound closed", Duration::from_secs(10), || async {
