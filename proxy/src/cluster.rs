@@ -16,6 +16,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
+use lucid_runtime::backoff::Backoff;
+
 use crate::breaker::{Admission, Breaker, State};
 use crate::mesh::Mesh;
 use crate::pool::Pool;
@@ -191,6 +193,7 @@ async fn follow(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut evicted = cluster.evicted.subscribe();
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let r = tokio::select! {
             r = discover(&mesh, &cluster.service, Some(index)) => r,
@@ -199,14 +202,20 @@ async fn follow(
         };
         match r {
             Ok((i, eps)) => {
+                backoff.reset();
                 // An index going backwards (a restored registry) must not make us spin.
                 index = if i < index { 0 } else { i };
                 cluster.update(eps, &cluster.settings.load());
             }
             Err(e) => {
-                tracing::warn!(service = %cluster.service, error = %format!("{e:#}"),
+                let delay = backoff.next_delay();
+                tracing::warn!(service = %cluster.service, error = %format!("{e:#}"), ?delay,
                     "discovery failed; keeping the last known endpoints");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = evicted.wait_for(|e| *e) => return,
+                }
             }
         }
     }

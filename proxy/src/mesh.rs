@@ -16,6 +16,7 @@ use http::Method;
 use lucid_client::{RegistryClient, Response};
 use lucid_core::config_entry::{ConfigEntry, Resolved};
 use lucid_core::intention::{Action, Intention};
+use lucid_runtime::backoff::Backoff;
 use lucid_tls::mtls::{Identity, Revoked};
 use lucid_tls::SpiffeId;
 use serde_json::{json, Value};
@@ -106,7 +107,8 @@ fn ok(r: Response, what: &str) -> anyhow::Result<Response> {
     }
 }
 
-/// Retry `f` with backoff (200 ms doubling to 5 s) until it works or `stop` fires.
+/// Retry `f` with backoff (200 ms doubling to 5 s, with jitter) until it works or `stop`
+/// fires.
 async fn retry<T, F, Fut>(
     what: &str,
     stop: &mut watch::Receiver<bool>,
@@ -116,17 +118,20 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
 {
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
-        match f().await {
+        let delay = match f().await {
             Ok(v) => return Ok(v),
-            Err(e) => tracing::warn!(error = %format!("{e:#}"), "{what}; retrying in {backoff:?}"),
-        }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %format!("{e:#}"), "{what}; retrying in {delay:?}");
+                delay
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(delay) => {}
             _ = stop.wait_for(|s| *s) => bail!("stopped while {what}"),
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
@@ -455,6 +460,7 @@ impl Mesh {
             let mut stop = stop.clone();
             tokio::spawn(async move {
                 let mut index = 0;
+                let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
                 loop {
                     let step = async {
                         match which {
@@ -476,6 +482,7 @@ impl Mesh {
                         None => return,
                         // An index going backwards (a restored registry) must not make us spin.
                         Some(Ok(i)) => {
+                            backoff.reset();
                             index = if i < index { 0 } else { i };
                             // Coalesce bursts: a bulk write of thousands of intentions is
                             // fetched a few times a second, not once per entry.
@@ -484,8 +491,12 @@ impl Mesh {
                             }
                         }
                         Some(Err(e)) => {
-                            tracing::warn!(error = %format!("{e:#}"), "registry unreachable; serving the last known state");
-                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let delay = backoff.next_delay();
+                            tracing::warn!(error = %format!("{e:#}"), ?delay, "registry unreachable; serving the last known state");
+                            tokio::select! {
+                                () = tokio::time::sleep(delay) => {}
+                                _ = stop.wait_for(|s| *s) => return,
+                            }
                         }
                     }
                 }

@@ -304,7 +304,8 @@ async fn join_loop(
         raft_addr: node.me.raft_addr.clone(),
         http_addr: node.me.http_addr.clone(),
     };
-    let mut backoff = Duration::from_millis(200);
+    let mut backoff =
+        lucid_runtime::backoff::Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         for target in &targets {
             // A bare host:port gets this node's peer scheme (https with cluster TLS).
@@ -335,10 +336,9 @@ async fn join_loop(
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 
