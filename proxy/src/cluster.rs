@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use lucid_core::config_entry::{LbPolicy, Resolved};
+use lucid_core::wire::catalog::ServiceEntry;
 use lucid_tls::mtls::client_config;
 use rand::Rng;
-use serde_json::Value;
 use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
 
@@ -68,22 +68,12 @@ pub struct Clusters {
 
 /// Pull the usable endpoints out of a `/v1/health/service/<svc>` answer: passing instances
 /// with a `MeshPort`.
-fn usable(list: &[Value]) -> Vec<(String, String, u16)> {
+fn usable(list: &[ServiceEntry]) -> Vec<(String, String, u16)> {
     list.iter()
-        .filter(|e| {
-            e["Checks"].as_array().is_none_or(|cs| {
-                cs.iter()
-                    .all(|c| c["Status"].as_str().unwrap_or("passing") == "passing")
-            })
-        })
+        .filter(|e| e.passing())
         .filter_map(|e| {
-            let s = &e["Service"];
-            let port = u16::try_from(s["MeshPort"].as_u64()?).ok()?;
-            let addr = match s["Address"].as_str() {
-                Some(a) if !a.is_empty() => a,
-                _ => e["Node"]["Address"].as_str()?,
-            };
-            Some((s["ID"].as_str()?.to_owned(), addr.to_owned(), port))
+            let port = e.service.mesh_port?;
+            Some((e.service.id.clone(), e.address().to_owned(), port))
         })
         .collect()
 }
@@ -181,7 +171,7 @@ async fn discover(
     let r = mesh
         .registry_get(&format!("/v1/health/service/{service}?stale"), index)
         .await?;
-    let list: Vec<Value> = r.json()?;
+    let list: Vec<ServiceEntry> = r.json()?;
     Ok((r.consul_index().unwrap_or(0), usable(&list)))
 }
 
@@ -454,6 +444,8 @@ mod tests {
             json!({"Node": {"Address": "10.0.0.4"}, "Service": {"ID": "d", "Address": "10.0.0.4"},
                    "Checks": []}),
         ];
+        let list: Vec<ServiceEntry> =
+            serde_json::from_value(serde_json::Value::Array(list)).expect("the registry's shape");
         assert_eq!(
             usable(&list),
             vec![

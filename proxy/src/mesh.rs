@@ -14,12 +14,15 @@ use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
 use http::Method;
 use lucid_client::{RegistryClient, Response};
+use lucid_core::catalog::CheckStatus;
 use lucid_core::config_entry::{ConfigEntry, Resolved};
 use lucid_core::intention::{Action, Intention};
+use lucid_core::wire::ca::{CertRecord, SignRequest, SignedLeaf};
+use lucid_core::wire::catalog::{SidecarRegistration, TtlCheck};
+use lucid_core::wire::operator::DefaultAction;
 use lucid_runtime::backoff::Backoff;
 use lucid_tls::mtls::{Identity, Revoked};
 use lucid_tls::SpiffeId;
-use serde_json::{json, Value};
 use tokio::sync::{watch, Notify};
 
 use crate::cluster::Clusters;
@@ -146,19 +149,23 @@ async fn new_certificate(
         .and_then(|p| p.serialize_request(&key))
         .and_then(|c| c.pem())
         .context("making the CSR")?;
-    let body = json!({"csr": csr, "service": service, "plane": plane}).to_string();
-    let signed: Value = ok(
+    let body = serde_json::to_string(&SignRequest {
+        csr,
+        service: service.to_owned(),
+        plane: Some(plane.to_owned()),
+    })
+    .context("encoding the CSR")?;
+    let signed: SignedLeaf = ok(
         registry
             .call(Method::POST, "/v1/connect/ca/sign", body, CALL_TIMEOUT)
             .await?,
         "signing",
     )?
     .json()?;
-    let pem = signed["cert_pem"]
-        .as_str()
-        .ok_or_else(|| anyhow!("the registry sent no cert_pem"))?
-        .to_owned();
-    let root = signed["chain_pem"].as_str().unwrap_or_default().to_owned();
+    let (pem, root) = (signed.cert_pem, signed.chain_pem);
+    if pem.is_empty() {
+        bail!("the registry sent no cert_pem");
+    }
     let info = lucid_tls::inspect_pem(&pem)?;
     let cert = Cert {
         serial: info.serial,
@@ -298,10 +305,21 @@ impl Mesh {
             })
             .chain([("plane".to_owned(), cfg.plane.clone())])
             .collect();
-        let registration = json!({"Name": cfg.service, "ID": instance_id, "Address": address,
-            "Port": cfg.app_port, "MeshPort": mesh_port, "Tags": cfg.tags, "Meta": meta,
-            "Check": {"CheckID": format!("{instance_id}-sidecar"), "TTL": TTL, "Status": "passing"}})
-        .to_string();
+        let registration = serde_json::to_string(&SidecarRegistration {
+            address,
+            check: TtlCheck {
+                check_id: format!("{instance_id}-sidecar"),
+                status: CheckStatus::Passing,
+                ttl: TTL.to_owned(),
+            },
+            id: instance_id.clone(),
+            mesh_port,
+            meta,
+            name: cfg.service.clone(),
+            port: cfg.app_port,
+            tags: cfg.tags.clone(),
+        })
+        .context("encoding the registration")?;
         let mesh = Arc::new(Mesh {
             registries,
             current,
@@ -407,20 +425,18 @@ impl Mesh {
         let r = self.registry_get("/v1/connect/intentions", index).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Intention> = r.json()?;
-        let planes: Value = self
+        let planes = self
             .registry_get("/v1/connect/planes", None)
             .await?
             .json()?;
-        let planes = serde_json::from_value(planes).unwrap_or_default();
-        let d: Value = self
+        let default: DefaultAction = self
             .registry_get("/v1/connect/intentions/default", None)
             .await?
             .json()?;
-        let default = serde_json::from_value(d["Action"].clone()).unwrap_or(Action::Deny);
         self.policy.store(Arc::new(Policy {
             intentions: list,
             planes,
-            default,
+            default: default.action,
         }));
         Ok(next)
     }
@@ -435,11 +451,8 @@ impl Mesh {
             .registry_get(&format!("/v1/connect/ca/revoked?since={since}"), index)
             .await?;
         let next = r.consul_index().unwrap_or(0);
-        let list: Vec<Value> = r.json()?;
-        let entries = list.iter().filter_map(|c| {
-            let serial = c["serial"].as_str()?.to_owned();
-            Some((serial, c["not_after_unix"].as_i64().unwrap_or(i64::MAX)))
-        });
+        let list: Vec<CertRecord> = r.json()?;
+        let entries = list.into_iter().map(|c| (c.serial, c.not_after_unix));
         if since == 0 {
             self.trust.replace(entries);
         } else {

@@ -322,7 +322,7 @@ async fn join_loop(
             };
             match client.join(&req).await {
                 Ok(v) => {
-                    tracing::info!(via = %target, answer = %v, "joined the cluster");
+                    tracing::info!(via = %target, already_member = v.already_member, "joined the cluster");
                     return;
                 }
                 Err(ClientError::Status {

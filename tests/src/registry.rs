@@ -192,7 +192,7 @@ impl RegistryProc {
             Some(t) => self.client().with_token(t),
             None => self.client(),
         };
-        Ok(c.status().await?)
+        Ok(serde_json::to_value(c.status().await?)?)
     }
 }
 

@@ -13,4 +13,5 @@ pub mod http;
 pub mod registry;
 
 pub use crate::http::{ClientError, HttpClient, Response};
-pub use crate::registry::{JoinRequest, KvPair, RegistryClient};
+pub use crate::registry::{KvPair, RegistryClient};
+pub use lucid_core::wire::operator::JoinRequest;

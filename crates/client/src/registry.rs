@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, StatusCode};
+use lucid_core::wire::operator::{JoinAnswer, JoinRequest, Status};
 use serde::{Deserialize, Serialize};
 
 use crate::http::{ClientError, HttpClient, Response};
@@ -21,15 +22,6 @@ pub struct KvPair {
     pub value: Option<String>,
     #[serde(default)]
     pub session: Option<String>,
-}
-
-/// Body of `POST /v1/operator/raft/join`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct JoinRequest {
-    pub node_id: u64,
-    pub raft_addr: String,
-    pub http_addr: String,
 }
 
 /// A client for one registry node.
@@ -174,7 +166,7 @@ impl RegistryClient {
     }
 
     /// `GET /status`: node id, role, term, leader, indexes, peers.
-    pub async fn status(&self) -> Result<serde_json::Value, ClientError> {
+    pub async fn status(&self) -> Result<Status, ClientError> {
         self.call(Method::GET, "/status", Bytes::new())
             .await?
             .error_for_status()?
@@ -190,7 +182,7 @@ impl RegistryClient {
     }
 
     /// `POST /v1/operator/raft/join`.
-    pub async fn join(&self, req: &JoinRequest) -> Result<serde_json::Value, ClientError> {
+    pub async fn join(&self, req: &JoinRequest) -> Result<JoinAnswer, ClientError> {
         let body = serde_json::to_vec(req).map_err(|e| ClientError::Request(e.to_string()))?;
         self.call(Method::POST, "/v1/operator/raft/join", body)
             .await?

@@ -7,6 +7,7 @@
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`conn_limit`]: caps on connections per listener and per peer address.
 //! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
+//! - [`wire`]: the typed answers of the registry that the sidecar and lucidctl read.
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod duration;
 pub mod error;
 pub mod intention;
 mod obj;
+pub mod wire;
 
 pub use duration::{format_duration, parse_duration, DurationError};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};

@@ -1,10 +1,19 @@
 //! What each subcommand does: one or a few registry API calls, then a table or JSON.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{bail, Context};
 use http::Method;
 use lucid_client::{RegistryClient, Response};
+use lucid_core::catalog::CheckStatus;
+use lucid_core::wire::acl::{PolicyLink, ServiceIdentity, TokenCreate, TokenView};
+use lucid_core::wire::ca::{CaCert, CertRecord, IssueRequest, SignedLeaf};
+use lucid_core::wire::catalog::ServiceEntry;
+use lucid_core::wire::operator::{JoinRequest, PolicySummary, RaftConfiguration, Status};
+use lucid_core::ErrorBody;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cli::{
@@ -55,13 +64,9 @@ fn ok(r: Response, what: &str) -> anyhow::Result<Response> {
     if r.status.is_success() {
         return Ok(r);
     }
-    let body: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-    let reason = match (
-        body["error"]["code"].as_str(),
-        body["error"]["message"].as_str(),
-    ) {
-        (Some(code), Some(m)) => format!("{code}: {m}"),
-        _ => String::from_utf8_lossy(&r.body).trim().to_owned(),
+    let reason = match serde_json::from_slice::<ErrorBody>(&r.body) {
+        Ok(b) => format!("{}: {}", b.error.code, b.error.message),
+        Err(_) => String::from_utf8_lossy(&r.body).trim().to_owned(),
     };
     bail!("{what}: {} {reason}", r.status)
 }
@@ -80,20 +85,31 @@ async fn call(
     ok(r, what)
 }
 
-async fn get_json(c: &RegistryClient, path: &str, what: &str) -> anyhow::Result<Value> {
-    let r = call(c, Method::GET, path, Vec::new(), what).await?;
-    serde_json::from_slice(&r.body).with_context(|| format!("{what}: the answer is not JSON"))
+/// The answer decoded as `T`, the registry's typed wire struct for `path`.
+fn decode<T: DeserializeOwned>(r: &Response, what: &str) -> anyhow::Result<T> {
+    serde_json::from_slice(&r.body)
+        .with_context(|| format!("{what}: the registry's answer is not what it should send"))
 }
 
-fn pretty(v: &Value) -> String {
+async fn get_json<T: DeserializeOwned>(
+    c: &RegistryClient,
+    path: &str,
+    what: &str,
+) -> anyhow::Result<T> {
+    let r = call(c, Method::GET, path, Vec::new(), what).await?;
+    decode(&r, what)
+}
+
+fn pretty<T: Serialize + ?Sized>(v: &T) -> String {
     serde_json::to_string_pretty(v).unwrap_or_default()
 }
 
-fn s(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "-".into(),
-        other => other.to_string(),
+/// A cell of a table: `-` for nothing.
+fn cell(v: &str) -> String {
+    if v.is_empty() {
+        "-".into()
+    } else {
+        v.to_owned()
     }
 }
 
@@ -123,15 +139,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                 "policy apply",
             )
             .await?;
-            let v: Value = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
+            let v: PolicySummary = decode(&r, "policy apply")?;
             Ok(if json_out {
                 pretty(&v)
             } else {
                 format!(
                     "applied {}: {} planes, {} intentions",
                     a.file.display(),
-                    s(&v["planes"]),
-                    s(&v["intentions"])
+                    v.planes,
+                    v.intentions
                 )
             })
         }
@@ -172,38 +188,33 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
 async fn cluster(c: &RegistryClient, cmd: ClusterCmd, json_out: bool) -> anyhow::Result<String> {
     match cmd {
         ClusterCmd::Status => {
-            let status = get_json(c, "/status", "cluster status").await?;
-            let cfg = get_json(c, "/v1/operator/raft/configuration", "cluster status").await?;
+            let status: Status = get_json(c, "/status", "cluster status").await?;
+            let cfg: RaftConfiguration =
+                get_json(c, "/v1/operator/raft/configuration", "cluster status").await?;
             if json_out {
                 return Ok(pretty(&json!({"node": status, "configuration": cfg})));
             }
-            let rows: Vec<Vec<String>> = cfg["Servers"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|sv| {
-                            vec![
-                                s(&sv["ID"]),
-                                s(&sv["Address"]),
-                                if sv["Leader"] == true {
-                                    "leader".into()
-                                } else {
-                                    "follower".into()
-                                },
-                                s(&sv["Voter"]),
-                            ]
-                        })
-                        .collect()
+            let rows: Vec<Vec<String>> = cfg
+                .servers
+                .iter()
+                .map(|sv| {
+                    let role = if sv.leader { "leader" } else { "follower" };
+                    vec![
+                        cell(&sv.id),
+                        cell(&sv.address),
+                        role.into(),
+                        sv.voter.to_string(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             Ok(format!(
                 "{}\n\nthis node: id {} role {} term {} commit {} applied {}",
                 render(&["ID", "RAFT ADDRESS", "ROLE", "VOTER"], &rows),
-                s(&status["node_id"]),
-                s(&status["role"]),
-                s(&status["term"]),
-                s(&status["commit_index"]),
-                s(&status["applied_index"])
+                status.node_id,
+                status.role,
+                status.term,
+                status.commit_index,
+                status.applied_index
             ))
         }
         ClusterCmd::Join {
@@ -211,12 +222,16 @@ async fn cluster(c: &RegistryClient, cmd: ClusterCmd, json_out: bool) -> anyhow:
             raft_addr,
             http_addr,
         } => {
-            let body = json!({"node_id": node_id, "raft_addr": raft_addr, "http_addr": http_addr});
+            let body = JoinRequest {
+                node_id,
+                raft_addr,
+                http_addr,
+            };
             call(
                 c,
                 Method::POST,
                 "/v1/operator/raft/join",
-                body.to_string().into_bytes(),
+                serde_json::to_vec(&body)?,
                 "cluster join",
             )
             .await?;
@@ -257,55 +272,34 @@ async fn cluster(c: &RegistryClient, cmd: ClusterCmd, json_out: bool) -> anyhow:
 async fn services(c: &RegistryClient, cmd: ServicesCmd, json_out: bool) -> anyhow::Result<String> {
     match cmd {
         ServicesCmd::List => {
-            let v = get_json(c, "/v1/catalog/services", "services list").await?;
+            let v: BTreeMap<String, Vec<String>> =
+                get_json(c, "/v1/catalog/services", "services list").await?;
             if json_out {
                 return Ok(pretty(&v));
             }
             let rows: Vec<Vec<String>> = v
-                .as_object()
-                .map(|m| {
-                    m.iter()
-                        .map(|(k, tags)| {
-                            vec![
-                                k.clone(),
-                                tags.as_array()
-                                    .map(|t| t.iter().map(s).collect::<Vec<_>>().join(","))
-                                    .unwrap_or_default(),
-                            ]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+                .iter()
+                .map(|(name, tags)| vec![name.clone(), tags.join(",")])
+                .collect();
             Ok(render(&["SERVICE", "TAGS"], &rows))
         }
         ServicesCmd::Get { name } => {
-            let v = get_json(c, &format!("/v1/health/service/{name}"), "services get").await?;
+            let v: Vec<ServiceEntry> =
+                get_json(c, &format!("/v1/health/service/{name}"), "services get").await?;
             if json_out {
                 return Ok(pretty(&v));
             }
             let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|e| {
-                            let checks = e["Checks"].as_array().cloned().unwrap_or_default();
-                            let worst = ["critical", "warning"]
-                                .into_iter()
-                                .find(|w| checks.iter().any(|c| c["Status"] == *w))
-                                .unwrap_or("passing");
-                            vec![
-                                s(&e["Service"]["ID"]),
-                                format!(
-                                    "{}:{}",
-                                    s(&e["Service"]["Address"]),
-                                    s(&e["Service"]["Port"])
-                                ),
-                                worst.to_owned(),
-                            ]
-                        })
-                        .collect()
+                .iter()
+                .map(|e| {
+                    let worst = e.checks.iter().map(|c| c.status).max();
+                    vec![
+                        cell(&e.service.id),
+                        format!("{}:{}", cell(&e.service.address), e.service.port),
+                        worst.unwrap_or(CheckStatus::Passing).as_str().to_owned(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             Ok(render(&["INSTANCE", "ADDRESS", "HEALTH"], &rows))
         }
     }
@@ -314,30 +308,23 @@ async fn services(c: &RegistryClient, cmd: ServicesCmd, json_out: bool) -> anyho
 async fn certs(c: &RegistryClient, cmd: CertsCmd, json_out: bool) -> anyhow::Result<String> {
     match cmd {
         CertsCmd::List => {
-            let v = get_json(c, "/certificates", "certs list").await?;
+            let v: Vec<CertRecord> = get_json(c, "/certificates", "certs list").await?;
             if json_out {
                 return Ok(pretty(&v));
             }
             let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|x| {
-                            vec![
-                                s(&x["serial"]),
-                                s(&x["service"]),
-                                s(&x["plane"]),
-                                s(&x["not_after"]),
-                                if x["revoked"] == true {
-                                    "revoked".into()
-                                } else {
-                                    "valid".into()
-                                },
-                            ]
-                        })
-                        .collect()
+                .iter()
+                .map(|x| {
+                    let state = if x.revoked { "revoked" } else { "valid" };
+                    vec![
+                        cell(&x.serial),
+                        cell(&x.service),
+                        cell(&x.plane),
+                        cell(&x.not_after),
+                        state.into(),
+                    ]
                 })
-                .unwrap_or_default();
+                .collect();
             Ok(render(
                 &["SERIAL", "SERVICE", "PLANE", "NOT AFTER", "STATE"],
                 &rows,
@@ -349,7 +336,7 @@ async fn certs(c: &RegistryClient, cmd: CertsCmd, json_out: bool) -> anyhow::Res
             out,
         } => {
             let body = match plane {
-                Some(p) => json!({"plane": p}).to_string().into_bytes(),
+                Some(p) => serde_json::to_vec(&IssueRequest { plane: Some(p) })?,
                 None => Vec::new(),
             };
             let r = call(
@@ -360,24 +347,26 @@ async fn certs(c: &RegistryClient, cmd: CertsCmd, json_out: bool) -> anyhow::Res
                 "certs issue",
             )
             .await?;
-            let v: Value =
-                serde_json::from_slice(&r.body).context("certs issue: the answer is not JSON")?;
+            let v: SignedLeaf = decode(&r, "certs issue")?;
+            let Some(key_pem) = v.key_pem.as_deref() else {
+                bail!("certs issue: the registry sent no key");
+            };
+            let spiffe_id = v.spiffe_id.as_deref().unwrap_or("-");
             let cert = out.join(format!("{service}.pem"));
             let key = out.join(format!("{service}.key"));
-            std::fs::write(&cert, s(&v["cert_pem"]))
+            std::fs::write(&cert, &v.cert_pem)
                 .with_context(|| format!("writing {}", cert.display()))?;
-            write_private(&key, &s(&v["key_pem"]))?;
+            write_private(&key, key_pem)?;
             if json_out {
                 return Ok(pretty(
-                    &json!({"serial": v["serial"], "spiffe_id": v["spiffe_id"], "not_after": v["not_after"],
+                    &json!({"serial": v.serial, "spiffe_id": spiffe_id, "not_after": v.not_after,
                     "cert": cert, "key": key}),
                 ));
             }
             Ok(format!(
-                "issued {} ({}) until {}: {} and {}",
-                s(&v["serial"]),
-                s(&v["spiffe_id"]),
-                s(&v["not_after"]),
+                "issued {} ({spiffe_id}) until {}: {} and {}",
+                v.serial,
+                v.not_after,
                 cert.display(),
                 key.display()
             ))
@@ -408,25 +397,17 @@ async fn certs(c: &RegistryClient, cmd: CertsCmd, json_out: bool) -> anyhow::Res
             _ => bail!("certs revoke: give a SERIAL or --service NAME (not both)"),
         },
         CertsCmd::Ca => {
-            let v = get_json(c, "/certificates/ca", "certs ca").await?;
+            let v: CaCert = get_json(c, "/certificates/ca", "certs ca").await?;
             Ok(if json_out {
                 pretty(&v)
             } else {
-                s(&v["ca_pem"]).trim_end().to_owned()
+                v.ca_pem.trim_end().to_owned()
             })
         }
     }
 }
 
 async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<String> {
-    let token_line = |v: &Value| {
-        let kind = if let Some(p) = v["Policies"][0]["Name"].as_str() {
-            p.to_owned()
-        } else {
-            format!("service:{}", s(&v["ServiceIdentities"][0]["ServiceName"]))
-        };
-        (kind, s(&v["AccessorID"]), s(&v["Description"]))
-    };
     match cmd {
         AclCmd::Bootstrap => {
             let r = call(
@@ -437,15 +418,14 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
                 "acl bootstrap",
             )
             .await?;
-            let v: Value =
-                serde_json::from_slice(&r.body).context("acl bootstrap: the answer is not JSON")?;
+            let v: TokenView = decode(&r, "acl bootstrap")?;
             Ok(if json_out {
                 pretty(&v)
             } else {
                 format!(
                     "AccessorID: {}\nSecretID:   {}",
-                    s(&v["AccessorID"]),
-                    s(&v["SecretID"])
+                    v.accessor_id,
+                    v.secret_id.as_deref().unwrap_or("-")
                 )
             })
         }
@@ -456,16 +436,22 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
             description,
             ttl,
         }) => {
-            let mut body = json!({"Description": description});
-            if let Some(ttl) = ttl {
-                body["ExpirationTTL"] = json!(ttl);
-            }
+            let policy = |name: &str| {
+                vec![PolicyLink {
+                    name: name.to_owned(),
+                }]
+            };
+            let mut body = TokenCreate {
+                description,
+                expiration_ttl: ttl,
+                ..TokenCreate::default()
+            };
             match (service, management, read_only) {
-                (Some(name), false, false) => {
-                    body["ServiceIdentities"] = json!([{"ServiceName": name}])
+                (Some(service_name), false, false) => {
+                    body.service_identities = vec![ServiceIdentity { service_name }]
                 }
-                (None, true, false) => body["Policies"] = json!([{"Name": "global-management"}]),
-                (None, false, true) => body["Policies"] = json!([{"Name": "read-only"}]),
+                (None, true, false) => body.policies = policy("global-management"),
+                (None, false, true) => body.policies = policy("read-only"),
                 _ => {
                     bail!("acl token create: give one of --service NAME, --management, --read-only")
                 }
@@ -474,38 +460,31 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
                 c,
                 Method::PUT,
                 "/v1/acl/token",
-                body.to_string().into_bytes(),
+                serde_json::to_vec(&body)?,
                 "acl token create",
             )
             .await?;
-            let v: Value = serde_json::from_slice(&r.body)
-                .context("acl token create: the answer is not JSON")?;
-            let (kind, acc, _) = token_line(&v);
+            let v: TokenView = decode(&r, "acl token create")?;
             Ok(if json_out {
                 pretty(&v)
             } else {
                 format!(
-                    "AccessorID: {acc}\nSecretID:   {}\nKind:       {kind}",
-                    s(&v["SecretID"])
+                    "AccessorID: {}\nSecretID:   {}\nKind:       {}",
+                    v.accessor_id,
+                    v.secret_id.as_deref().unwrap_or("-"),
+                    v.kind()
                 )
             })
         }
         AclCmd::Token(TokenCmd::List) => {
-            let v = get_json(c, "/v1/acl/tokens", "acl token list").await?;
+            let v: Vec<TokenView> = get_json(c, "/v1/acl/tokens", "acl token list").await?;
             if json_out {
                 return Ok(pretty(&v));
             }
             let rows: Vec<Vec<String>> = v
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|t| {
-                            let (k, a, d) = token_line(t);
-                            vec![a, k, d]
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+                .iter()
+                .map(|t| vec![cell(&t.accessor_id), t.kind(), cell(&t.description)])
+                .collect();
             Ok(render(&["ACCESSOR", "KIND", "DESCRIPTION"], &rows))
         }
         AclCmd::Token(TokenCmd::Delete { accessor }) => {
@@ -621,13 +600,20 @@ async fn config_apply(c: &RegistryClient, file: &Path, json_out: bool) -> anyhow
         vec![doc]
     };
     // Validate everything before writing anything.
-    for b in &bodies {
-        lucid_core::config_entry::parse_entry(b)
-            .with_context(|| format!("{}: entry {}", file.display(), s(&b["Name"])))?;
+    let mut entries = Vec::new();
+    for (n, b) in bodies.iter().enumerate() {
+        // The user's own document, not a registry answer: name the entry as it was written.
+        let label = b
+            .get("Name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("#{}", n + 1), str::to_owned);
+        let e = lucid_core::config_entry::parse_entry(b)
+            .with_context(|| format!("{}: entry {label}", file.display()))?;
+        entries.push(e);
     }
     let mut rows = Vec::new();
-    for b in &bodies {
-        let what = format!("config apply {} {}", s(&b["Kind"]), s(&b["Name"]));
+    for (b, e) in bodies.iter().zip(&entries) {
+        let what = format!("config apply {} {}", e.kind.as_str(), e.name);
         call(
             c,
             Method::PUT,
@@ -636,7 +622,7 @@ async fn config_apply(c: &RegistryClient, file: &Path, json_out: bool) -> anyhow
             &what,
         )
         .await?;
-        rows.push(vec![s(&b["Kind"]), s(&b["Name"])]);
+        rows.push(vec![e.kind.as_str().to_owned(), e.name.clone()]);
     }
     Ok(if json_out {
         pretty(&Value::Array(bodies))

@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use lucid_core::wire::acl::{PolicyLink, ServiceIdentity, TokenView};
 use rand::Rng;
 use serde_json::{json, Value};
 
@@ -81,20 +82,31 @@ fn expiry(v: &Value, now: i64) -> Result<Option<i64>, ApiError> {
     Ok(Some(at))
 }
 
-fn token_json(t: &AclToken, secret: Option<&str>) -> Value {
-    let mut v = json!({"AccessorID": t.accessor_id, "Description": t.description, "CreateIndex": t.create_index});
-    if let Some(at) = t.expires_at {
-        v["ExpirationTime"] = json!(super::ca::rfc3339(at));
+fn token_json(t: &AclToken, secret: Option<&str>) -> TokenView {
+    let policy = |name: &str| {
+        vec![PolicyLink {
+            name: name.to_owned(),
+        }]
+    };
+    let (policies, service_identities) = match &t.kind {
+        TokenKind::Management => (policy("global-management"), Vec::new()),
+        TokenKind::ReadOnly => (policy("read-only"), Vec::new()),
+        TokenKind::Service { name } => (
+            Vec::new(),
+            vec![ServiceIdentity {
+                service_name: name.clone(),
+            }],
+        ),
+    };
+    TokenView {
+        accessor_id: t.accessor_id.clone(),
+        create_index: t.create_index,
+        description: t.description.clone(),
+        expiration_time: t.expires_at.map(super::ca::rfc3339),
+        policies,
+        secret_id: secret.map(str::to_owned),
+        service_identities,
     }
-    match &t.kind {
-        TokenKind::Management => v["Policies"] = json!([{"Name": "global-management"}]),
-        TokenKind::ReadOnly => v["Policies"] = json!([{"Name": "read-only"}]),
-        TokenKind::Service { name } => v["ServiceIdentities"] = json!([{"ServiceName": name}]),
-    }
-    if let Some(s) = secret {
-        v["SecretID"] = json!(s);
-    }
-    v
 }
 
 fn acl_off() -> ApiError {

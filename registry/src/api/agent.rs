@@ -9,9 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lucid_core::catalog::{
-    parse_check, parse_registration, Check, CheckKind, CheckStatus, Instance,
-};
+use lucid_core::catalog::{parse_check, parse_registration, Check, CheckKind, CheckStatus};
+use lucid_core::wire::catalog::{AgentService, HealthCheck};
 use serde_json::{json, Value};
 
 use super::authz::Caller;
@@ -24,34 +23,6 @@ use crate::types::Command;
 /// The node name every instance reports (one logical node: the registry).
 pub const NODE: &str = "lucid";
 pub const DATACENTER: &str = "dc1";
-
-pub fn service_json(i: &Instance) -> Value {
-    json!({
-        "ID": i.id, "Service": i.name, "Tags": i.tags, "Meta": i.meta,
-        "Port": i.port, "Address": i.address, "TaggedAddresses": {},
-        "Weights": {"Passing": i.weights.passing, "Warning": i.weights.warning},
-        "EnableTagOverride": i.enable_tag_override, "Datacenter": DATACENTER,
-        "MeshPort": i.mesh_port,
-    })
-}
-
-pub fn check_json(c: &Check, service: Option<&Instance>) -> Value {
-    let kind = match &c.kind {
-        CheckKind::Http { .. } => "http",
-        CheckKind::Tcp { .. } => "tcp",
-        CheckKind::Ttl => "ttl",
-        CheckKind::Maintenance => "maintenance",
-    };
-    json!({
-        "Node": NODE, "CheckID": c.id, "Name": c.name, "Status": c.status.as_str(),
-        "Notes": c.notes, "Output": c.output, "ServiceID": c.service_id,
-        "ServiceName": service.map_or("", |s| s.name.as_str()),
-        "ServiceTags": service.map_or(Vec::new(), |s| s.tags.clone()),
-        "Type": kind,
-        "Interval": lucid_core::format_duration(c.interval),
-        "Timeout": lucid_core::format_duration(c.timeout),
-    })
-}
 
 fn refused(e: lucid_core::catalog::RegistrationError) -> ApiError {
     ApiError::bad_request(format!("invalid registration: {e}"))
@@ -242,22 +213,20 @@ pub async fn update(
 
 pub async fn services(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, instances, _) = api.node.state.catalog()?;
-    let out: BTreeMap<String, Value> = instances
+    let out: BTreeMap<String, AgentService> = instances
         .iter()
-        .map(|i| (i.id.clone(), service_json(i)))
+        .map(|i| (i.id.clone(), AgentService::new(i, DATACENTER)))
         .collect();
     Ok(read::indexed_json(&api.node, index, out))
 }
 
 pub async fn checks(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, instances, checks) = api.node.state.catalog()?;
-    let out: BTreeMap<String, Value> = checks
+    let out: BTreeMap<String, HealthCheck> = checks
         .iter()
         .map(|c| {
-            (
-                c.id.clone(),
-                check_json(c, instances.iter().find(|i| i.id == c.service_id)),
-            )
+            let service = instances.iter().find(|i| i.id == c.service_id);
+            (c.id.clone(), HealthCheck::new(c, service, NODE))
         })
         .collect();
     Ok(read::indexed_json(&api.node, index, out))

@@ -8,10 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use lucid_core::wire::ca::{
+    AgentLeaf, CaCert, CaRoot, CaRoots, CertRecord, IssueRequest, Revoked, RevokedService,
+    SignRequest, SignedLeaf,
+};
 use lucid_core::ErrorCode;
 use lucid_tls::{inspect_pem, Leaf, Signer, SpiffeId, TRUST_DOMAIN};
-use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::authz::Caller;
 use super::error::ApiError;
@@ -135,9 +137,14 @@ fn leaf_plane(
     }
 }
 
-fn leaf_json(leaf: &Leaf, signer: &Signer) -> Value {
-    json!({"cert_pem": leaf.cert_pem, "chain_pem": signer.root_pem(), "serial": leaf.serial,
-           "not_after": rfc3339(leaf.not_after)})
+fn signed_leaf(leaf: &Leaf, signer: &Signer) -> SignedLeaf {
+    SignedLeaf {
+        cert_pem: leaf.cert_pem.clone(),
+        chain_pem: signer.root_pem().to_owned(),
+        not_after: rfc3339(leaf.not_after),
+        serial: leaf.serial.clone(),
+        ..SignedLeaf::default()
+    }
 }
 
 /// `GET /v1/connect/ca/roots` (also under `/v1/agent/`): Consul's shape.
@@ -147,27 +154,36 @@ pub async fn roots(State(api): State<Arc<ApiState>>) -> Result<Response, ApiErro
         return Ok(read::indexed_json(
             &api.node,
             index,
-            json!({"ActiveRootID": "", "TrustDomain": TRUST_DOMAIN, "Roots": []}),
+            CaRoots {
+                trust_domain: TRUST_DOMAIN.to_owned(),
+                ..CaRoots::default()
+            },
         ));
     };
     let info = inspect_pem(signer.root_pem()).map_err(|e| CaOpError::Sign(e.to_string()))?;
-    let root = json!({"ID": info.sha256, "Name": "Lucid Mesh root CA", "SerialNumber": info.serial,
-        "SigningKeyID": "", "NotBefore": rfc3339(info.not_before), "NotAfter": rfc3339(info.not_after),
-        "RootCert": signer.root_pem(), "IntermediateCerts": [], "Active": true,
-        "PrivateKeyType": "ec", "PrivateKeyBits": 256, "TrustDomain": TRUST_DOMAIN});
+    let root = CaRoot {
+        active: true,
+        id: info.sha256.clone(),
+        intermediate_certs: Vec::new(),
+        name: "Lucid Mesh root CA".into(),
+        not_after: rfc3339(info.not_after),
+        not_before: rfc3339(info.not_before),
+        private_key_bits: 256,
+        private_key_type: "ec".into(),
+        root_cert: signer.root_pem().to_owned(),
+        serial_number: info.serial,
+        signing_key_id: String::new(),
+        trust_domain: TRUST_DOMAIN.to_owned(),
+    };
     Ok(read::indexed_json(
         &api.node,
         index,
-        json!({"ActiveRootID": info.sha256, "TrustDomain": TRUST_DOMAIN, "Roots": [root]}),
+        CaRoots {
+            active_root_id: info.sha256,
+            roots: vec![root],
+            trust_domain: TRUST_DOMAIN.to_owned(),
+        },
     ))
-}
-
-#[derive(Deserialize)]
-struct SignRequest {
-    csr: String,
-    service: String,
-    #[serde(default)]
-    plane: Option<String>,
 }
 
 /// `POST /v1/connect/ca/sign` `{csr, service, plane}`.
@@ -185,7 +201,7 @@ pub async fn sign(
     let plane = leaf_plane(&api, &caller, &req.service, asked)?;
     let id = checked_identity(&api, &req.service, &plane)?;
     let (leaf, signer) = api.ca.sign_csr(&req.csr, &id).await?;
-    Ok(Json(leaf_json(&leaf, &signer)).into_response())
+    Ok(Json(signed_leaf(&leaf, &signer)).into_response())
 }
 
 /// `GET /v1/agent/connect/ca/leaf/<service>[?plane=]`: a leaf with a key generated here, in
@@ -200,11 +216,15 @@ pub async fn agent_leaf(
     let plane = leaf_plane(&api, &caller, &service, asked)?;
     let id = checked_identity(&api, &service, &plane)?;
     let (leaf, _) = api.ca.issue(&id).await?;
-    Ok(Json(
-        json!({"SerialNumber": leaf.serial, "CertPEM": leaf.cert_pem,
-        "PrivateKeyPEM": leaf.key_pem, "Service": service, "ServiceURI": id.to_string(),
-        "ValidAfter": rfc3339(leaf.not_before), "ValidBefore": rfc3339(leaf.not_after)}),
-    )
+    Ok(Json(AgentLeaf {
+        cert_pem: leaf.cert_pem,
+        private_key_pem: leaf.key_pem,
+        serial_number: leaf.serial,
+        service,
+        service_uri: id.to_string(),
+        valid_after: rfc3339(leaf.not_before),
+        valid_before: rfc3339(leaf.not_after),
+    })
     .into_response())
 }
 
@@ -235,14 +255,23 @@ pub async fn revoke(
             "no unrevoked certificate with serial {serial}"
         )));
     }
-    Ok(Json(json!({"revoked": [serial], "index": r.index})).into_response())
+    Ok(Json(Revoked {
+        index: r.index,
+        revoked: vec![serial],
+    })
+    .into_response())
 }
 
-fn cert_json(c: &IssuedCert) -> Value {
-    json!({"serial": c.serial, "service": c.service, "plane": c.plane,
-           "not_after": rfc3339(c.not_after), "not_after_unix": c.not_after,
-           "revoked": c.revoked_index.is_some(),
-           "revoked_index": c.revoked_index})
+fn cert_record(c: &IssuedCert) -> CertRecord {
+    CertRecord {
+        not_after: rfc3339(c.not_after),
+        not_after_unix: c.not_after,
+        plane: c.plane.clone(),
+        revoked: c.revoked_index.is_some(),
+        revoked_index: c.revoked_index,
+        serial: c.serial.clone(),
+        service: c.service.clone(),
+    }
 }
 
 /// `GET /v1/connect/ca/revoked`: blocking-capable on the revocation index. `?since=N` answers
@@ -262,7 +291,7 @@ pub async fn revoked(
     let state = &api.node.state;
     let (index, list) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, certs) = state.revoked_certs(since)?;
-        Ok((index, certs.iter().map(cert_json).collect::<Vec<_>>()))
+        Ok((index, certs.iter().map(cert_record).collect::<Vec<_>>()))
     })
     .await?;
     Ok(read::indexed_json(&api.node, index, list))
@@ -271,19 +300,17 @@ pub async fn revoked(
 /// `GET /certificates`: every leaf the CA signed.
 pub async fn list(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let certs = api.node.state.issued_certs()?;
-    Ok(Json(certs.iter().map(cert_json).collect::<Vec<_>>()).into_response())
+    Ok(Json(certs.iter().map(cert_record).collect::<Vec<_>>()).into_response())
 }
 
 /// `GET /certificates/ca`: the root.
 pub async fn ca_cert(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let signer = api.ca.signer()?.ok_or(CaOpError::NotReady)?;
-    Ok(Json(json!({"ca_pem": signer.root_pem(), "trust_domain": TRUST_DOMAIN})).into_response())
-}
-
-#[derive(Deserialize, Default)]
-struct IssueRequest {
-    #[serde(default)]
-    plane: Option<String>,
+    Ok(Json(CaCert {
+        ca_pem: signer.root_pem().to_owned(),
+        trust_domain: TRUST_DOMAIN.to_owned(),
+    })
+    .into_response())
 }
 
 /// `POST /certificates/<service>` (optional body `{plane}`): a leaf with its key.
@@ -301,10 +328,12 @@ pub async fn issue(
     let plane = leaf_plane(&api, &caller, &service, req.plane)?;
     let id = checked_identity(&api, &service, &plane)?;
     let (leaf, signer) = api.ca.issue(&id).await?;
-    let mut v = leaf_json(&leaf, &signer);
-    v["key_pem"] = json!(leaf.key_pem);
-    v["service"] = json!(service);
-    v["spiffe_id"] = json!(id.to_string());
+    let v = SignedLeaf {
+        key_pem: leaf.key_pem.clone(),
+        service: Some(service),
+        spiffe_id: Some(id.to_string()),
+        ..signed_leaf(&leaf, &signer)
+    };
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
 
@@ -327,5 +356,9 @@ pub async fn revoke_service(
             format!("no unrevoked certificate for service {service:?}"),
         ));
     }
-    Ok(Json(json!({"service": service, "index": r.index})).into_response())
+    Ok(Json(RevokedService {
+        index: r.index,
+        service,
+    })
+    .into_response())
 }

@@ -7,16 +7,16 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use lucid_core::catalog::{Check, CheckStatus};
-use serde_json::{json, Value};
+use lucid_core::wire::catalog::{AgentService, CatalogService, HealthCheck, Node, ServiceEntry};
 
-use super::agent::{check_json, service_json, DATACENTER, NODE};
+use super::agent::{DATACENTER, NODE};
 use super::error::ApiError;
 use super::extract::Incoming;
 use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::catalog::ServiceEntries;
 
-fn node_json(api: &ApiState) -> Value {
+fn node(api: &ApiState) -> Node {
     let addr = api
         .node
         .me
@@ -24,15 +24,14 @@ fn node_json(api: &ApiState) -> Value {
         .rsplit_once(':')
         .map_or("", |(h, _)| h)
         .to_owned();
-    json!({"ID": api.node.id.to_string(), "Node": NODE, "Address": addr, "Datacenter": DATACENTER,
-           "TaggedAddresses": {}, "Meta": {}})
-}
-
-/// The node-level check Consul always lists first (py-consul's tests expect it).
-fn serf_health() -> Value {
-    json!({"Node": NODE, "CheckID": "serfHealth", "Name": "Serf Health Status", "Status": "passing",
-           "Notes": "", "Output": "Agent alive and reachable", "ServiceID": "", "ServiceName": "",
-           "ServiceTags": [], "Type": ""})
+    Node {
+        address: addr,
+        datacenter: DATACENTER.to_owned(),
+        id: api.node.id.to_string(),
+        meta: BTreeMap::new(),
+        node: NODE.to_owned(),
+        tagged_addresses: BTreeMap::new(),
+    }
 }
 
 fn healthy(checks: &[Check]) -> bool {
@@ -85,13 +84,17 @@ pub async fn health_service(
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let (index, entries) = select(&api, &name, &req).await?;
-    let node = node_json(&api);
-    let out: Vec<Value> = entries
+    let node = node(&api);
+    let out: Vec<ServiceEntry> = entries
         .iter()
         .map(|(i, checks)| {
-            let mut cs = vec![serf_health()];
-            cs.extend(checks.iter().map(|c| check_json(c, Some(i))));
-            json!({"Node": node, "Service": service_json(i), "Checks": cs})
+            let mut cs = vec![HealthCheck::serf_health(NODE)];
+            cs.extend(checks.iter().map(|c| HealthCheck::new(c, Some(i), NODE)));
+            ServiceEntry {
+                checks: cs,
+                node: node.clone(),
+                service: AgentService::new(i, DATACENTER),
+            }
         })
         .collect();
     Ok(read::indexed_json(&api.node, index, out))
@@ -103,15 +106,10 @@ pub async fn catalog_service(
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let (index, entries) = select(&api, &name, &req).await?;
-    let node = node_json(&api);
-    let out: Vec<Value> = entries
+    let node = node(&api);
+    let out: Vec<CatalogService> = entries
         .iter()
-        .map(|(i, _)| {
-            json!({"ID": node["ID"], "Node": NODE, "Address": node["Address"], "Datacenter": DATACENTER,
-                   "ServiceID": i.id, "ServiceName": i.name, "ServiceTags": i.tags, "ServiceAddress": i.address,
-                   "ServicePort": i.port, "ServiceMeta": i.meta, "ServiceEnableTagOverride": i.enable_tag_override,
-                   "ServiceWeights": {"Passing": i.weights.passing, "Warning": i.weights.warning}})
-        })
+        .map(|(i, _)| CatalogService::new(i, &node))
         .collect();
     Ok(read::indexed_json(&api.node, index, out))
 }
@@ -123,9 +121,13 @@ pub async fn health_checks(
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let (index, entries) = select(&api, &name, &req).await?;
-    let out: Vec<Value> = entries
+    let out: Vec<HealthCheck> = entries
         .iter()
-        .flat_map(|(i, checks)| checks.iter().map(move |c| check_json(c, Some(i))))
+        .flat_map(|(i, checks)| {
+            checks
+                .iter()
+                .map(move |c| HealthCheck::new(c, Some(i), NODE))
+        })
         .collect();
     Ok(read::indexed_json(&api.node, index, out))
 }
@@ -150,13 +152,15 @@ pub async fn health_state(
         let (index, instances, checks) = st.catalog()?;
         let mut out = Vec::new();
         if want.is_none_or(|w| w == CheckStatus::Passing) {
-            out.push(serf_health());
+            out.push(HealthCheck::serf_health(NODE));
         }
         out.extend(
             checks
                 .iter()
                 .filter(|c| want.is_none_or(|w| c.status == w))
-                .map(|c| check_json(c, instances.iter().find(|i| i.id == c.service_id))),
+                .map(|c| {
+                    HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)
+                }),
         );
         Ok((index, out))
     })
@@ -167,5 +171,5 @@ pub async fn health_state(
 /// `GET /v1/catalog/nodes`: the registry is one logical node.
 pub async fn catalog_nodes(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
     let (index, _, _) = api.node.state.catalog()?;
-    Ok(read::indexed_json(&api.node, index, vec![node_json(&api)]))
+    Ok(read::indexed_json(&api.node, index, vec![node(&api)]))
 }

@@ -12,6 +12,7 @@ use axum::Json;
 use lucid_core::intention::{
     allowed, from_plane_isolation, parse_intention, Caller, Intention, Party,
 };
+use lucid_core::wire::operator::{DefaultAction, PolicySummary};
 use lucid_core::ErrorCode;
 use lucid_tls::SpiffeId;
 use serde_json::{json, Value};
@@ -343,7 +344,10 @@ pub async fn apply_policy(
     for i in &mut policy.intentions {
         i.id = new_id();
     }
-    let summary = json!({"planes": policy.planes.len(), "intentions": policy.intentions.len()});
+    let summary = PolicySummary {
+        intentions: policy.intentions.len(),
+        planes: policy.planes.len(),
+    };
     api.node
         .write(Command::PolicyApply {
             planes: policy.planes,
@@ -356,7 +360,10 @@ pub async fn apply_policy(
 /// `GET /v1/connect/intentions/default`: what applies when no intention matches
 /// (`--intentions-default`), so sidecars decide as the registry does.
 pub async fn default_action(State(api): State<Arc<ApiState>>) -> Response {
-    Json(json!({"Action": api.intentions_default})).into_response()
+    Json(DefaultAction {
+        action: api.intentions_default,
+    })
+    .into_response()
 }
 
 /// `GET /v1/connect/planes`: plane -> services.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lucid_client::JoinRequest;
+use lucid_core::wire::operator::{JoinAnswer, JoinRequest, RaftConfiguration, RaftServer};
 use serde_json::json;
 
 use super::error::ApiError;
@@ -74,20 +74,18 @@ pub async fn configuration(State(api): State<Arc<ApiState>>) -> Response {
     let leader = api.node.leader().map(|(id, _)| id);
     let servers: Vec<_> = peers(&api.node)
         .into_iter()
-        .map(|p| {
-            json!({
-                "ID": p.id.to_string(),
-                "Node": format!("node-{}", p.id),
-                "Address": p.member.raft_addr,
-                "HTTPAddress": p.member.http_addr,
-                "Leader": Some(p.id) == leader,
-                "Voter": p.voter,
-                "ProtocolVersion": "3",
-            })
+        .map(|p| RaftServer {
+            address: p.member.raft_addr,
+            http_address: p.member.http_addr,
+            id: p.id.to_string(),
+            leader: Some(p.id) == leader,
+            node: format!("node-{}", p.id),
+            protocol_version: "3".into(),
+            voter: p.voter,
         })
         .collect();
     let index = membership_index(&api.node);
-    let mut resp = Json(json!({ "Servers": servers, "Index": index })).into_response();
+    let mut resp = Json(RaftConfiguration { index, servers }).into_response();
     read::meta_headers(&api.node, index, resp.headers_mut());
     resp
 }
@@ -145,9 +143,11 @@ pub async fn join(
         }
         if p.voter {
             // A retried join, or a node whose data was wiped: nothing to change.
-            return Ok(Json(
-                json!({ "node_id": req.node_id, "voter": true, "already_member": true }),
-            )
+            return Ok(Json(JoinAnswer {
+                already_member: true,
+                node_id: req.node_id,
+                voter: true,
+            })
             .into_response());
         }
     }
@@ -164,10 +164,12 @@ pub async fn join(
     node.add_voter(req.node_id, member)
         .await
         .map_err(ApiError::unavailable)?;
-    Ok(
-        Json(json!({ "node_id": req.node_id, "voter": true, "already_member": false }))
-            .into_response(),
-    )
+    Ok(Json(JoinAnswer {
+        already_member: false,
+        node_id: req.node_id,
+        voter: true,
+    })
+    .into_response())
 }
 
 pub async fn remove_peer(

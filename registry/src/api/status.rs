@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::HeaderValue;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use lucid_core::wire::operator::{Status, StatusMember};
 use openraft::ServerState;
 use serde_json::json;
 
@@ -39,47 +40,50 @@ fn role(s: ServerState) -> &'static str {
 
 /// `GET /status`. Anonymous callers (ACLs on, no token) see the node's own state but no
 /// addresses: the Raft addresses of every member are a map for an attacker.
-pub async fn status(State(api): State<Arc<ApiState>>, caller: Caller) -> Json<serde_json::Value> {
+pub async fn status(State(api): State<Arc<ApiState>>, caller: Caller) -> Json<Status> {
     let node = &api.node;
-    if !caller.is_known() {
-        let m = node.raft.metrics().borrow().clone();
-        return Json(json!({
-            "node_id": node.id,
-            "role": role(m.state),
-            "term": m.current_term,
-            "leader": node.leader().map(|(id, _)| json!({ "id": id })),
-            "commit_index": node.commit_index(),
-            "applied_index": node.state.applied_index(),
-            "ca_signing": api.ca.can_sign().is_ok(),
-            "version": env!("CARGO_PKG_VERSION"),
-        }));
-    }
     let m = node.raft.metrics().borrow().clone();
-    let leader = node.leader().map(|(id, member)| {
-        json!({ "id": id, "raft_addr": member.raft_addr, "http_addr": member.http_addr })
+    let known = caller.is_known();
+    let leader = node.leader().map(|(id, member)| StatusMember {
+        http_addr: known.then(|| member.http_addr.clone()),
+        id,
+        raft_addr: known.then(|| member.raft_addr.clone()),
+        voter: None,
     });
-    let peers: Vec<_> = peers(node)
-        .into_iter()
-        .map(|p| json!({ "id": p.id, "raft_addr": p.member.raft_addr, "http_addr": p.member.http_addr, "voter": p.voter }))
-        .collect();
-    Json(json!({
-        "node_id": node.id,
-        "role": role(m.state),
-        "term": m.current_term,
-        "leader": leader,
-        "commit_index": node.commit_index(),
-        "applied_index": node.state.applied_index(),
-        "last_log_index": m.last_log_index.unwrap_or(0),
-        "snapshot_index": m.snapshot.map_or(0, |s| s.index),
-        "purged_index": m.purged.map_or(0, |s| s.index),
-        "quorum_ack_ms": m.millis_since_quorum_ack,
-        "raft_addr": node.me.raft_addr,
-        "http_addr": node.me.http_addr,
-        "peers": peers,
-        "ca_signing": api.ca.can_sign().is_ok(),
-        "ca_signing_problem": api.ca.can_sign().err(),
-        "version": env!("CARGO_PKG_VERSION"),
-    }))
+    let mut status = Status {
+        applied_index: node.state.applied_index(),
+        ca_signing: api.ca.can_sign().is_ok(),
+        commit_index: node.commit_index(),
+        leader,
+        node_id: node.id,
+        role: role(m.state).to_owned(),
+        term: m.current_term,
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        ..Status::default()
+    };
+    if known {
+        let peers = peers(node)
+            .into_iter()
+            .map(|p| StatusMember {
+                http_addr: Some(p.member.http_addr),
+                id: p.id,
+                raft_addr: Some(p.member.raft_addr),
+                voter: Some(p.voter),
+            })
+            .collect();
+        status = Status {
+            ca_signing_problem: api.ca.can_sign().err(),
+            http_addr: Some(node.me.http_addr.clone()),
+            last_log_index: Some(m.last_log_index.unwrap_or(0)),
+            peers: Some(peers),
+            purged_index: Some(m.purged.map_or(0, |s| s.index)),
+            quorum_ack_ms: m.millis_since_quorum_ack,
+            raft_addr: Some(node.me.raft_addr.clone()),
+            snapshot_index: Some(m.snapshot.map_or(0, |s| s.index)),
+            ..status
+        };
+    }
+    Json(status)
 }
 
 pub async fn metrics(State(api): State<Arc<ApiState>>) -> Response {
