@@ -138,7 +138,7 @@ async fn config_dump(State(a): State<Admin>) -> Response {
             "proxy_defaults": entries.global,
         },
         "revoked_serials": m.trust.revoked().len(),
-        "clusters": stats::clusters_json(&m)["clusters"],
+        "clusters": stats::clusters(&m),
         "draining": m.draining.load(Ordering::Relaxed),
     }))
     .into_response()

@@ -8,8 +8,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+use lucid_core::config_entry::{CircuitBreaker, LbPolicy, Retry};
 use metrics_exporter_prometheus::PrometheusHandle;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::json;
 
 use crate::breaker::State;
 use crate::cluster::Endpoint;
@@ -94,66 +96,93 @@ pub fn prometheus(handle: &PrometheusHandle, mesh: Option<&Mesh>) -> String {
 }
 
 /// One endpoint as `/clusters` shows it.
-fn endpoint_json(e: &Endpoint, now: Instant) -> Value {
-    let state = e.breaker.state(now);
-    json!({
-        "id": e.id,
-        "address": format!("{}:{}", e.addr, e.port),
-        "health": "healthy",
-        "circuit": state.as_str(),
-        "rq_total": e.rq_total.load(Ordering::Relaxed),
-        "rq_error": e.rq_error.load(Ordering::Relaxed),
-        "rq_active": e.rq_active.load(Ordering::Relaxed),
-        "cx_active": e.pool.cx_active.load(Ordering::Relaxed),
-    })
+#[derive(Debug, Serialize)]
+pub struct EndpointView {
+    pub id: String,
+    pub address: String,
+    pub health: &'static str,
+    pub circuit: &'static str,
+    pub rq_total: u64,
+    pub rq_error: u64,
+    pub rq_active: u64,
+    pub cx_active: u64,
 }
 
-/// `/clusters?format=json`.
-pub fn clusters_json(mesh: &Mesh) -> Value {
+impl EndpointView {
+    fn new(e: &Endpoint, now: Instant) -> Self {
+        EndpointView {
+            id: e.id.clone(),
+            address: format!("{}:{}", e.addr, e.port),
+            health: "healthy",
+            circuit: e.breaker.state(now).as_str(),
+            rq_total: e.rq_total.load(Ordering::Relaxed),
+            rq_error: e.rq_error.load(Ordering::Relaxed),
+            rq_active: e.rq_active.load(Ordering::Relaxed),
+            cx_active: e.pool.cx_active.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The `(stat, value)` pairs of Envoy's text `/clusters`.
+    fn stats(&self) -> [(&'static str, String); 6] {
+        [
+            ("health", self.health.to_owned()),
+            ("circuit", self.circuit.to_owned()),
+            ("rq_total", self.rq_total.to_string()),
+            ("rq_error", self.rq_error.to_string()),
+            ("rq_active", self.rq_active.to_string()),
+            ("cx_active", self.cx_active.to_string()),
+        ]
+    }
+}
+
+/// One destination as `/clusters?format=json` and `/config_dump` show it.
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub name: String,
+    pub load_balancer: LbPolicy,
+    pub circuit_breaker: CircuitBreaker,
+    pub retry: Retry,
+    pub retries: u64,
+    pub endpoints: Vec<EndpointView>,
+}
+
+/// Every destination, read now: the one source of both `/clusters` formats.
+pub fn clusters(mesh: &Mesh) -> Vec<ClusterView> {
     let now = Instant::now();
-    let list: Vec<Value> = mesh
-        .clusters
+    mesh.clusters
         .all()
         .iter()
         .map(|c| {
             let s = c.settings.load();
-            json!({
-                "name": c.service,
-                "load_balancer": s.load_balancer.policy,
-                "circuit_breaker": s.circuit_breaker,
-                "retry": s.retry,
-                "retries": c.retries.load(Ordering::Relaxed),
-                "endpoints": c.endpoints.load().iter().map(|e| endpoint_json(e, now)).collect::<Vec<_>>(),
-            })
+            ClusterView {
+                name: c.service.clone(),
+                load_balancer: s.load_balancer.policy,
+                circuit_breaker: s.circuit_breaker.clone(),
+                retry: s.retry.clone(),
+                retries: c.retries.load(Ordering::Relaxed),
+                endpoints: c
+                    .endpoints
+                    .load()
+                    .iter()
+                    .map(|e| EndpointView::new(e, now))
+                    .collect(),
+            }
         })
-        .collect();
-    json!({ "clusters": list })
+        .collect()
+}
+
+/// `/clusters?format=json`.
+pub fn clusters_json(mesh: &Mesh) -> serde_json::Value {
+    json!({ "clusters": clusters(mesh) })
 }
 
 /// `/clusters`: Envoy's `cluster::address::stat::value` lines.
 pub fn clusters_text(mesh: &Mesh) -> String {
     let mut out = String::new();
-    for c in clusters_json(mesh)["clusters"]
-        .as_array()
-        .into_iter()
-        .flatten()
-    {
-        let name = c["name"].as_str().unwrap_or_default();
-        for e in c["endpoints"].as_array().into_iter().flatten() {
-            let addr = e["address"].as_str().unwrap_or_default();
-            for k in [
-                "health",
-                "circuit",
-                "rq_total",
-                "rq_error",
-                "rq_active",
-                "cx_active",
-            ] {
-                let v = match &e[k] {
-                    Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                };
-                let _ = writeln!(out, "{name}::{addr}::{k}::{v}");
+    for c in clusters(mesh) {
+        for e in &c.endpoints {
+            for (k, v) in e.stats() {
+                let _ = writeln!(out, "{}::{}::{k}::{v}", c.name, e.address);
             }
         }
     }
