@@ -468,52 +468,8 @@ impl Mesh {
     /// Follow intentions, config entries and revocations; keep the TTL check current; rotate
     /// the certificate. Errors only delay: the last known state keeps serving.
     pub fn spawn_followers(self: &Arc<Self>, stop: watch::Receiver<bool>) {
-        for which in 0..4 {
-            let mesh = self.clone();
-            let mut stop = stop.clone();
-            tokio::spawn(async move {
-                let mut index = 0;
-                let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
-                loop {
-                    let step = async {
-                        match which {
-                            0 => mesh.refresh_policy(Some(index)).await,
-                            1 => mesh.refresh_revoked(Some(index)).await,
-                            2 => mesh.refresh_entries(Some(index)).await,
-                            _ => {
-                                mesh.probe_app().await;
-                                tokio::time::sleep(PROBE_EVERY).await;
-                                Ok(0)
-                            }
-                        }
-                    };
-                    let outcome = tokio::select! {
-                        r = step => Some(r),
-                        _ = stop.wait_for(|s| *s) => None,
-                    };
-                    match outcome {
-                        None => return,
-                        // An index going backwards (a restored registry) must not make us spin.
-                        Some(Ok(i)) => {
-                            backoff.reset();
-                            index = if i < index { 0 } else { i };
-                            // Coalesce bursts: a bulk write of thousands of intentions is
-                            // fetched a few times a second, not once per entry.
-                            if which < 3 {
-                                tokio::time::sleep(COALESCE).await;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            let delay = backoff.next_delay();
-                            tracing::warn!(error = %format!("{e:#}"), ?delay, "registry unreachable; serving the last known state");
-                            tokio::select! {
-                                () = tokio::time::sleep(delay) => {}
-                                _ = stop.wait_for(|s| *s) => return,
-                            }
-                        }
-                    }
-                }
-            });
+        for follower in Follower::ALL {
+            tokio::spawn(follow(self.clone(), follower, stop.clone()));
         }
         tokio::spawn(rotation(self.clone(), stop));
     }
@@ -554,6 +510,89 @@ fn rotation_due(cert: &Cert) -> i64 {
     let life = (cert.not_after - cert.not_before).max(0);
     let frac = rand::random_range(0.6..0.9);
     cert.not_before + (life as f64 * frac) as i64
+}
+
+/// The sidecar's background loops over the registry, each one task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Follower {
+    /// Intentions, the plane map and the default action (blocking on the intentions).
+    Intentions,
+    /// Revoked serials, as deltas.
+    Revocations,
+    /// `service-defaults` and the global `proxy-defaults`.
+    ConfigEntries,
+    /// Probe the app and keep the instance's TTL check current.
+    AppHealth,
+}
+
+impl Follower {
+    const ALL: [Follower; 4] = [
+        Follower::Intentions,
+        Follower::Revocations,
+        Follower::ConfigEntries,
+        Follower::AppHealth,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Follower::Intentions => "intentions",
+            Follower::Revocations => "revocations",
+            Follower::ConfigEntries => "config-entries",
+            Follower::AppHealth => "app-health",
+        }
+    }
+
+    /// One round: a blocking read past `index` (its new index), or one probe.
+    async fn step(self, mesh: &Mesh, index: u64) -> anyhow::Result<u64> {
+        match self {
+            Follower::Intentions => mesh.refresh_policy(Some(index)).await,
+            Follower::Revocations => mesh.refresh_revoked(Some(index)).await,
+            Follower::ConfigEntries => mesh.refresh_entries(Some(index)).await,
+            Follower::AppHealth => {
+                mesh.probe_app().await;
+                tokio::time::sleep(PROBE_EVERY).await;
+                Ok(0)
+            }
+        }
+    }
+
+    /// Coalesce bursts: a bulk write of thousands of intentions is fetched a few times a
+    /// second, not once per entry. The probe paces itself.
+    fn coalesces(self) -> bool {
+        self != Follower::AppHealth
+    }
+}
+
+/// Run `follower` until `stop`, backing off (with jitter) while the registry is unreachable.
+async fn follow(mesh: Arc<Mesh>, follower: Follower, mut stop: watch::Receiver<bool>) {
+    let mut index = 0;
+    let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
+    loop {
+        let outcome = tokio::select! {
+            r = follower.step(&mesh, index) => Some(r),
+            _ = stop.wait_for(|s| *s) => None,
+        };
+        match outcome {
+            None => return,
+            // An index going backwards (a restored registry) must not make us spin.
+            Some(Ok(i)) => {
+                backoff.reset();
+                index = if i < index { 0 } else { i };
+                if follower.coalesces() {
+                    tokio::time::sleep(COALESCE).await;
+                }
+            }
+            Some(Err(e)) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(follower = follower.name(), error = %format!("{e:#}"), ?delay,
+                    "registry unreachable; serving the last known state");
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        }
+    }
 }
 
 /// Rotate when due or when told (revocation); a failed renewal is retried every 5 s.
