@@ -331,7 +331,7 @@ async fn join_loop(
                     tracing::error!(via = %target, %status, %message, "join refused; will retry");
                 }
                 Err(e) => {
-                    tracing::warn!(via = %target, error = %e, "join attempt failed; will retry")
+                    tracing::warn!(via = %target, error = %lucid_client::http::report(&e), "join attempt failed; will retry")
                 }
             }
         }

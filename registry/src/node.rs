@@ -222,10 +222,16 @@ impl Node {
                     // been applied, and a retry would apply it twice.
                     Err(e) if !e.is_connect() => {
                         return Err(WriteError::Unavailable(format!(
-                            "forwarding to leader {id} failed, outcome unknown: {e}"
+                            "forwarding to leader {id} failed, outcome unknown: {}",
+                            lucid_client::http::report(&e)
                         )))
                     }
-                    Err(e) => last_problem = format!("leader {id} unreachable: {e}"),
+                    Err(e) => {
+                        last_problem = format!(
+                            "leader {id} unreachable: {}",
+                            lucid_client::http::report(&e)
+                        )
+                    }
                 }
             }
             if Instant::now() >= deadline {

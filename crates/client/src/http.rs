@@ -14,19 +14,24 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use lucid_core::ErrorBody;
 
-/// What went wrong with a call.
+/// The transport's own error (hyper's, with the io error beneath it), kept as the cause.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// What went wrong with a call. Each variant keeps what a caller decides on (was the
+/// connection made, the status and body, the decoder's error) instead of a message to parse.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
     #[error("invalid request: {0}")]
     Request(String),
-    #[error("request to {url} failed: {reason}")]
+    #[error("request to {url} failed")]
     Transport {
         url: String,
-        reason: String,
         /// The connection (TCP or TLS handshake) was never made, so the request cannot have
         /// reached the server: safe to send elsewhere.
         connect: bool,
+        #[source]
+        source: Cause,
     },
     #[error("request to {url} timed out after {after:?}")]
     Timeout { url: String, after: Duration },
@@ -36,9 +41,14 @@ pub enum ClientError {
         /// `LUCID_ERR_<n>` when the server sent the JSON envelope.
         code: Option<String>,
         message: String,
+        /// The whole body, for callers that read more than the envelope.
+        body: Bytes,
     },
-    #[error("cannot decode response from {url}: {reason}")]
-    Decode { url: String, reason: String },
+    #[error("cannot decode the response")]
+    Decode {
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 impl ClientError {
@@ -46,6 +56,32 @@ impl ClientError {
     pub fn is_connect(&self) -> bool {
         matches!(self, ClientError::Transport { connect: true, .. })
     }
+
+    /// True when no answer came in time (the request may have been processed).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, ClientError::Timeout { .. })
+    }
+
+    /// The server's status, when it answered with a non-2xx one.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// `e` and every cause beneath it, `: `-separated: for logs and messages that show one string
+/// (anyhow's `{:#}` does the same).
+pub fn report(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
 }
 
 /// A buffered response.
@@ -80,15 +116,13 @@ impl Response {
             status: self.status,
             code,
             message,
+            body: self.body,
         })
     }
 
     /// Decode the body as JSON.
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ClientError> {
-        serde_json::from_slice(&self.body).map_err(|e| ClientError::Decode {
-            url: String::new(),
-            reason: e.to_string(),
-        })
+        serde_json::from_slice(&self.body).map_err(|source| ClientError::Decode { source })
     }
 }
 
@@ -199,8 +233,8 @@ impl HttpClient {
                 .await
                 .map_err(|e| ClientError::Transport {
                     url: url.to_owned(),
-                    reason: error_chain(&e),
                     connect: e.is_connect(),
+                    source: Box::new(e),
                 })?;
             let (parts, body) = resp.into_parts();
             let body = body
@@ -208,8 +242,8 @@ impl HttpClient {
                 .await
                 .map_err(|e| ClientError::Transport {
                     url: url.to_owned(),
-                    reason: e.to_string(),
                     connect: false,
+                    source: Box::new(e),
                 })?
                 .to_bytes();
             Ok(Response {
@@ -232,16 +266,4 @@ fn fallback_config() -> rustls::ClientConfig {
     rustls::ClientConfig::builder()
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth()
-}
-
-/// hyper-util's errors hide the useful part (connection refused) in their sources.
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
 }
