@@ -80,12 +80,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             seen = 0;
             continue;
         }
-        // Re-read the checks only when the catalog changed: decoding every check each tick
-        // would cost the leader CPU in proportion to the whole catalog.
-        let index = node.state.catalog_index().unwrap_or(u64::MAX);
+        // Re-read the checks only when one changed or was refreshed: decoding every check
+        // each tick would cost the leader CPU in proportion to the whole catalog.
+        let index = node.state.checks_index().unwrap_or(u64::MAX);
         if index != seen || tracked.is_empty() {
-            match node.state.catalog() {
-                Ok((i, _, c)) => {
+            match node.state.checks() {
+                Ok((i, c)) => {
                     seen = i;
                     checks = c;
                 }

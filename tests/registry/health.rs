@@ -96,6 +96,28 @@ async fn http_check_follows_the_app_and_ttl_expires() -> anyhow::Result<()> {
         .await?
         .error_for_status()?;
     assert_eq!(check_status(&c, "service:w-1").await?, "passing");
+    // Passes repeating the same status and output move no index a watcher sees; the checker
+    // must still restart the TTL on each, so twice the TTL of them keeps the check passing.
+    let index = c
+        .call(Method::GET, "/v1/health/service/worker", "")
+        .await?
+        .consul_index();
+    for _ in 0..8 {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        c.call(Method::PUT, "/v1/agent/check/pass/service:w-1", "")
+            .await?
+            .error_for_status()?;
+    }
+    assert_eq!(
+        check_status(&c, "service:w-1").await?,
+        "passing",
+        "a refreshed TTL expired"
+    );
+    let after = c
+        .call(Method::GET, "/v1/health/service/worker", "")
+        .await?
+        .consul_index();
+    assert_eq!(index, after, "an unchanged TTL pass moved the service's index");
     wait_status(&c, "service:w-1", "critical").await?;
     let v: Value = c.call(Method::GET, "/v1/agent/checks", "").await?.json()?;
     assert!(v["service:w-1"]["Output"]

@@ -1,6 +1,7 @@
 //! The service catalog in the state tree: instances (`i:<id>`), checks (`c:<id>`), each
 //! service's last-change index (`v:<name>`, kept after the last instance goes so a blocking
-//! query's index never moves backwards) and the catalog index (`m:catalog_index`).
+//! query's index never moves backwards), the catalog index (`m:catalog_index`) and the index
+//! of the last TTL refresh that changed nothing (`m:check_refresh_index`).
 
 use lucid_core::catalog::{Check, CheckStatus, Instance, Registration};
 
@@ -13,6 +14,9 @@ pub(crate) const INSTANCE_PREFIX: &[u8] = b"i:";
 pub(crate) const CHECK_PREFIX: &[u8] = b"c:";
 pub(crate) const SERVICE_INDEX_PREFIX: &[u8] = b"v:";
 pub(crate) const CATALOG_INDEX: &[u8] = b"m:catalog_index";
+/// Moved by a check update that repeats the stored status and output (a TTL pass): the health
+/// checker's cue to restart that TTL, while no blocking query of the service wakes up.
+pub(crate) const CHECK_REFRESH_INDEX: &[u8] = b"m:check_refresh_index";
 /// `n:<service name>\0<instance id>`: the instances of a service, without scanning them all.
 pub(crate) const NAME_INDEX_PREFIX: &[u8] = b"n:";
 /// `x:<instance id>\0<check id>`: the checks of an instance.
@@ -77,6 +81,7 @@ pub(crate) fn is_catalog_key(k: &[u8]) -> bool {
         || k.starts_with(NAME_INDEX_PREFIX)
         || k.starts_with(OWNER_INDEX_PREFIX)
         || k == CATALOG_INDEX
+        || k == CHECK_REFRESH_INDEX
 }
 
 /// Move the catalog index and, for a change to instance `id` of `service`, the service's
@@ -247,10 +252,17 @@ pub(crate) fn update_check(
     let Some(mut c) = check(batch, check_id)? else {
         return Ok(false);
     };
+    let unchanged = c.status == status && c.output == output;
     c.status = status;
     c.output = output;
     c.updated_index = index;
     batch.insert(key(CHECK_PREFIX, &c.id), encode(&c)?);
+    if unchanged {
+        // Nothing a reader sees changed: waking every watcher of the service (each sidecar
+        // calling it) once per TTL pass per instance would be the catalog's busiest traffic.
+        batch.insert(CHECK_REFRESH_INDEX.to_vec(), index.to_be_bytes().to_vec());
+        return Ok(true);
+    }
     let service = instance(batch, &c.service_id)?.map(|i| i.name);
     touch(batch, service.as_deref(), &c.service_id, index);
     Ok(true)
@@ -278,6 +290,19 @@ impl StateReader {
     /// The index of the last catalog change.
     pub fn catalog_index(&self) -> Result<u64, StateError> {
         self.index_at(CATALOG_INDEX)
+    }
+
+    /// Every check, and the index of the last change to any (a TTL pass included): what the
+    /// health checker reads, without decoding the instances.
+    pub fn checks(&self) -> Result<(u64, Vec<Check>), StateError> {
+        self.read_consistent(|| Ok((self.checks_index()?, self.scan(CHECK_PREFIX)?)))
+    }
+
+    /// Moves with every check update, including the ones that change nothing a reader sees.
+    pub fn checks_index(&self) -> Result<u64, StateError> {
+        Ok(self
+            .index_at(CATALOG_INDEX)?
+            .max(self.index_at(CHECK_REFRESH_INDEX)?))
     }
 
     /// Every instance and every check, and the catalog index.

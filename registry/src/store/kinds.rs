@@ -75,7 +75,7 @@ pub(crate) const KINDS: &[Kind] = &[
         owns: catalog::is_catalog_key,
         check: catalog::check_record,
         restamp: restamp_catalog,
-        indexes: &[catalog::CATALOG_INDEX],
+        indexes: &[catalog::CATALOG_INDEX, catalog::CHECK_REFRESH_INDEX],
     },
     Kind {
         name: "ca",
@@ -126,6 +126,7 @@ mod tests {
             b"c:x",
             b"v:web",
             catalog::CATALOG_INDEX,
+            catalog::CHECK_REFRESH_INDEX,
             ca::ROOT,
             b"a:c:00",
             b"a:r:00",

@@ -626,3 +626,74 @@ async fn revoked_deltas_and_pruning_of_expired_leaves() {
         .collect();
     assert_eq!(revoked, vec![Some(60), None]);
 }
+
+#[tokio::test]
+async fn a_ttl_pass_that_changes_nothing_wakes_no_watcher_of_the_service() {
+    use lucid_core::catalog::{parse_registration, CheckStatus};
+    use serde_json::json;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let reg = parse_registration(
+        &json!({"Name": "web", "ID": "web-1", "Port": 80,
+                "Check": {"CheckID": "web-1-ttl", "TTL": "30s"}}),
+        |n| n.to_owned(),
+    )
+    .unwrap();
+    let update = |status, output: &str| Command::CheckUpdate {
+        check_id: "web-1-ttl".into(),
+        status,
+        output: output.into(),
+    };
+    sm.apply(vec![
+        entry(
+            1,
+            Command::CatalogRegister {
+                registration: reg,
+                replace_checks: true,
+                keep_owner: false,
+            },
+        ),
+        entry(2, update(CheckStatus::Passing, "ok")),
+    ])
+    .await
+    .unwrap();
+    let service_at = |r: &StateReader| r.service("web").unwrap().0;
+    assert_eq!(
+        (service_at(&reader), reader.catalog_index().unwrap()),
+        (2, 2)
+    );
+
+    // The same status and output again: only the checker's cue moves.
+    let r = sm
+        .apply(vec![entry(3, update(CheckStatus::Passing, "ok"))])
+        .await
+        .unwrap();
+    assert!(r[0].ok, "a repeated pass is still acknowledged");
+    assert_eq!(
+        service_at(&reader),
+        2,
+        "the service's watchers must not wake"
+    );
+    assert_eq!(reader.catalog_index().unwrap(), 2);
+    assert_eq!(
+        reader.checks_index().unwrap(),
+        3,
+        "the checker must see the TTL restart"
+    );
+    let (_, checks) = reader.checks().unwrap();
+    assert_eq!(checks[0].updated_index, 3);
+
+    // A new output or status is a change every reader sees.
+    sm.apply(vec![
+        entry(4, update(CheckStatus::Passing, "still ok")),
+        entry(5, update(CheckStatus::Critical, "still ok")),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(
+        (service_at(&reader), reader.catalog_index().unwrap()),
+        (5, 5)
+    );
+    assert_eq!(reader.checks_index().unwrap(), 5);
+}
