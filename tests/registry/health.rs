@@ -117,7 +117,10 @@ async fn http_check_follows_the_app_and_ttl_expires() -> anyhow::Result<()> {
         .call(Method::GET, "/v1/health/service/worker", "")
         .await?
         .consul_index();
-    assert_eq!(index, after, "an unchanged TTL pass moved the service's index");
+    assert_eq!(
+        index, after,
+        "an unchanged TTL pass moved the service's index"
+    );
     wait_status(&c, "service:w-1", "critical").await?;
     let v: Value = c.call(Method::GET, "/v1/agent/checks", "").await?.json()?;
     assert!(v["service:w-1"]["Output"]
