@@ -21,6 +21,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::mesh::Mesh;
@@ -175,11 +176,11 @@ pub async fn run(
     listener: TcpListener,
     socket: Option<UnixListener>,
     admin: Admin,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     limits: ConnLimits,
 ) -> anyhow::Result<()> {
-    let stopped = |mut stop: watch::Receiver<bool>| async move {
-        let _ = stop.wait_for(|s| *s).await;
+    let stopped = |stop: CancellationToken| async move {
+        stop.cancelled().await;
     };
     let token = admin.token.clone();
     let local = socket.map(|l| {

@@ -13,8 +13,8 @@ use lucid_core::config_entry::{LbPolicy, Resolved};
 use lucid_core::wire::catalog::ServiceEntry;
 use lucid_tls::mtls::client_config;
 use rand::Rng;
-use tokio::sync::watch;
 use tokio_rustls::TlsConnector;
+use tokio_util::sync::CancellationToken;
 
 use lucid_runtime::backoff::Backoff;
 
@@ -56,8 +56,9 @@ pub struct Cluster {
     pub retries: AtomicU64,
     /// When a request last asked for this destination (unix seconds).
     last_used: AtomicI64,
-    /// Turns true when the cluster is evicted: its follower stops.
-    evicted: watch::Sender<bool>,
+    /// Cancelled when the sidecar stops or the cluster is evicted (a child of the sidecar's
+    /// stop token): its follower ends.
+    stop: CancellationToken,
 }
 
 /// Every destination this sidecar has sent to.
@@ -92,7 +93,7 @@ impl Clusters {
         &self,
         mesh: &Arc<Mesh>,
         service: &str,
-        stop: &watch::Receiver<bool>,
+        stop: &CancellationToken,
     ) -> anyhow::Result<Arc<Cluster>> {
         if let Some(c) = self
             .map
@@ -111,7 +112,12 @@ impl Clusters {
             mesh.trust.revoked().clone(),
         )?);
         let settings = mesh.settings(service);
-        let cluster = Arc::new(Cluster::new(service, tls, settings.clone()));
+        let cluster = Arc::new(Cluster::new(
+            service,
+            tls,
+            settings.clone(),
+            stop.child_token(),
+        ));
         cluster.update(eps, &settings);
         {
             let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
@@ -133,12 +139,12 @@ impl Clusters {
                         "this sidecar already follows {MAX_CLUSTERS} destinations, all in use"
                     );
                 };
-                old.evicted.send_replace(true);
+                old.stop.cancel();
                 tracing::info!(evicted = %old.service, service, "destination cap reached; the one unused longest makes room");
             }
             map.insert(service.to_owned(), cluster.clone());
         }
-        tokio::spawn(follow(mesh.clone(), cluster.clone(), index, stop.clone()));
+        tokio::spawn(follow(mesh.clone(), cluster.clone(), index));
         Ok(cluster)
     }
 
@@ -176,19 +182,13 @@ async fn discover(
 }
 
 /// Keep a cluster's endpoints current; on errors keep the last known set.
-async fn follow(
-    mesh: Arc<Mesh>,
-    cluster: Arc<Cluster>,
-    mut index: u64,
-    mut stop: watch::Receiver<bool>,
-) {
-    let mut evicted = cluster.evicted.subscribe();
+async fn follow(mesh: Arc<Mesh>, cluster: Arc<Cluster>, mut index: u64) {
+    let stop = &cluster.stop;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let r = tokio::select! {
             r = discover(&mesh, &cluster.service, Some(index)) => r,
-            _ = stop.wait_for(|s| *s) => return,
-            _ = evicted.wait_for(|e| *e) => return,
+            () = stop.cancelled() => return,
         };
         match r {
             Ok((i, eps)) => {
@@ -203,8 +203,7 @@ async fn follow(
                     "discovery failed; keeping the last known endpoints");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return,
-                    _ = evicted.wait_for(|e| *e) => return,
+                    () = stop.cancelled() => return,
                 }
             }
         }
@@ -219,7 +218,12 @@ pub struct Pick {
 
 impl Cluster {
     /// A destination with no endpoints yet, used as of now.
-    fn new(service: &str, tls: TlsConnector, settings: Resolved) -> Cluster {
+    fn new(
+        service: &str,
+        tls: TlsConnector,
+        settings: Resolved,
+        stop: CancellationToken,
+    ) -> Cluster {
         Cluster {
             service: service.to_owned(),
             endpoints: ArcSwap::from_pointee(Vec::new()),
@@ -230,7 +234,7 @@ impl Cluster {
             retries_active: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             last_used: AtomicI64::new(lucid_core::unix_now()),
-            evicted: watch::channel(false).0,
+            stop,
         }
     }
 
@@ -352,7 +356,12 @@ mod tests {
         .expect("versions")
         .with_root_certificates(rustls::RootCertStore::empty())
         .with_no_client_auth();
-        let c = Cluster::new("s", TlsConnector::from(Arc::new(tls)), Resolved::default());
+        let c = Cluster::new(
+            "s",
+            TlsConnector::from(Arc::new(tls)),
+            Resolved::default(),
+            CancellationToken::new(),
+        );
         let eps = (0..n)
             .map(|i| (format!("e{i}"), "127.0.0.1".to_owned(), 1000 + i as u16))
             .collect();

@@ -22,8 +22,8 @@ use lucid_core::ErrorCode;
 use lucid_tls::mtls::{peer_identity, server_config};
 use lucid_tls::SpiffeId;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::mesh::Mesh;
 use crate::reply::refuse;
@@ -36,7 +36,7 @@ type AppClient = Client<HttpConnector, Incoming>;
 pub async fn run(
     listener: TcpListener,
     mesh: Arc<Mesh>,
-    drain: watch::Receiver<bool>,
+    drain: CancellationToken,
     grace: Duration,
     limits: ConnLimits,
 ) -> anyhow::Result<()> {

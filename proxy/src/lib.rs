@@ -42,6 +42,7 @@ use http_body_util::combinators::BoxBody;
 use serde_json::json;
 use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 pub use config::ProxyConfig;
 
@@ -62,12 +63,8 @@ pub struct Listeners {
 }
 
 /// Deregister, let callers notice, then tell the data-plane listeners to drain.
-async fn begin_drain(
-    mesh: Option<Arc<mesh::Mesh>>,
-    drain: Arc<watch::Sender<bool>>,
-    grace: Duration,
-) {
-    if *drain.borrow() {
+async fn begin_drain(mesh: Option<Arc<mesh::Mesh>>, drain: CancellationToken, grace: Duration) {
+    if drain.is_cancelled() {
         return;
     }
     if let Some(m) = mesh {
@@ -75,7 +72,7 @@ async fn begin_drain(
         tokio::time::sleep(SETTLE.min(grace / 2)).await;
     }
     tracing::info!("draining: no new connections; in-flight requests have {grace:?}");
-    let _ = drain.send(true);
+    drain.cancel();
 }
 
 /// With the inbound listener on every interface and no `--address`: the local IP this host
@@ -133,16 +130,18 @@ pub async fn run(
     let grace = cfg.drain_grace;
     let limits = lucid_core::conn_limit::ConnLimits::from_fd_limit()
         .with(cfg.max_connections, cfg.max_connections_per_ip);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let (admin_stop_tx, admin_stop_rx) = watch::channel(false);
-    let (drain_tx, drain_rx) = watch::channel(false);
-    let drain_tx = Arc::new(drain_tx);
+    // Three latches, in the order they fire: `stop` (the signal: stop following the
+    // registry and begin draining), `drain` (listeners refuse new connections; open ones get
+    // the grace period) and `admin_stop` (last, so /ready shows the drain to the end).
+    let stop = CancellationToken::new();
+    let admin_stop = CancellationToken::new();
+    let drain = CancellationToken::new();
     let (mesh_tx, mesh_rx) = watch::channel(None);
     let drain_fn = {
-        let (mesh_rx, drain_tx) = (mesh_rx.clone(), drain_tx.clone());
+        let (mesh_rx, drain) = (mesh_rx.clone(), drain.clone());
         Arc::new(move || {
             let mesh = mesh_rx.borrow().clone();
-            tokio::spawn(begin_drain(mesh, drain_tx.clone(), grace));
+            tokio::spawn(begin_drain(mesh, drain.clone(), grace));
         })
     };
     let admin_socket = cfg
@@ -163,50 +162,52 @@ pub async fn run(
                 "admin_socket": admin_socket}),
             token: cfg.admin_token.as_deref().map(Arc::from),
         },
-        admin_stop_rx.clone(),
+        admin_stop.clone(),
         limits,
     ));
     tokio::spawn(lucid_runtime::metrics::upkeep(
         metrics,
         Duration::from_secs(1),
-        admin_stop_rx,
+        admin_stop.clone(),
     ));
-    tokio::spawn(async move {
-        shutdown.await;
-        let _ = stop_tx.send(true);
+    tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            shutdown.await;
+            stop.cancel();
+        }
     });
-    let mesh = match mesh::Mesh::start(cfg, inbound_addr.port(), address, stop_rx.clone()).await {
+    let mesh = match mesh::Mesh::start(cfg, inbound_addr.port(), address, stop.clone()).await {
         Ok(m) => m,
         Err(e) => {
-            let _ = admin_stop_tx.send(true);
+            admin_stop.cancel();
             let _ = admin.await;
             remove_socket(admin_socket.as_deref());
             return Err(e);
         }
     };
-    mesh.spawn_followers(stop_rx.clone());
+    mesh.spawn_followers(stop.clone());
     let inbound = tokio::spawn(inbound::run(
         listeners.inbound,
         mesh.clone(),
-        drain_rx.clone(),
+        drain.clone(),
         grace,
         limits,
     ));
     let outbound = tokio::spawn(outbound::run(
         listeners.outbound,
         mesh.clone(),
-        stop_rx.clone(),
-        drain_rx,
+        stop.clone(),
+        drain.clone(),
         grace,
         limits,
     ));
     let _ = mesh_tx.send(Some(mesh.clone()));
     tracing::info!(identity = %mesh.me, "ready");
-    let mut stop = stop_rx;
-    let _ = stop.wait_for(|s| *s).await;
-    begin_drain(Some(mesh.clone()), drain_tx, grace).await;
+    stop.cancelled().await;
+    begin_drain(Some(mesh.clone()), drain, grace).await;
     let _ = tokio::join!(inbound, outbound);
-    let _ = admin_stop_tx.send(true);
+    admin_stop.cancel();
     let _ = admin.await;
     remove_socket(admin_socket.as_deref());
     tracing::info!("stopped");

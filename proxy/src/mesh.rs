@@ -24,6 +24,7 @@ use lucid_runtime::backoff::Backoff;
 use lucid_tls::mtls::{Identity, Revoked};
 use lucid_tls::SpiffeId;
 use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 
 use crate::cluster::Clusters;
 use crate::config::ProxyConfig;
@@ -112,11 +113,7 @@ fn ok(r: Response, what: &str) -> anyhow::Result<Response> {
 
 /// Retry `f` with backoff (200 ms doubling to 5 s, with jitter) until it works or `stop`
 /// fires.
-async fn retry<T, F, Fut>(
-    what: &str,
-    stop: &mut watch::Receiver<bool>,
-    mut f: F,
-) -> anyhow::Result<T>
+async fn retry<T, F, Fut>(what: &str, stop: &CancellationToken, mut f: F) -> anyhow::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = anyhow::Result<T>>,
@@ -133,7 +130,7 @@ where
         };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop.wait_for(|s| *s) => bail!("stopped while {what}"),
+            _ = stop.cancelled() => bail!("stopped while {what}"),
         }
     }
 }
@@ -263,7 +260,7 @@ impl Mesh {
         cfg: ProxyConfig,
         mesh_port: u16,
         address: String,
-        mut stop: watch::Receiver<bool>,
+        stop: CancellationToken,
     ) -> anyhow::Result<Arc<Mesh>> {
         let http = registry_http(&cfg)?;
         let registries: Vec<RegistryClient> = cfg
@@ -285,7 +282,7 @@ impl Mesh {
             current: &current,
         };
         let (cert, key_pem, root_pem) =
-            retry("getting a certificate from the registry", &mut stop, || {
+            retry("getting a certificate from the registry", &stop, || {
                 new_certificate(&reg, &cfg.service, &cfg.plane)
             })
             .await?;
@@ -339,19 +336,16 @@ impl Mesh {
             limiter: Limiter::default(),
             draining: AtomicBool::new(false),
         });
-        retry("registering", &mut stop, || {
+        retry("registering", &stop, || {
             mesh.registry_put("/v1/agent/service/register", registration.clone())
         })
         .await?;
-        retry("reading intentions", &mut stop, || {
-            mesh.refresh_policy(None)
-        })
-        .await?;
-        retry("reading config entries", &mut stop, || {
+        retry("reading intentions", &stop, || mesh.refresh_policy(None)).await?;
+        retry("reading config entries", &stop, || {
             mesh.refresh_entries(None)
         })
         .await?;
-        retry("reading revoked certificates", &mut stop, || {
+        retry("reading revoked certificates", &stop, || {
             mesh.refresh_revoked(None)
         })
         .await?;
@@ -467,7 +461,7 @@ impl Mesh {
 
     /// Follow intentions, config entries and revocations; keep the TTL check current; rotate
     /// the certificate. Errors only delay: the last known state keeps serving.
-    pub fn spawn_followers(self: &Arc<Self>, stop: watch::Receiver<bool>) {
+    pub fn spawn_followers(self: &Arc<Self>, stop: CancellationToken) {
         for follower in Follower::ALL {
             tokio::spawn(follow(self.clone(), follower, stop.clone()));
         }
@@ -564,13 +558,13 @@ impl Follower {
 }
 
 /// Run `follower` until `stop`, backing off (with jitter) while the registry is unreachable.
-async fn follow(mesh: Arc<Mesh>, follower: Follower, mut stop: watch::Receiver<bool>) {
+async fn follow(mesh: Arc<Mesh>, follower: Follower, stop: CancellationToken) {
     let mut index = 0;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let outcome = tokio::select! {
             r = follower.step(&mesh, index) => Some(r),
-            _ = stop.wait_for(|s| *s) => None,
+            _ = stop.cancelled() => None,
         };
         match outcome {
             None => return,
@@ -588,7 +582,7 @@ async fn follow(mesh: Arc<Mesh>, follower: Follower, mut stop: watch::Receiver<b
                     "registry unreachable; serving the last known state");
                 tokio::select! {
                     () = tokio::time::sleep(delay) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
             }
         }
@@ -596,7 +590,7 @@ async fn follow(mesh: Arc<Mesh>, follower: Follower, mut stop: watch::Receiver<b
 }
 
 /// Rotate when due or when told (revocation); a failed renewal is retried every 5 s.
-async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
+async fn rotation(mesh: Arc<Mesh>, stop: CancellationToken) {
     let mut due = rotation_due(&mesh.cert.load());
     loop {
         let wait = Duration::from_secs(u64::try_from(due - lucid_core::unix_now()).unwrap_or(0));
@@ -608,7 +602,7 @@ async fn rotation(mesh: Arc<Mesh>, mut stop: watch::Receiver<bool>) {
                     continue;
                 }
             }
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         match mesh.rotate().await {
             Ok(()) => due = rotation_due(&mesh.cert.load()),

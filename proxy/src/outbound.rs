@@ -18,7 +18,7 @@ use hyper::body::{Body as _, Incoming};
 use lucid_core::config_entry::Retry;
 use lucid_core::conn_limit::ConnLimits;
 use lucid_core::ErrorCode;
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::breaker::{Outcome, Permit};
 use crate::cluster::{Cluster, Endpoint};
@@ -40,15 +40,15 @@ const MAX_REFUSALS: u32 = 3;
 
 struct Outbound {
     mesh: Arc<Mesh>,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 }
 
 /// Serve the app's outbound requests until `drain`, then finish within `grace`.
 pub async fn run(
     listener: tokio::net::TcpListener,
     mesh: Arc<Mesh>,
-    stop: watch::Receiver<bool>,
-    drain: watch::Receiver<bool>,
+    stop: CancellationToken,
+    drain: CancellationToken,
     grace: Duration,
     limits: ConnLimits,
 ) {

@@ -31,8 +31,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use lucid_core::conn_limit::{ConnLimits, Refusals, Slot, Slots};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 pub use lucid_core::conn_limit::HEADER_TIMEOUT;
 
@@ -40,11 +40,6 @@ pub use lucid_core::conn_limit::HEADER_TIMEOUT;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a connection told to end early (revoked, expiring, idle) may finish what it has.
 pub const END_GRACE: Duration = Duration::from_secs(1);
-
-/// Resolves once `rx` is true (the guard is dropped inside, so callers stay `Send`).
-pub async fn fired(rx: &mut watch::Receiver<bool>) {
-    let _ = rx.wait_for(|s| *s).await;
-}
 
 /// Why a connection ended before its peer closed it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +67,7 @@ impl EndReason {
 /// An accepted connection's place in its listener: its slot, the drain signal and grace.
 pub struct Conn {
     _slot: Slot,
-    drain: watch::Receiver<bool>,
+    drain: CancellationToken,
     grace: Duration,
     what: &'static str,
 }
@@ -81,7 +76,7 @@ pub struct Conn {
 /// new connections, open ones finish within `grace` and are dropped after it.
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
     grace: Duration,
     what: &'static str,
     limits: ConnLimits,
@@ -104,7 +99,7 @@ pub async fn accept_loop<F, Fut>(
                     continue;
                 }
             },
-            () = fired(&mut stop) => break,
+            () = stop.cancelled() => break,
         };
         let Some(slot) = slots.take(peer.ip()) else {
             metrics::counter!("lucid_proxy_connections_refused_total", "listener" => what)
@@ -142,7 +137,7 @@ impl Conn {
     /// Serve HTTP/1.1 or HTTP/2 on `io` until the peer is done, the connection idles out, the
     /// listener drains, or `end` resolves.
     pub async fn serve<I, S, B>(
-        mut self,
+        self,
         io: I,
         svc: S,
         end: impl Future<Output = EndReason> + Send,
@@ -180,7 +175,7 @@ impl Conn {
                     }
                     return None;
                 }
-                () = fired(&mut self.drain) => break EndReason::Drain,
+                () = self.drain.cancelled() => break EndReason::Drain,
                 why = &mut end => break why,
                 () = tokio::time::sleep_until(check) => {
                     match activity.idle_until(started) {

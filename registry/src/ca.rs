@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lucid_tls::seal::Sealer;
 use lucid_tls::{CaMaterial, Leaf, Signer, SpiffeId};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::node::{Node, WriteError};
 use crate::store::ca::IssuedCert;
@@ -147,7 +147,7 @@ impl Ca {
 pub(crate) async fn ensure_root(
     node: Arc<Node>,
     sealer: Option<Arc<Sealer>>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let mut metrics = node.raft.metrics();
     let mut warned = false;
@@ -170,7 +170,7 @@ pub(crate) async fn ensure_root(
         tokio::select! {
             _ = metrics.changed() => {}
             _ = tokio::time::sleep(ROOT_CHECK) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
@@ -199,11 +199,11 @@ pub(crate) const PRUNE_GRACE_SECS: i64 = 3600;
 
 /// While this node leads, drop leaves (and their revocations) that expired more than
 /// [`PRUNE_GRACE_SECS`] ago, so the issued and revoked lists stay as long as the live fleet.
-pub(crate) async fn prune_expired(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+pub(crate) async fn prune_expired(node: Arc<Node>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(PRUNE_EVERY) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         if !node.is_leader() {
             continue;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lucid_core::catalog::{Check, CheckStatus};
 use lucid_dns::{InstanceChange, ServiceInput, Zone, ZoneHandle};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::store::state::StateError;
 use crate::store::StateReader;
@@ -72,15 +72,11 @@ pub(crate) fn initial(state: &StateReader, cfg: lucid_dns::ZoneConfig) -> ZoneHa
 }
 
 /// Follow the catalog into `handle` until `stop` turns true.
-pub(crate) async fn follow(
-    state: StateReader,
-    handle: ZoneHandle,
-    mut stop: watch::Receiver<bool>,
-) {
+pub(crate) async fn follow(state: StateReader, handle: ZoneHandle, stop: CancellationToken) {
     loop {
         let change = tokio::select! {
             c = state.next_catalog_change() => c,
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         };
         let current = handle.load();
         let next = if change.all {
@@ -100,7 +96,7 @@ pub(crate) async fn follow(
                 state.mark_catalog_changed();
                 tokio::select! {
                     _ = tokio::time::sleep(RETRY) => {}
-                    _ = stop.wait_for(|s| *s) => return,
+                    _ = stop.cancelled() => return,
                 }
             }
         }

@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use http::Method;
 use lucid_core::catalog::{Check, CheckKind, CheckStatus};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use crate::node::Node;
 use crate::types::Command;
@@ -58,7 +59,7 @@ struct Probe {
 }
 
 /// Run until `stop`.
-pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let (tx, mut rx) = mpsc::unbounded_channel::<Probe>();
     let mut tracked: HashMap<String, Tracked> = HashMap::new();
     let mut tick = tokio::time::interval(TICK);
@@ -73,7 +74,7 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 }
                 continue;
             }
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
         if !node.is_leader() {
             tracked.clear();

@@ -9,7 +9,7 @@ use std::time::Duration;
 use lucid_client::{ClientError, HttpClient, JoinRequest, RegistryClient};
 use openraft::ServerState;
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use crate::api::{self, ApiState};
 use crate::config::RegistryConfig;
@@ -123,13 +123,13 @@ pub async fn run(
     let node = Node::start(&opts, me.clone(), peer_client).await?;
     tracing::info!(node_id = cfg.node_id, data_dir = %cfg.data_dir.display(), "node started");
 
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop = CancellationToken::new();
     let raft_srv = serve(
         listeners.raft,
         tls.as_ref().map(|t| t.raft_server.clone()),
         raft::server::router(node.clone()),
         cfg.conn_limits,
-        stop_rx.clone(),
+        stop.clone(),
     );
     let api_metrics = metrics.clone();
     let ca = Arc::new(crate::ca::Ca::new(
@@ -157,17 +157,11 @@ pub async fn run(
             Some(t.https_server.clone()),
             router.clone(),
             cfg.conn_limits,
-            stop_rx.clone(),
+            stop.clone(),
         )),
         _ => None,
     };
-    let http_srv = serve(
-        listeners.http,
-        None,
-        router,
-        cfg.conn_limits,
-        stop_rx.clone(),
-    );
+    let http_srv = serve(listeners.http, None, router, cfg.conn_limits, stop.clone());
     let dns_bound = listeners.dns_udp.local_addr()?;
     if cfg.dns_recursor == Some(dns_bound) {
         return Err(RunError::Config(format!(
@@ -178,12 +172,12 @@ pub async fn run(
     tokio::spawn(crate::dns::follow(
         node.state.clone(),
         zone.clone(),
-        stop_rx.clone(),
+        stop.clone(),
     ));
     let forward = cfg
         .dns_recursor
         .map(|addr| lucid_dns::Forwarder::new(addr, DNS_FORWARD_TIMEOUT));
-    let mut dns_stop = stop_rx.clone();
+    let dns_stop = stop.clone();
     let dns_srv = tokio::spawn(lucid_dns::serve(
         lucid_dns::DnsHandler::with_policy(
             zone,
@@ -199,7 +193,7 @@ pub async fn run(
         listeners.dns_udp,
         listeners.dns_tcp,
         async move {
-            let _ = dns_stop.wait_for(|s| *s).await;
+            dns_stop.cancelled().await;
         },
     ));
     tracing::info!("listening raft {raft_bound}");
@@ -223,7 +217,7 @@ pub async fn run(
                 node.clone(),
                 cfg.join.clone(),
                 cfg.acl_bootstrap_token.clone(),
-                stop_rx.clone(),
+                stop.clone(),
             ));
         }
     } else if !node.is_initialized().await {
@@ -231,24 +225,20 @@ pub async fn run(
             "no state, no --bootstrap, no --join: waiting for a member to add this node"
         );
     }
-    tokio::spawn(export_raft_metrics(node.clone(), stop_rx.clone()));
+    tokio::spawn(export_raft_metrics(node.clone(), stop.clone()));
     tokio::spawn(lucid_runtime::metrics::upkeep(
         api_metrics,
         METRICS_UPKEEP,
-        stop_rx.clone(),
+        stop.clone(),
     ));
-    tokio::spawn(crate::health::run(node.clone(), stop_rx.clone()));
-    tokio::spawn(crate::ca::prune_expired(node.clone(), stop_rx.clone()));
-    tokio::spawn(crate::ca::ensure_root(
-        node.clone(),
-        sealer,
-        stop_rx.clone(),
-    ));
-    tokio::spawn(api::acl::ensure_bootstrap(acl_api, stop_rx.clone()));
+    tokio::spawn(crate::health::run(node.clone(), stop.clone()));
+    tokio::spawn(crate::ca::prune_expired(node.clone(), stop.clone()));
+    tokio::spawn(crate::ca::ensure_root(node.clone(), sealer, stop.clone()));
+    tokio::spawn(api::acl::ensure_bootstrap(acl_api, stop.clone()));
 
     shutdown.await;
     tracing::info!("shutting down");
-    let _ = stop_tx.send(true);
+    stop.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         let _ = tokio::join!(http_srv, raft_srv, dns_srv);
         if let Some(h) = https_srv {
@@ -297,7 +287,7 @@ async fn join_loop(
     node: Arc<Node>,
     targets: Vec<String>,
     token: Option<String>,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let req = JoinRequest {
         node_id: node.id,
@@ -337,13 +327,13 @@ async fn join_loop(
         }
         tokio::select! {
             _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
 
 /// Mirror Raft metrics into Prometheus gauges and count leader changes.
-async fn export_raft_metrics(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+async fn export_raft_metrics(node: Arc<Node>, stop: CancellationToken) {
     let mut rx = node.raft.metrics();
     let mut last_leader = None;
     loop {
@@ -368,7 +358,7 @@ async fn export_raft_metrics(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
         }
         tokio::select! {
             changed = rx.changed() => if changed.is_err() { return },
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -21,8 +21,8 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use lucid_core::conn_limit::{ConnLimits, Refusals, Slots, HEADER_TIMEOUT};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 /// Serve `router` on `listener` (TLS when `tls` is given) until `stop` turns true; then
@@ -32,7 +32,7 @@ pub(crate) fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     router: axum::Router,
     limits: ConnLimits,
-    stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(accept_loop(
         listener,
@@ -48,14 +48,14 @@ async fn accept_loop(
     tls: Option<TlsAcceptor>,
     router: axum::Router,
     limits: ConnLimits,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) {
     let slots = Slots::new(limits);
     let mut refusals = Refusals::default();
     let mut conns = tokio::task::JoinSet::new();
     loop {
         let (stream, peer) = tokio::select! {
-            _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            () = stop.cancelled() => break,
             r = tcp.accept() => match r {
                 Ok(x) => x,
                 Err(e) => {
@@ -105,7 +105,7 @@ async fn serve_conn<I>(
     io: I,
     peer: std::net::SocketAddr,
     router: axum::Router,
-    mut stop: watch::Receiver<bool>,
+    stop: CancellationToken,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -128,7 +128,7 @@ async fn serve_conn<I>(
             }
         }
         // The watch guard must not live across the await below (it is not Send).
-        _ = async { let _ = stop.wait_for(|s| *s).await; } => {
+        () = stop.cancelled() => {
             conn.as_mut().graceful_shutdown();
             let _ = conn.await;
         }

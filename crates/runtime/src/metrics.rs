@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 /// Latency histogram buckets, in seconds: sub-millisecond DNS answers to 10 s requests.
 pub const LATENCY_BUCKETS: [f64; 14] = [
@@ -31,12 +31,12 @@ pub fn install() -> PrometheusHandle {
 /// Fold histogram samples into buckets every `period` until `stop`. The recorder keeps every
 /// sample until upkeep runs; without a scraper nothing else does, and at tens of thousands
 /// of requests a second the samples grow the heap by megabytes a minute.
-pub async fn upkeep(handle: PrometheusHandle, period: Duration, mut stop: watch::Receiver<bool>) {
+pub async fn upkeep(handle: PrometheusHandle, period: Duration, stop: CancellationToken) {
     let mut tick = tokio::time::interval(period);
     loop {
         tokio::select! {
             _ = tick.tick() => handle.run_upkeep(),
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }

@@ -12,6 +12,7 @@ use axum::Json;
 use lucid_core::wire::acl::{PolicyLink, ServiceIdentity, TokenView};
 use rand::Rng;
 use serde_json::{json, Value};
+use tokio_util::sync::CancellationToken;
 
 use super::authz::{denied, secret_of};
 use super::error::ApiError;
@@ -280,10 +281,7 @@ pub async fn token_self(
 
 /// While this node leads, make sure the `--acl-bootstrap-token` secret is a stored
 /// management token.
-pub(crate) async fn ensure_bootstrap(
-    api: Arc<ApiState>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+pub(crate) async fn ensure_bootstrap(api: Arc<ApiState>, stop: CancellationToken) {
     let Some(secret) = api.acl.bootstrap_secret.clone().filter(|_| api.acl.enabled) else {
         return;
     };
@@ -315,7 +313,7 @@ pub(crate) async fn ensure_bootstrap(
         tokio::select! {
             _ = metrics.changed() => {}
             _ = tokio::time::sleep(std::time::Duration::from_secs(2)) => {}
-            _ = stop.wait_for(|s| *s) => return,
+            _ = stop.cancelled() => return,
         }
     }
 }
