@@ -1,24 +1,30 @@
 //! Inbound (15001): mTLS with a required client certificate from the mesh root (revoked
-//! serials refused at the handshake), the path normalised (400 `LUCID_ERR_1103` when it
-//! cannot be safely), the peer's SPIFFE id authorised against intentions per request (L7 on
-//! the normalised path, 403 `LUCID_ERR_1203`), the service's rate limit (429
-//! `LUCID_ERR_1201`), then forwarded to the local app over a connection pool with the
-//! normalised path, hop-by-hop headers dropped both ways, and `X-Forwarded-Client-Cert`
-//! naming the caller.
+//! serials refused at the handshake, the connection closed when the peer's certificate is
+//! revoked or expires later), then per request this stack, each stage in its own file and
+//! tested there:
+//!
+//! 1. [`authorize::normalize`]: the path the app will act on (400 `LUCID_ERR_1103`);
+//! 2. [`authorize::authorize`]: intentions on the peer's SPIFFE id, method and that path
+//!    (403 `LUCID_ERR_1203`);
+//! 3. [`limit::admit`]: the service's rate limit (429 `LUCID_ERR_1201`, `Retry-After`);
+//! 4. [`forward`]: rewritten for the app (normalised path, `Host`, hop-by-hop headers
+//!    dropped both ways, `X-Forwarded-Client-Cert` naming the caller) and sent over the
+//!    pooled app client (502 when the app cannot be reached).
+
+mod authorize;
+mod forward;
+mod limit;
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response, StatusCode};
-use http_body_util::BodyExt;
+use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lucid_core::conn_limit::ConnLimits;
-use lucid_core::intention::{allowed, Caller};
-use lucid_core::ErrorCode;
 use lucid_tls::mtls::{peer_identity, server_config};
 use lucid_tls::SpiffeId;
 use tokio::net::TcpListener;
@@ -26,11 +32,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::mesh::Mesh;
-use crate::reply::refuse;
 use crate::serve::{EndReason, HEADER_TIMEOUT};
-use crate::{hop, serve, stats, Body};
+use crate::{serve, stats, Body};
 
-type AppClient = Client<HttpConnector, Incoming>;
+use self::forward::AppClient;
+
+/// A stage's refusal: the answer the peer gets instead (boxed: the cold path stays small).
+type Refused = Box<Response<Body>>;
 
 /// Serve inbound connections until `drain`, then finish within `grace`.
 pub async fn run(
@@ -98,6 +106,7 @@ pub async fn run(
     Ok(())
 }
 
+/// One request from a peer sidecar, down the inbound stack.
 async fn handle(
     mut req: Request<Incoming>,
     mesh: &Mesh,
@@ -107,99 +116,20 @@ async fn handle(
     let counters = stats::inbound();
     counters.rq_total.fetch_add(1, Ordering::Relaxed);
     // The intentions decide on the path the app will act on, and the app gets that path.
-    let path = match crate::path::normalize(req.uri().path()) {
+    let path = match authorize::normalize(req.uri().path()) {
         Ok(p) => p,
-        Err(e) => {
-            return refuse(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::RoutingInvalid,
-                &format!("{e}: {}", req.uri().path()),
-            )
-        }
+        Err(refused) => return *refused,
     };
     let policy = mesh.policy.load();
-    let (ok, _) = allowed(
-        &policy.intentions,
-        Caller {
-            service: &peer.service,
-            plane: Some(&peer.plane),
-        },
-        Caller {
-            service: &mesh.me.service,
-            plane: Some(&mesh.me.plane),
-        },
-        Some((req.method().as_str(), &path)),
-        policy.default,
-    );
-    if !ok {
+    if let Err(refused) = authorize::authorize(&policy, peer, &mesh.me, req.method(), &path) {
         counters.rq_denied.fetch_add(1, Ordering::Relaxed);
-        return refuse(
-            StatusCode::FORBIDDEN,
-            ErrorCode::SecurityPolicyViolation,
-            &format!("{peer} may not {} {path}", req.method()),
-        );
+        return *refused;
     }
-    if let Err(wait) = mesh.limiter.check() {
-        stats::rate_limited();
-        let limit = mesh
-            .limiter
-            .current()
-            .map(|l| {
-                format!(
-                    " to {} requests/s (burst {})",
-                    l.requests_per_second, l.burst
-                )
-            })
-            .unwrap_or_default();
-        let mut r = refuse(
-            StatusCode::TOO_MANY_REQUESTS,
-            ErrorCode::TrafficPolicyFailed,
-            &format!("{} is rate limited{limit}", mesh.me.service),
-        );
-        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
-        r.headers_mut()
-            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
-        return r;
+    if let Err(refused) = limit::admit(mesh) {
+        return *refused;
     }
-    let query = req
-        .uri()
-        .query()
-        .map(|q| format!("?{q}"))
-        .unwrap_or_default();
-    let Ok(uri) =
-        format!("http://127.0.0.1:{}{path}{query}", mesh.cfg.app_port).parse::<http::Uri>()
-    else {
-        return refuse(
-            StatusCode::BAD_REQUEST,
-            ErrorCode::RoutingInvalid,
-            "bad request target",
-        );
-    };
-    // Before setting our own headers: a caller's `Connection` must not name them away.
-    hop::strip(req.headers_mut(), false);
-    // HTTP/2 from the peer sidecar carries the authority as :authority; the app gets Host.
-    if let Some(a) = req.uri().authority().cloned() {
-        if let Ok(v) = http::HeaderValue::from_str(a.as_str()) {
-            req.headers_mut().entry(http::header::HOST).or_insert(v);
-        }
+    if let Err(refused) = forward::rewrite(&mut req, &path, mesh.cfg.app_port, peer) {
+        return *refused;
     }
-    *req.uri_mut() = uri;
-    *req.version_mut() = http::Version::HTTP_11;
-    if let Ok(v) = http::HeaderValue::from_str(&format!("URI={peer}")) {
-        req.headers_mut().insert("x-forwarded-client-cert", v);
-    }
-    match app.request(req).await {
-        Ok(mut resp) => {
-            hop::strip(resp.headers_mut(), false);
-            resp.map(|b| b.boxed())
-        }
-        Err(e) => {
-            counters.rq_app_error.fetch_add(1, Ordering::Relaxed);
-            refuse(
-                StatusCode::BAD_GATEWAY,
-                ErrorCode::UpstreamUnavailable,
-                &format!("local app on port {}: {e}", mesh.cfg.app_port),
-            )
-        }
-    }
+    forward::to_app(app, req, mesh.cfg.app_port).await
 }
