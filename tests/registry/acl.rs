@@ -9,10 +9,10 @@ use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
 use lucid_tests::api::call;
 use lucid_tests::bins::bin;
-use lucid_tests::registry::{NodeSpec, RegistryProc};
+use lucid_tests::registry::RegistryProc;
 use serde_json::{json, Value};
 
-use crate::kv::wait_leader;
+use crate::kv::single_node_with;
 
 const BOOT: &str = "bootstrap-secret-0123456789";
 
@@ -21,14 +21,7 @@ async fn acl_node(dir: &std::path::Path, bootstrap: Option<&str>) -> anyhow::Res
     if let Some(b) = bootstrap {
         extra.extend(["--acl-bootstrap-token".to_owned(), b.to_owned()]);
     }
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.join("n1"),
-        bootstrap: true,
-        extra,
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    let node = single_node_with(&dir.join("n1"), &extra).await?;
     Ok(node)
 }
 

@@ -10,11 +10,11 @@ use lucid_tests::dns::proto::op::{Message, MessageType, Metadata, OpCode, Query,
 use lucid_tests::dns::proto::rr::{Name, RData, RecordType};
 use lucid_tests::dns::proto::serialize::binary::BinEncodable;
 use lucid_tests::dns::{self, addrs, authority_soa, dig, srvs, Transport};
-use lucid_tests::registry::{cluster_lock, Cluster, NodeSpec, RegistryProc};
+use lucid_tests::registry::{cluster_lock, Cluster, RegistryProc};
 use lucid_tests::wait;
 use serde_json::json;
 
-use crate::kv::{single_node, wait_leader};
+use crate::kv::{single_node, single_node_with};
 
 const BOTH: [Transport; 2] = [Transport::Udp, Transport::Tcp];
 
@@ -274,22 +274,17 @@ async fn critical_instances_drop_out_of_the_answer() -> anyhow::Result<()> {
 #[tokio::test]
 async fn only_passing_flag_and_ttl_flag() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: [
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &[
             "--dns-only-passing",
             "--dns-ttl",
             "30",
             "--dns-domain",
             "mesh.test",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+        ],
+    )
+    .await?;
     let c = node.client();
     register_web(&node, "mesh.test").await?;
     c.call(Method::PUT, "/v1/agent/check/warn/web-2-ttl", "")
@@ -610,14 +605,8 @@ async fn a_registration_reaches_dns_on_every_node() -> anyhow::Result<()> {
 async fn names_outside_the_zone_go_to_the_recursor() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // The upstream: another registry serving `other.test`.
-    let upstream = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("up"),
-        bootstrap: true,
-        extra: ["--dns-domain", "other.test"].map(String::from).to_vec(),
-        ..Default::default()
-    })?;
-    wait_leader(&upstream).await?;
+    let upstream =
+        single_node_with(&dir.path().join("up"), &["--dns-domain", "other.test"]).await?;
     for i in 0..120 {
         register(
             &upstream.client(),
@@ -642,14 +631,11 @@ async fn names_outside_the_zone_go_to_the_recursor() -> anyhow::Result<()> {
         },
     )
     .await?;
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: vec!["--dns-recursor".into(), upstream.dns.clone()],
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &["--dns-recursor", upstream.dns.as_str()],
+    )
+    .await?;
     register_web(&node, "lucid.internal").await?;
     for t in BOTH {
         let m = ask(&node.dns, t, "far-7.instance.other.test.", RecordType::A).await?;

@@ -11,11 +11,11 @@ use http::Method;
 use lucid_tests::dns::proto::op::{Message, Query, ResponseCode};
 use lucid_tests::dns::proto::rr::{Name, RData, RecordType};
 use lucid_tests::dns::proto::serialize::binary::BinEncodable;
-use lucid_tests::registry::{NodeSpec, RegistryProc};
+use lucid_tests::registry::RegistryProc;
 use serde_json::json;
 use tokio::net::UdpSocket;
 
-use crate::kv::wait_leader;
+use crate::kv::single_node_with;
 
 fn packet(id: u16, name: &str, rtype: RecordType) -> anyhow::Result<Vec<u8>> {
     let mut m = Message::query();
@@ -48,14 +48,7 @@ async fn ask_from(
 }
 
 async fn node_with(dir: &std::path::Path, extra: &[&str]) -> anyhow::Result<RegistryProc> {
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.join("n1"),
-        bootstrap: true,
-        extra: extra.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    let node = single_node_with(&dir.join("n1"), extra).await?;
     node.client()
         .call(
             Method::PUT,
@@ -130,14 +123,7 @@ async fn sources_outside_the_dns_acl_are_refused_and_meta_is_allow_listed() -> a
 #[tokio::test]
 async fn the_recursor_relays_only_for_allowed_sources() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let up = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("up"),
-        bootstrap: true,
-        extra: ["--dns-domain", "other.test"].map(String::from).to_vec(),
-        ..Default::default()
-    })?;
-    wait_leader(&up).await?;
+    let up = single_node_with(&dir.path().join("up"), &["--dns-domain", "other.test"]).await?;
     let node = node_with(
         &dir.path().join("me"),
         &[

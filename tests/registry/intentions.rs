@@ -5,10 +5,9 @@
 use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
 use lucid_tests::api::call;
-use lucid_tests::registry::{NodeSpec, RegistryProc};
 use serde_json::{json, Value};
 
-use crate::kv::{single_node, wait_leader};
+use crate::kv::{single_node, single_node_with};
 
 async fn allowed(c: &RegistryClient, q: &str) -> anyhow::Result<bool> {
     let (st, v) = call(
@@ -154,14 +153,7 @@ async fn bad_intentions_are_refused_and_change_nothing() -> anyhow::Result<()> {
 #[tokio::test]
 async fn authorize_uses_the_certificate_identity_and_the_revoked_list() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: vec!["--intentions-default".into(), "deny".into()],
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    let node = single_node_with(&dir.path().join("n1"), &["--intentions-default", "deny"]).await?;
     let c = node.client();
     let (st, _) = call(
         &c,

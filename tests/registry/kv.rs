@@ -9,10 +9,20 @@ use lucid_tests::wait;
 
 /// A bootstrapped single node, leader once this returns.
 pub async fn single_node(dir: &std::path::Path) -> anyhow::Result<RegistryProc> {
+    single_node_with(&dir.join("n1"), &[] as &[&str]).await
+}
+
+/// A bootstrapped single-node registry with its data in `data_dir`, started with `flags`,
+/// once it leads.
+pub async fn single_node_with<S: AsRef<str>>(
+    data_dir: &std::path::Path,
+    flags: &[S],
+) -> anyhow::Result<RegistryProc> {
     let node = RegistryProc::spawn(NodeSpec {
         node_id: 1,
-        data_dir: dir.join("n1"),
+        data_dir: data_dir.to_owned(),
         bootstrap: true,
+        extra: flags.iter().map(|f| f.as_ref().to_owned()).collect(),
         ..Default::default()
     })?;
     wait_leader(&node).await?;

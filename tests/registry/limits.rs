@@ -110,16 +110,11 @@ async fn a_descriptor_flood_under_a_1024_fd_limit_leaves_health_answering() -> a
 #[tokio::test]
 async fn signing_is_rate_limited_per_caller() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = lucid_tests::registry::RegistryProc::spawn(lucid_tests::registry::NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: ["--ca-sign-rate", "1", "--ca-sign-burst", "3"]
-            .map(String::from)
-            .to_vec(),
-        ..Default::default()
-    })?;
-    crate::kv::wait_leader(&node).await?;
+    let node = crate::kv::single_node_with(
+        &dir.path().join("n1"),
+        &["--ca-sign-rate", "1", "--ca-sign-burst", "3"],
+    )
+    .await?;
     lucid_tests::registry::wait_ca_root(&node.client()).await?;
     // Without ACLs the limit counts per client address.
     let leaf = |src: [u8; 4]| {

@@ -7,28 +7,21 @@ use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
 use lucid_tests::api::call;
 use lucid_tests::openssl::openssl;
-use lucid_tests::registry::{wait_ca_root, NodeSpec, RegistryProc};
+use lucid_tests::registry::{wait_ca_root, RegistryProc};
 use serde_json::{json, Value};
 
-use crate::kv::wait_leader;
+use crate::kv::single_node_with;
 
 const BOOT: &str = "restore-bootstrap-secret-0123456789";
 
 async fn acl_node(dir: &std::path::Path, name: &str) -> anyhow::Result<RegistryProc> {
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        // Both nodes' data directories sit in one folder, so they share the CA key secret
-        // file, as an operator's replacement node gets the cluster's secret.
-        data_dir: dir.join(name),
-        bootstrap: true,
-        extra: vec![
-            "--acl-enabled".into(),
-            "--acl-bootstrap-token".into(),
-            BOOT.into(),
-        ],
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    // Both nodes' data directories sit in one folder, so they share the CA key secret
+    // file, as an operator's replacement node gets the cluster's secret.
+    let node = single_node_with(
+        &dir.join(name),
+        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
+    )
+    .await?;
     wait_ca_root(&node.client().with_token(BOOT)).await?;
     Ok(node)
 }

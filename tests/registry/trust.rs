@@ -23,7 +23,7 @@ use lucid_tests::registry::{cluster_lock, wait_ca_root, NodeSpec, RegistryProc};
 use lucid_tests::wait;
 use serde_json::{json, Value};
 
-use crate::kv::wait_leader;
+use crate::kv::{single_node_with, wait_leader};
 
 const BOOT: &str = "trust-bootstrap-secret-0123456789";
 
@@ -498,18 +498,11 @@ fn refused((st, v): &(StatusCode, Value), what: &str) {
 #[tokio::test]
 async fn a_service_token_cannot_act_for_another_service() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: vec![
-            "--acl-enabled".into(),
-            "--acl-bootstrap-token".into(),
-            BOOT.into(),
-        ],
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
+    )
+    .await?;
     let mgmt = node.client().with_token(BOOT);
     // The operator's plane map puts nothing in `ops`'s reach for web.
     let (st, v) = call(

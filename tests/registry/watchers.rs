@@ -5,13 +5,13 @@
 use std::time::Duration;
 
 use http::Method;
-use lucid_tests::registry::{until_blocking, NodeSpec, RegistryProc};
+use lucid_tests::registry::{until_blocking, RegistryProc};
 use lucid_tests::sock::connect_from;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::kv::{single_node, wait_leader};
+use crate::kv::{single_node, single_node_with};
 
 /// Send a blocking GET and leave it waiting; the connection to read its answer from.
 async fn park(
@@ -110,18 +110,11 @@ async fn blocking_queries_are_capped_per_address_and_woken_per_prefix() -> anyho
 async fn one_token_cannot_hold_more_than_its_share_from_many_addresses() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let boot = "b00710ad-0000-4000-8000-000000000001";
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: vec![
-            "--acl-enabled".into(),
-            "--acl-bootstrap-token".into(),
-            boot.into(),
-        ],
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &["--acl-enabled", "--acl-bootstrap-token", boot],
+    )
+    .await?;
     let c = node.client().with_token(boot);
     let t: Value = c
         .call(
@@ -240,21 +233,16 @@ async fn five_thousand_watchers_stay_under_the_memory_bound() -> anyhow::Result<
 #[tokio::test]
 async fn the_blocking_and_connection_caps_are_the_operators_to_set() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = RegistryProc::spawn(NodeSpec {
-        node_id: 1,
-        data_dir: dir.path().join("n1"),
-        bootstrap: true,
-        extra: [
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &[
             "--max-blocking-per-ip",
             "3",
             "--max-connections-per-ip",
             "12",
-        ]
-        .map(String::from)
-        .to_vec(),
-        ..Default::default()
-    })?;
-    wait_leader(&node).await?;
+        ],
+    )
+    .await?;
     let index = kv_index(&node, "k").await?;
     let path = format!("/v1/kv/k?index={index}&wait=60s");
     let mut parked = Vec::new();
