@@ -23,6 +23,17 @@ impl Report {
         self.refused.is_none() && self.outcome.fails(error_types, self.app_type.as_deref())
     }
 
+    /// A plain outcome: no app error kind, not refused, not handed back.
+    #[cfg(test)]
+    pub(super) fn of(outcome: Outcome) -> Report {
+        Report {
+            outcome,
+            app_type: None,
+            refused: None,
+            came_back: false,
+        }
+    }
+
     /// Envoy's `rq_error`: 5xx answers and requests that got no answer.
     pub(super) fn rq_error(&self) -> bool {
         !matches!(self.outcome, Outcome::Status(s) if s < 500)
@@ -34,12 +45,7 @@ mod tests {
     use super::*;
 
     fn report(outcome: Outcome) -> Report {
-        Report {
-            outcome,
-            app_type: None,
-            refused: None,
-            came_back: false,
-        }
+        Report::of(outcome)
     }
 
     #[test]

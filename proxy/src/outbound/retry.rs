@@ -91,12 +91,7 @@ mod tests {
     }
 
     fn report(outcome: Outcome) -> Report {
-        Report {
-            outcome,
-            app_type: None,
-            refused: None,
-            came_back: false,
-        }
+        Report::of(outcome)
     }
 
     const FIRST: Progress = Progress {
