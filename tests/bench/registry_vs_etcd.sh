@@ -6,20 +6,28 @@
 # through a surviving node) and RSS per node idle and at peak under load.
 #
 #   tests/bench/registry_vs_etcd.sh            # DURATION=20s CONNS=64 TRIALS=3
+#   SMOKE=1 tests/bench/registry_vs_etcd.sh    # 2 s, 1 trial, the debug build: CI's check
 #
-# Needs: Debian etcd-server, wrk, curl, python3. Builds lucid-registry --release.
+# Needs: Debian etcd-server, wrk, curl, python3. Builds lucid-registry (--release unless SMOKE).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 . "$here/lib.sh"
-DURATION=${DURATION:-20s}
+if [ -n "${SMOKE:-}" ]; then
+  DURATION=${DURATION:-2s}; TRIALS=${TRIALS:-1}; PROFILE=debug
+else
+  DURATION=${DURATION:-20s}; TRIALS=${TRIALS:-3}; PROFILE=${PROFILE:-release}
+fi
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
-TRIALS=${TRIALS:-3}
 
 for t in etcd wrk curl python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
-(cd "$root" && cargo build --release --quiet -p lucid-registry)
-LUCID="$root/target/release/lucid-registry"
+if [ "$PROFILE" = release ]; then
+  (cd "$root" && cargo build --release --quiet -p lucid-registry)
+else
+  (cd "$root" && cargo build --quiet -p lucid-registry)
+fi
+LUCID="$root/target/$PROFILE/lucid-registry"
 W=$(mktemp -d /tmp/lucid-bench.XXXX)
 declare -A PIDS
 cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
@@ -27,16 +35,18 @@ trap cleanup EXIT
 
 # --- lucid-registry ----------------------------------------------------------------------
 declare -a LH LR EC EP
-mapfile -t P < <(free_ports 12)
+declare -a LD
+mapfile -t P < <(free_ports 15)
 for i in 1 2 3; do
   LH[$i]=127.0.0.1:${P[$((i - 1))]}; LR[$i]=127.0.0.1:${P[$((i + 2))]}
   EC[$i]=127.0.0.1:${P[$((i + 5))]}; EP[$i]=127.0.0.1:${P[$((i + 8))]}
+  LD[$i]=127.0.0.1:${P[$((i + 11))]}
 done
 start_lucid() { # node-id
   local i=$1 extra=()
   if [ "$i" = 1 ]; then extra=(--bootstrap); else extra=(--join "${LH[1]}"); fi
   "$LUCID" --node-id "$i" --data-dir "$W/l$i" --http-addr "${LH[$i]}" --raft-addr "${LR[$i]}" \
-    "${extra[@]}" 2>>"$W/l$i.log" &
+    --dns-addr "${LD[$i]}" "${extra[@]}" 2>>"$W/l$i.log" &
   PIDS[l$i]=$!
 }
 lucid_leader() { # prints the leader's node id
