@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use lucid_core::config_entry::{LbPolicy, Resolved};
 use lucid_core::wire::catalog::ServiceEntry;
-use lucid_tls::mtls::client_config;
+use lucid_tls::mtls::{client_config, Identity, Revoked};
 use rand::Rng;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
@@ -19,7 +19,8 @@ use tokio_util::sync::CancellationToken;
 use lucid_runtime::backoff::Backoff;
 
 use crate::breaker::{Admission, Breaker, State};
-use crate::mesh::Mesh;
+use crate::control::Control;
+use crate::entries::Entries;
 use crate::pool::Pool;
 
 /// A cap on destinations, so a caller naming endless services cannot grow us without bound.
@@ -61,10 +62,21 @@ pub struct Cluster {
     stop: CancellationToken,
 }
 
+/// What the clusters take from the rest of the sidecar: the registry to discover endpoints
+/// from, the config entries their settings come from, and what their mTLS connector is made
+/// of (our identity, the mesh root, the revoked serials).
+pub struct Context {
+    pub control: Arc<Control>,
+    pub entries: Arc<Entries>,
+    pub identity: Arc<Identity>,
+    pub root_pem: String,
+    pub revoked: Revoked,
+}
+
 /// Every destination this sidecar has sent to.
-#[derive(Default)]
 pub struct Clusters {
     map: Mutex<HashMap<String, Arc<Cluster>>>,
+    ctx: Context,
 }
 
 /// Pull the usable endpoints out of a `/v1/health/service/<svc>` answer: passing instances
@@ -80,6 +92,13 @@ fn usable(list: &[ServiceEntry]) -> Vec<(String, String, u16)> {
 }
 
 impl Clusters {
+    pub fn new(ctx: Context) -> Clusters {
+        Clusters {
+            map: Mutex::new(HashMap::new()),
+            ctx,
+        }
+    }
+
     pub fn all(&self) -> Vec<Arc<Cluster>> {
         let map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
         let mut v: Vec<_> = map.values().cloned().collect();
@@ -91,7 +110,6 @@ impl Clusters {
     /// first use.
     pub async fn get(
         &self,
-        mesh: &Arc<Mesh>,
         service: &str,
         stop: &CancellationToken,
     ) -> anyhow::Result<Arc<Cluster>> {
@@ -104,14 +122,15 @@ impl Clusters {
             c.last_used.store(lucid_core::unix_now(), Ordering::Relaxed);
             return Ok(c.clone());
         }
-        let (index, eps) = discover(mesh, service, None).await?;
+        let ctx = &self.ctx;
+        let (index, eps) = discover(&ctx.control, service, None).await?;
         let tls = TlsConnector::from(client_config(
-            mesh.identity.clone(),
-            &mesh.root_pem,
+            ctx.identity.clone(),
+            &ctx.root_pem,
             service,
-            mesh.trust.revoked().clone(),
+            ctx.revoked.clone(),
         )?);
-        let settings = mesh.settings(service);
+        let settings = ctx.entries.settings(service);
         let cluster = Arc::new(Cluster::new(
             service,
             tls,
@@ -144,14 +163,15 @@ impl Clusters {
             }
             map.insert(service.to_owned(), cluster.clone());
         }
-        tokio::spawn(follow(mesh.clone(), cluster.clone(), index));
+        tokio::spawn(follow(ctx.control.clone(), cluster.clone(), index));
         Ok(cluster)
     }
 
     /// Apply changed config entries to every cluster and its breakers.
-    pub fn reconfigure(&self, mesh: &Mesh) {
+    pub fn reconfigure(&self) {
+        let entries = self.ctx.entries.load();
         for c in self.all() {
-            let s = mesh.settings(&c.service);
+            let s = entries.settings(&c.service);
             for e in c.endpoints.load().iter() {
                 e.breaker.configure(&s.circuit_breaker);
             }
@@ -170,24 +190,24 @@ fn victim<'a>(clusters: impl Iterator<Item = (&'a str, i64, u64)>, now: i64) -> 
 }
 
 async fn discover(
-    mesh: &Mesh,
+    control: &Control,
     service: &str,
     index: Option<u64>,
 ) -> anyhow::Result<(u64, Vec<(String, String, u16)>)> {
-    let r = mesh
-        .registry_get(&format!("/v1/health/service/{service}?stale"), index)
+    let r = control
+        .get(&format!("/v1/health/service/{service}?stale"), index)
         .await?;
     let list: Vec<ServiceEntry> = r.json()?;
     Ok((r.consul_index().unwrap_or(0), usable(&list)))
 }
 
 /// Keep a cluster's endpoints current; on errors keep the last known set.
-async fn follow(mesh: Arc<Mesh>, cluster: Arc<Cluster>, mut index: u64) {
+async fn follow(control: Arc<Control>, cluster: Arc<Cluster>, mut index: u64) {
     let stop = &cluster.stop;
     let mut backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(10));
     loop {
         let r = tokio::select! {
-            r = discover(&mesh, &cluster.service, Some(index)) => r,
+            r = discover(&control, &cluster.service, Some(index)) => r,
             () = stop.cancelled() => return,
         };
         match r {

@@ -6,7 +6,8 @@
 //! SIGTERM or `POST /drain`.
 //!
 //! # Layout
-//! - [`config`] holds the flags; [`mesh`] identity, registration, policy followers, rotation.
+//! - [`config`] holds the flags; [`mesh`] identity, registration, policy followers, rotation;
+//!   [`control`] is the connection to the registry, [`entries`] the config-entry snapshot.
 //! - [`inbound`], [`outbound`], [`admin`]: the three listeners; [`serve`] their accept loop
 //!   and limits; [`trust`] ends connections whose peer certificate is revoked or expires.
 //! - What passes them: [`path`] (normalised before L7 intentions), [`hop`] (hop-by-hop
@@ -20,6 +21,8 @@ pub mod admin;
 pub mod breaker;
 pub mod cluster;
 pub mod config;
+pub mod control;
+pub mod entries;
 pub mod hop;
 pub mod inbound;
 pub mod mesh;

@@ -5,17 +5,16 @@
 //! known state keeps serving when the registry goes away. Several `--registry` addresses are
 //! tried in turn.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use arc_swap::ArcSwap;
 use http::Method;
-use lucid_client::{RegistryClient, Response};
 use lucid_core::catalog::CheckStatus;
-use lucid_core::config_entry::{ConfigEntry, Resolved};
+use lucid_core::config_entry::ConfigEntry;
 use lucid_core::intention::{Action, Intention};
 use lucid_core::wire::ca::{CertRecord, SignRequest, SignedLeaf};
 use lucid_core::wire::catalog::{SidecarRegistration, TtlCheck};
@@ -26,8 +25,10 @@ use lucid_tls::SpiffeId;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
-use crate::cluster::Clusters;
+use crate::cluster::{self, Clusters};
 use crate::config::ProxyConfig;
+use crate::control::{retry, Control};
+use crate::entries::{self, Entries};
 use crate::ratelimit::Limiter;
 use crate::trust::Trust;
 
@@ -35,8 +36,6 @@ use crate::trust::Trust;
 /// arrive together (revocations still reach connections within [`COALESCE`] + the grace).
 const COALESCE: Duration = Duration::from_millis(250);
 
-/// How long a blocking query waits at the registry.
-const BLOCK: &str = "30s";
 const TTL: &str = "30s";
 const PROBE_EVERY: Duration = Duration::from_secs(10);
 
@@ -59,13 +58,6 @@ impl Default for Policy {
     }
 }
 
-/// `service-defaults` entries by service, and the `proxy-defaults` entry `global`.
-#[derive(Debug, Default)]
-pub struct Entries {
-    pub services: HashMap<String, ConfigEntry>,
-    pub global: Option<ConfigEntry>,
-}
-
 /// The current certificate, for `/certs`, `/config_dump` and rotation.
 #[derive(Debug, Clone)]
 pub struct Cert {
@@ -77,9 +69,8 @@ pub struct Cert {
 
 /// What the proxy knows.
 pub struct Mesh {
-    registries: Vec<RegistryClient>,
-    /// The registry answering last: tried first.
-    current: AtomicUsize,
+    /// The registry.
+    pub control: Arc<Control>,
     pub cfg: ProxyConfig,
     pub me: SpiffeId,
     pub instance_id: String,
@@ -96,48 +87,16 @@ pub struct Mesh {
     /// The revoked serials; connections end when their peer's shows up.
     pub trust: Trust,
     pub policy: ArcSwap<Policy>,
-    pub entries: ArcSwap<Entries>,
+    pub entries: Arc<Entries>,
     pub clusters: Clusters,
     pub limiter: Limiter,
     /// Set by `POST /drain` or SIGTERM: `/ready` answers 503.
     pub draining: AtomicBool,
 }
 
-fn ok(r: Response, what: &str) -> anyhow::Result<Response> {
-    if r.status.is_success() {
-        Ok(r)
-    } else {
-        bail!("{what}: {} {}", r.status, String::from_utf8_lossy(&r.body))
-    }
-}
-
-/// Retry `f` with backoff (200 ms doubling to 5 s, with jitter) until it works or `stop`
-/// fires.
-async fn retry<T, F, Fut>(what: &str, stop: &CancellationToken, mut f: F) -> anyhow::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
-    loop {
-        let delay = match f().await {
-            Ok(v) => return Ok(v),
-            Err(e) => {
-                let delay = backoff.next_delay();
-                tracing::warn!(error = %format!("{e:#}"), "{what}; retrying in {delay:?}");
-                delay
-            }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = stop.cancelled() => bail!("stopped while {what}"),
-        }
-    }
-}
-
 /// A fresh key and a certificate for it signed by the registry: `(cert, key PEM, root PEM)`.
 async fn new_certificate(
-    registry: &Registries<'_>,
+    control: &Control,
     service: &str,
     plane: &str,
 ) -> anyhow::Result<(Cert, String, String)> {
@@ -152,13 +111,11 @@ async fn new_certificate(
         plane: Some(plane.to_owned()),
     })
     .context("encoding the CSR")?;
-    let signed: SignedLeaf = ok(
-        registry
-            .call(Method::POST, "/v1/connect/ca/sign", body, CALL_TIMEOUT)
-            .await?,
-        "signing",
-    )?
-    .json()?;
+    let signed: SignedLeaf = control
+        .send(Method::POST, "/v1/connect/ca/sign", body)
+        .await
+        .context("signing")?
+        .json()?;
     let (pem, root) = (signed.cert_pem, signed.chain_pem);
     if pem.is_empty() {
         bail!("the registry sent no cert_pem");
@@ -173,88 +130,7 @@ async fn new_certificate(
     Ok((cert, key.serialize_pem(), root))
 }
 
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// A blocking query's own timeout: the registry's wait plus its jitter and some slack.
-const BLOCK_TIMEOUT: Duration = Duration::from_secs(40);
-
-/// The configured registries, tried in turn from the last one that answered.
-struct Registries<'a> {
-    list: &'a [RegistryClient],
-    current: &'a AtomicUsize,
-}
-
-impl Registries<'_> {
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: String,
-        timeout: Duration,
-    ) -> anyhow::Result<Response> {
-        let n = self.list.len().max(1);
-        let first = self.current.load(Ordering::Relaxed);
-        let mut last = None;
-        for k in 0..n {
-            let i = (first + k) % n;
-            let Some(r) = self.list.get(i) else { break };
-            match r
-                .call_with_timeout(method.clone(), path, body.clone(), timeout)
-                .await
-            {
-                Ok(resp) => {
-                    self.current.store(i, Ordering::Relaxed);
-                    return Ok(resp);
-                }
-                // Only an unreachable registry moves on; an answer (even an error) is final.
-                Err(e @ lucid_client::ClientError::Transport { .. }) => last = Some(e),
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Err(last.map_or_else(|| anyhow!("no --registry given"), Into::into))
-    }
-}
-
 impl Mesh {
-    fn registries(&self) -> Registries<'_> {
-        Registries {
-            list: &self.registries,
-            current: &self.current,
-        }
-    }
-
-    /// GET from the registry; with `index`, a blocking query that waits (up to [`BLOCK`])
-    /// until the answer moves past it.
-    pub async fn registry_get(&self, path: &str, index: Option<u64>) -> anyhow::Result<Response> {
-        let (path, timeout) = match index {
-            Some(i) => {
-                let sep = if path.contains('?') { '&' } else { '?' };
-                (format!("{path}{sep}index={i}&wait={BLOCK}"), BLOCK_TIMEOUT)
-            }
-            None => (path.to_owned(), CALL_TIMEOUT),
-        };
-        ok(
-            self.registries()
-                .call(Method::GET, &path, String::new(), timeout)
-                .await?,
-            &path,
-        )
-    }
-
-    async fn registry_put(&self, path: &str, body: String) -> anyhow::Result<Response> {
-        ok(
-            self.registries()
-                .call(Method::PUT, path, body, CALL_TIMEOUT)
-                .await?,
-            path,
-        )
-    }
-
-    /// What applies to traffic to (or, for our own service, into) `service`.
-    pub fn settings(&self, service: &str) -> Resolved {
-        let e = self.entries.load();
-        Resolved::of(e.services.get(service), e.global.as_ref())
-    }
-
     /// Get a certificate and register, retrying until the registry answers.
     pub async fn start(
         cfg: ProxyConfig,
@@ -262,28 +138,12 @@ impl Mesh {
         address: String,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Mesh>> {
-        let http = registry_http(&cfg)?;
-        let registries: Vec<RegistryClient> = cfg
-            .registry
-            .iter()
-            .map(|base| {
-                let r = RegistryClient::with_http(base, http.clone());
-                match &cfg.token {
-                    Some(t) => r.with_token(t.clone()),
-                    None => r,
-                }
-            })
-            .collect();
-        let current = AtomicUsize::new(0);
+        let control = Arc::new(Control::new(&cfg)?);
         let me = SpiffeId::new(&cfg.plane, &cfg.service)
             .ok_or_else(|| anyhow!("--service and --plane must be lower-case names"))?;
-        let reg = Registries {
-            list: &registries,
-            current: &current,
-        };
         let (cert, key_pem, root_pem) =
             retry("getting a certificate from the registry", &stop, || {
-                new_certificate(&reg, &cfg.service, &cfg.plane)
+                new_certificate(&control, &cfg.service, &cfg.plane)
             })
             .await?;
         let identity = Arc::new(Identity::from_pem(&cert.pem, &key_pem)?);
@@ -317,9 +177,17 @@ impl Mesh {
             tags: cfg.tags.clone(),
         })
         .context("encoding the registration")?;
+        let entries = Arc::new(Entries::default());
+        let trust = Trust::new(Revoked::default());
+        let clusters = Clusters::new(cluster::Context {
+            control: control.clone(),
+            entries: entries.clone(),
+            identity: identity.clone(),
+            root_pem: root_pem.clone(),
+            revoked: trust.revoked().clone(),
+        });
         let mesh = Arc::new(Mesh {
-            registries,
-            current,
+            control,
             cfg,
             me,
             instance_id,
@@ -329,15 +197,19 @@ impl Mesh {
             rotate_now: Notify::new(),
             rotate_from: AtomicU64::new(0),
             root_pem,
-            trust: Trust::new(Revoked::default()),
+            trust,
             policy: ArcSwap::from_pointee(Policy::default()),
-            entries: ArcSwap::from_pointee(Entries::default()),
-            clusters: Clusters::default(),
+            entries,
+            clusters,
             limiter: Limiter::default(),
             draining: AtomicBool::new(false),
         });
         retry("registering", &stop, || {
-            mesh.registry_put("/v1/agent/service/register", registration.clone())
+            mesh.control.send(
+                Method::PUT,
+                "/v1/agent/service/register",
+                registration.clone(),
+            )
         })
         .await?;
         retry("reading intentions", &stop, || mesh.refresh_policy(None)).await?;
@@ -356,42 +228,31 @@ impl Mesh {
     /// `proxy-defaults`; applied to the breakers and the inbound limiter at once.
     async fn refresh_entries(&self, index: Option<u64>) -> anyhow::Result<u64> {
         let r = self
-            .registry_get("/v1/config/service-defaults", index)
+            .control
+            .get("/v1/config/service-defaults", index)
             .await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<ConfigEntry> = r.json()?;
         let global = match self
-            .registries()
-            .call(
-                Method::GET,
-                "/v1/config/proxy-defaults/global",
-                String::new(),
-                CALL_TIMEOUT,
-            )
+            .control
+            .get_optional("/v1/config/proxy-defaults/global")
             .await?
         {
-            r if r.status == http::StatusCode::NOT_FOUND => None,
-            r => Some(ok(r, "proxy-defaults")?.json::<ConfigEntry>()?),
+            Some(r) => Some(r.json::<ConfigEntry>()?),
+            None => None,
         };
-        let entries = Entries {
-            services: list.into_iter().map(|e| (e.name.clone(), e)).collect(),
-            global,
-        };
-        let limit = entries
-            .services
-            .get(&self.cfg.service)
-            .and_then(|e| e.rate_limit.as_ref())
-            .or(entries.global.as_ref().and_then(|g| g.rate_limit.as_ref()));
-        self.limiter.configure(limit);
-        self.entries.store(Arc::new(entries));
-        self.clusters.reconfigure(self);
+        let snapshot = entries::Snapshot::new(list, global);
+        self.limiter
+            .configure(snapshot.rate_limit(&self.cfg.service));
+        self.entries.store(snapshot);
+        self.clusters.reconfigure();
         Ok(next)
     }
 
     /// A new key and certificate, swapped in for new handshakes.
     pub async fn rotate(&self) -> anyhow::Result<()> {
         let (cert, key_pem, _) =
-            new_certificate(&self.registries(), &self.cfg.service, &self.cfg.plane).await?;
+            new_certificate(&self.control, &self.cfg.service, &self.cfg.plane).await?;
         self.identity.rotate(&cert.pem, &key_pem)?;
         let old = self.cert.load().serial.clone();
         tracing::info!(old = %old, new = %cert.serial, "certificate rotated");
@@ -416,15 +277,13 @@ impl Mesh {
 
     /// `index`: block until the intentions move past it; `None`: answer at once.
     async fn refresh_policy(&self, index: Option<u64>) -> anyhow::Result<u64> {
-        let r = self.registry_get("/v1/connect/intentions", index).await?;
+        let r = self.control.get("/v1/connect/intentions", index).await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<Intention> = r.json()?;
-        let planes = self
-            .registry_get("/v1/connect/planes", None)
-            .await?
-            .json()?;
+        let planes = self.control.get("/v1/connect/planes", None).await?.json()?;
         let default: DefaultAction = self
-            .registry_get("/v1/connect/intentions/default", None)
+            .control
+            .get("/v1/connect/intentions/default", None)
             .await?
             .json()?;
         self.policy.store(Arc::new(Policy {
@@ -442,7 +301,8 @@ impl Mesh {
     async fn refresh_revoked(&self, index: Option<u64>) -> anyhow::Result<u64> {
         let since = index.unwrap_or(0);
         let r = self
-            .registry_get(&format!("/v1/connect/ca/revoked?since={since}"), index)
+            .control
+            .get(&format!("/v1/connect/ca/revoked?since={since}"), index)
             .await?;
         let next = r.consul_index().unwrap_or(0);
         let list: Vec<CertRecord> = r.json()?;
@@ -480,7 +340,7 @@ impl Mesh {
             .is_ok_and(|r| r.status.is_success());
         let verb = if healthy { "pass" } else { "fail" };
         let path = format!("/v1/agent/check/{verb}/{}-sidecar", self.instance_id);
-        if let Err(e) = self.registry_put(&path, String::new()).await {
+        if let Err(e) = self.control.send(Method::PUT, &path, String::new()).await {
             tracing::warn!(error = %format!("{e:#}"), "cannot update the TTL check");
         }
     }
@@ -491,7 +351,7 @@ impl Mesh {
             return;
         }
         let path = format!("/v1/agent/service/deregister/{}", self.instance_id);
-        match self.registry_put(&path, String::new()).await {
+        match self.control.send(Method::PUT, &path, String::new()).await {
             Ok(_) => tracing::info!(instance = %self.instance_id, "deregistered"),
             Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot deregister"),
         }
@@ -612,25 +472,6 @@ async fn rotation(mesh: Arc<Mesh>, stop: CancellationToken) {
             }
         }
     }
-}
-
-/// One connection pool for every registry; `https://` registries are verified against
-/// `--registry-ca` (else `LUCID_CACERT`).
-fn registry_http(cfg: &ProxyConfig) -> anyhow::Result<lucid_client::HttpClient> {
-    let timeout = Duration::from_secs(15);
-    let ca = cfg.registry_ca.clone().or_else(|| {
-        std::env::var_os("LUCID_CACERT")
-            .filter(|v| !v.is_empty())
-            .map(std::path::PathBuf::from)
-    });
-    let Some(path) = ca else {
-        return Ok(lucid_client::HttpClient::new(timeout));
-    };
-    let pem = std::fs::read_to_string(&path)
-        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
-    let tls = lucid_tls::cluster::client_trusting(&pem)
-        .map_err(|e| anyhow!("--registry-ca {}: {e}", path.display()))?;
-    Ok(lucid_client::HttpClient::with_tls(timeout, tls))
 }
 
 #[cfg(test)]

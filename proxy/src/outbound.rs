@@ -107,12 +107,7 @@ impl Outbound {
     }
 
     async fn forward(&self, service: &str, req: Request<Incoming>) -> Response<Body> {
-        let cluster = match self
-            .mesh
-            .clusters
-            .get(&self.mesh, service, &self.stop)
-            .await
-        {
+        let cluster = match self.mesh.clusters.get(service, &self.stop).await {
             Ok(c) => c,
             Err(e) => {
                 return refuse(
