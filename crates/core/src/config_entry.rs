@@ -56,7 +56,8 @@ pub struct CircuitBreaker {
     /// Per-request timeout.
     #[serde(with = "duration_str")]
     pub timeout: Duration,
-    /// What counts as a failure (`5xx`, `timeout`, `connection-error`, ...).
+    /// What counts as a failure (`5xx`, `timeout`, `connection-error`, ..., or a gRPC status
+    /// name such as `unavailable`; a failing gRPC status also counts as its HTTP equivalent).
     pub error_types: Vec<String>,
 }
 
@@ -98,7 +99,8 @@ pub struct Retry {
     pub attempts: u32,
     #[serde(with = "duration_str")]
     pub per_try_timeout: Duration,
-    /// Conditions that retry: `5xx`, `gateway-error`, `connect-failure`, `reset`, `timeout`.
+    /// Conditions that retry: `5xx`, `gateway-error`, `connect-failure`, `reset`, `timeout`,
+    /// and gRPC status names (`unavailable`, `resource-exhausted`, ...: `crate::grpc`).
     pub on: Vec<String>,
 }
 
@@ -451,21 +453,23 @@ fn retry(o: &Obj<'_>) -> Result<Retry, EntryError> {
             Duration::from_secs(600),
             e,
         )?,
-        on: tokens(
-            o,
-            "On",
-            "on",
-            d.on,
-            Some(&[
-                "5xx",
-                "gateway-error",
-                "connect-failure",
-                "reset",
-                "timeout",
-            ]),
-            e,
-        )?,
+        on: tokens(o, "On", "on", d.on, Some(&retry_conditions()), e)?,
     })
+}
+
+/// What `Retry.On` accepts: the HTTP conditions, and gRPC status names (`unavailable`, ...),
+/// which retry a call whose answer carries that `grpc-status`.
+fn retry_conditions() -> Vec<&'static str> {
+    [
+        "5xx",
+        "gateway-error",
+        "connect-failure",
+        "reset",
+        "timeout",
+    ]
+    .into_iter()
+    .chain(crate::grpc::names())
+    .collect()
 }
 
 fn load_balancer(o: &Obj<'_>) -> Result<LoadBalancer, EntryError> {

@@ -4,6 +4,7 @@
 //! - [`catalog`]: service instances and checks, parsed from Consul registration bodies.
 //! - [`config_entry`]: `service-defaults` / `proxy-defaults`: what the sidecars enforce.
 //! - [`intention`]: who may call whom; the platform's planeIsolation policy as intentions.
+//! - [`grpc`]: gRPC status codes, their names in config entries, their HTTP equivalents.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`conn_limit`]: caps on connections per listener and per peer address.
 //! - [`duration`]: Consul-style durations (`"10s"`, `"1m30s"`, or integer nanoseconds).
@@ -16,6 +17,7 @@ pub mod config_entry;
 pub mod conn_limit;
 pub mod duration;
 pub mod error;
+pub mod grpc;
 pub mod intention;
 mod obj;
 pub mod wire;
