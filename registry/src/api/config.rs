@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use lucid_core::config_entry::{parse_entry, ConfigKind, EntryError};
+use lucid_core::intention::Party;
 use lucid_core::ErrorCode;
 use serde_json::{json, Value};
 
@@ -52,6 +53,22 @@ pub async fn put(
         }
         other => ApiError::bad_request(other.to_string()),
     })?;
+    if entry.kind == ConfigKind::ServiceDefaults && entry.protocol.as_deref() == Some("tcp") {
+        let (_, intentions, _) = api.node.state.intentions()?;
+        if let Some(i) = intentions.iter().find(|i| {
+            !i.permissions.is_empty()
+                && matches!(&i.destination, Party::Service(d) if *d == entry.name)
+        }) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::PolicyValidationFailed,
+                format!(
+                    "{} cannot speak tcp: the intention {} -> {} has L7 Permissions (remove them first)",
+                    entry.name, i.source, i.destination
+                ),
+            ));
+        }
+    }
     let r = api.node.write(Command::ConfigSet { entry, cas }).await?;
     Ok(Json(r.ok).into_response())
 }

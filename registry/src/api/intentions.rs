@@ -9,6 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use lucid_core::config_entry::ConfigKind;
 use lucid_core::intention::{
     allowed, from_plane_isolation, parse_intention, Caller, Intention, Party,
 };
@@ -66,6 +67,31 @@ pub(super) fn plane_of(
         .find_map(|(i, _)| i.meta.get("plane").cloned()))
 }
 
+/// Does `service` speak raw TCP (its `service-defaults` say `Protocol = "tcp"`)?
+pub(super) fn speaks_tcp(api: &ApiState, service: &str) -> Result<bool, ApiError> {
+    let (_, e) = api
+        .node
+        .state
+        .config_entry(ConfigKind::ServiceDefaults, service)?;
+    Ok(e.is_some_and(|e| e.entry.protocol.as_deref() == Some("tcp")))
+}
+
+/// L7 permissions (methods, paths) mean nothing to a `tcp` service, whose sidecar sees bytes,
+/// not requests: refuse them at write time, as Consul does (400 `LUCID_ERR_1102`).
+fn l4_only(api: &ApiState, intentions: &[Intention]) -> Result<(), ApiError> {
+    for i in intentions.iter().filter(|i| !i.permissions.is_empty()) {
+        if let Party::Service(d) = &i.destination {
+            if speaks_tcp(api, d)? {
+                return Err(invalid(format!(
+                    "intention {} -> {d}: {d} speaks tcp (its service-defaults Protocol), so its intentions cannot have L7 Permissions; use Action allow or deny",
+                    i.source
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `GET /v1/connect/intentions` (blocking-capable).
 pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
     let blocking = Blocking::from_params(&req.params)?;
@@ -82,6 +108,7 @@ pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Res
 pub async fn create(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let intention = parse_intention(&v, new_id()).map_err(|e| invalid(e.to_string()))?;
+    l4_only(&api, std::slice::from_ref(&intention))?;
     let id = intention.id.clone();
     let r = api
         .node
@@ -112,6 +139,7 @@ pub async fn put_exact(
         o.insert("DestinationName".into(), json!(destination.to_string()));
     }
     let intention = parse_intention(&v, new_id()).map_err(|e| invalid(e.to_string()))?;
+    l4_only(&api, std::slice::from_ref(&intention))?;
     api.node
         .write(Command::IntentionSet {
             intention,
@@ -344,6 +372,7 @@ pub async fn apply_policy(
     for i in &mut policy.intentions {
         i.id = new_id();
     }
+    l4_only(&api, &policy.intentions)?;
     let summary = PolicySummary {
         intentions: policy.intentions.len(),
         planes: policy.planes.len(),
