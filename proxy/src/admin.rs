@@ -134,6 +134,8 @@ async fn config_dump(State(a): State<Admin>) -> Response {
         "intentions": policy.intentions,
         "intentions_default": policy.default,
         "planes": policy.planes,
+        "app_protocol": m.app_protocol().as_str(),
+        "upstreams": stats::upstreams(&m),
         "config_entries": {
             "service_defaults": entries.services.values().collect::<Vec<_>>(),
             "proxy_defaults": entries.global,

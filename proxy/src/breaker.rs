@@ -7,7 +7,7 @@
 //! there is no timer per endpoint. Every change of state is logged and counted where it
 //! happens, inside the breaker, whichever call made it: a caller cannot drop one on the floor.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use lucid_core::config_entry::CircuitBreaker;
@@ -17,6 +17,9 @@ use lucid_core::config_entry::CircuitBreaker;
 pub enum Outcome {
     /// The endpoint answered with this status.
     Status(u16),
+    /// A gRPC call ended with this `grpc-status` (in a Trailers-Only answer, or in the
+    /// trailers after the messages).
+    Grpc(u32),
     Timeout,
     /// Could not connect or complete the TLS handshake.
     Connect,
@@ -30,6 +33,15 @@ impl Outcome {
     /// `reset`, and exact statuses like `503`. Any other token (the platform's
     /// `payment-error`) matches an upstream response whose `x-lucid-error-type` names it.
     pub fn fails(&self, error_types: &[String], app_type: Option<&str>) -> bool {
+        if let Outcome::Grpc(code) = self {
+            // A gRPC status by its name, else as its HTTP equivalent (`5xx` covers
+            // `unavailable`, `internal`, ...).
+            let name = lucid_core::grpc::name_of(*code);
+            return *code != lucid_core::grpc::OK
+                && (error_types.iter().any(|t| Some(t.as_str()) == name)
+                    || Outcome::Status(lucid_core::grpc::http_status(*code))
+                        .fails(error_types, app_type));
+        }
         error_types.iter().any(|t| match (t.as_str(), self) {
             ("5xx", Outcome::Status(s)) => *s >= 500,
             ("4xx", Outcome::Status(s)) => (400..500).contains(s),
@@ -121,13 +133,13 @@ pub struct Admission {
 
 /// An admission that gives its probe slot back when dropped unrecorded (the caller went
 /// away mid-request), so a half-open circuit cannot wedge with its probes all taken.
-pub struct Permit<'a> {
-    breaker: &'a Breaker,
+pub struct Permit {
+    breaker: Arc<Breaker>,
     admission: Option<Admission>,
 }
 
-impl<'a> Permit<'a> {
-    pub fn new(breaker: &'a Breaker, admission: Admission) -> Self {
+impl Permit {
+    pub fn new(breaker: Arc<Breaker>, admission: Admission) -> Self {
         Permit {
             breaker,
             admission: Some(admission),
@@ -141,7 +153,7 @@ impl<'a> Permit<'a> {
     }
 }
 
-impl Drop for Permit<'_> {
+impl Drop for Permit {
     fn drop(&mut self) {
         if let Some(a) = self.admission.take() {
             self.breaker.release(a);
@@ -387,6 +399,12 @@ mod tests {
             .iter()
             .map(|s| s.to_string())
             .collect();
+        assert!(Outcome::Grpc(14).fails(&all, None), "unavailable is a 5xx");
+        assert!(!Outcome::Grpc(0).fails(&all, None));
+        assert!(!Outcome::Grpc(5).fails(&all, None), "not-found is a 4xx");
+        let named = vec!["not-found".to_owned()];
+        assert!(Outcome::Grpc(5).fails(&named, None));
+        assert!(!Outcome::Grpc(14).fails(&named, None));
         assert!(Outcome::Status(503).fails(&all, None));
         assert!(Outcome::Status(429).fails(&all, None));
         assert!(!Outcome::Status(404).fails(&all, None));

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use lucid_core::config_entry::{LbPolicy, Resolved};
 use lucid_core::wire::catalog::ServiceEntry;
-use lucid_tls::mtls::{client_config, Identity, Revoked};
+use lucid_tls::mtls::{client_config, with_alpn, Identity, Revoked, ALPN_H1, ALPN_TCP};
 use rand::Rng;
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
@@ -36,18 +36,39 @@ pub struct Endpoint {
     pub id: String,
     pub addr: String,
     pub port: u16,
-    pub breaker: Breaker,
+    pub breaker: Arc<Breaker>,
     pub pool: Pool,
     pub rq_total: AtomicU64,
     pub rq_error: AtomicU64,
     pub rq_active: AtomicU64,
 }
 
+/// The mTLS connectors to a destination's sidecars, one per ALPN: the pooled HTTP/2 (or
+/// HTTP/1.1) connection, an HTTP/1.1 connection of its own for an `Upgrade`, and a raw TCP
+/// stream for an `--upstream` connection. They share the verifier (the peer must be the
+/// destination) and our identity.
+#[derive(Clone)]
+pub struct Connectors {
+    pub http: TlsConnector,
+    pub upgrade: TlsConnector,
+    pub tcp: TlsConnector,
+}
+
+impl Connectors {
+    pub fn new(cfg: Arc<rustls::ClientConfig>) -> Connectors {
+        Connectors {
+            upgrade: TlsConnector::from(with_alpn(&cfg, ALPN_H1)),
+            tcp: TlsConnector::from(with_alpn(&cfg, ALPN_TCP)),
+            http: TlsConnector::from(cfg),
+        }
+    }
+}
+
 /// A destination service.
 pub struct Cluster {
     pub service: String,
     pub endpoints: ArcSwap<Vec<Arc<Endpoint>>>,
-    pub tls: TlsConnector,
+    pub tls: Connectors,
     /// What the config entries say for this service (read per request, replaced on change).
     pub settings: ArcSwap<Resolved>,
     rr: AtomicUsize,
@@ -124,7 +145,7 @@ impl Clusters {
         }
         let ctx = &self.ctx;
         let (index, eps) = discover(&ctx.control, service, None).await?;
-        let tls = TlsConnector::from(client_config(
+        let tls = Connectors::new(client_config(
             ctx.identity.clone(),
             &ctx.root_pem,
             service,
@@ -238,12 +259,7 @@ pub struct Pick {
 
 impl Cluster {
     /// A destination with no endpoints yet, used as of now.
-    fn new(
-        service: &str,
-        tls: TlsConnector,
-        settings: Resolved,
-        stop: CancellationToken,
-    ) -> Cluster {
+    fn new(service: &str, tls: Connectors, settings: Resolved, stop: CancellationToken) -> Cluster {
         Cluster {
             service: service.to_owned(),
             endpoints: ArcSwap::from_pointee(Vec::new()),
@@ -268,11 +284,11 @@ impl Cluster {
                     .find(|e| e.id == id && e.addr == addr && e.port == port)
                     .cloned()
                     .unwrap_or_else(|| {
-                        let breaker = Breaker::new(
+                        let breaker = Arc::new(Breaker::new(
                             settings.circuit_breaker.clone(),
                             self.service.clone(),
                             format!("{addr}:{port}"),
-                        );
+                        ));
                         Arc::new(Endpoint {
                             id,
                             addr,
@@ -378,7 +394,7 @@ mod tests {
         .with_no_client_auth();
         let c = Cluster::new(
             "s",
-            TlsConnector::from(Arc::new(tls)),
+            Connectors::new(Arc::new(tls)),
             Resolved::default(),
             CancellationToken::new(),
         );

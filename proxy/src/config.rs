@@ -106,6 +106,110 @@ pub struct ProxyConfig {
     /// On SIGTERM or `POST /drain`: how long in-flight requests get to finish.
     #[arg(long, env = "LUCID_PROXY_DRAIN_GRACE", default_value = "10s", value_parser = grace)]
     pub drain_grace: Duration,
+    /// How the inbound side talks to the app: `auto` in the HTTP version the caller used
+    /// (h2c when it spoke HTTP/2), `http1`, `http2` (h2c; also `grpc`), or `tcp` (peers'
+    /// connections from `--upstream` listeners are forwarded as bytes). The `Protocol` of
+    /// the service's `service-defaults` entry wins when set.
+    #[arg(
+        long,
+        env = "LUCID_PROXY_APP_PROTOCOL",
+        value_enum,
+        default_value = "auto"
+    )]
+    pub app_protocol: AppProtocol,
+    /// How the app's health is probed to keep the instance's TTL check current: `http` (GET
+    /// `--health-path`), `grpc` (`grpc.health.v1.Health/Check` on the app port), `tcp` (a
+    /// connection), `none` (passing while the sidecar itself is ready).
+    #[arg(
+        long,
+        env = "LUCID_PROXY_HEALTH_CHECK",
+        value_enum,
+        default_value = "http"
+    )]
+    pub health_check: HealthCheck,
+    /// The service name `--health-check grpc` asks about ("" = the server as a whole).
+    #[arg(long, env = "LUCID_PROXY_HEALTH_GRPC_SERVICE", default_value = "")]
+    pub health_grpc_service: String,
+    /// SERVICE=ADDR:PORT (repeatable): listen on ADDR:PORT and forward each connection over
+    /// mTLS to a healthy instance of SERVICE (Consul Connect's upstream `LocalBindPort`).
+    #[arg(long = "upstream", env = "LUCID_PROXY_UPSTREAM", value_delimiter = ',', value_parser = upstream)]
+    pub upstreams: Vec<Upstream>,
+    /// A TCP connection (upstream or inbound) with no byte either way for this long is closed.
+    #[arg(long, env = "LUCID_PROXY_TCP_IDLE_TIMEOUT", default_value = "1h", value_parser = idle)]
+    pub tcp_idle_timeout: Duration,
+}
+
+/// `--app-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AppProtocol {
+    Auto,
+    Http1,
+    Http2,
+    Grpc,
+    Tcp,
+}
+
+impl AppProtocol {
+    /// A `service-defaults` `Protocol` (Consul's names), which wins over the flag.
+    pub fn from_entry(p: &str) -> Option<AppProtocol> {
+        match p {
+            "http" => Some(AppProtocol::Http1),
+            "http2" => Some(AppProtocol::Http2),
+            "grpc" => Some(AppProtocol::Grpc),
+            "tcp" => Some(AppProtocol::Tcp),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppProtocol::Auto => "auto",
+            AppProtocol::Http1 => "http1",
+            AppProtocol::Http2 => "http2",
+            AppProtocol::Grpc => "grpc",
+            AppProtocol::Tcp => "tcp",
+        }
+    }
+}
+
+/// `--health-check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum HealthCheck {
+    Http,
+    Grpc,
+    Tcp,
+    None,
+}
+
+/// One `--upstream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Upstream {
+    pub service: String,
+    pub listen: SocketAddr,
+}
+
+fn upstream(s: &str) -> Result<Upstream, String> {
+    let (service, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected SERVICE=ADDR:PORT"))?;
+    if !lucid_core::catalog::valid_service_name(service) {
+        return Err(format!("{service:?} is not a service name"));
+    }
+    let listen = addr
+        .parse()
+        .map_err(|e| format!("{addr:?} is not ADDR:PORT: {e}"))?;
+    Ok(Upstream {
+        service: service.to_owned(),
+        listen,
+    })
+}
+
+fn idle(s: &str) -> Result<Duration, String> {
+    let d = lucid_core::duration::parse_duration(s).map_err(|e| e.to_string())?;
+    if d.is_zero() {
+        return Err("must be more than 0".to_owned());
+    }
+    Ok(d)
 }
 
 fn grace(s: &str) -> Result<Duration, String> {
@@ -175,6 +279,44 @@ mod tests {
         let err = ProxyConfig::load(args(&["--service=web", "--app-port=1", "--admin-token="]))
             .expect_err("empty token");
         assert!(err.to_string().contains("admin-token"), "{err}");
+        let c = ProxyConfig::load(args(&[
+            "--service=web",
+            "--app-port=1",
+            "--app-protocol=grpc",
+            "--health-check=tcp",
+            "--upstream=redis=127.0.0.1:6380",
+            "--upstream",
+            "ledger=[::1]:9000",
+            "--tcp-idle-timeout=90s",
+        ]))
+        .expect("load");
+        assert_eq!(c.app_protocol, AppProtocol::Grpc);
+        assert_eq!(c.health_check, HealthCheck::Tcp);
+        assert_eq!(c.tcp_idle_timeout, Duration::from_secs(90));
+        assert_eq!(
+            c.upstreams,
+            [
+                Upstream {
+                    service: "redis".into(),
+                    listen: "127.0.0.1:6380".parse().unwrap()
+                },
+                Upstream {
+                    service: "ledger".into(),
+                    listen: "[::1]:9000".parse().unwrap()
+                }
+            ]
+        );
+        for bad in [
+            "--upstream=Redis=127.0.0.1:1",
+            "--upstream=redis",
+            "--upstream=redis=localhost",
+            "--app-protocol=quic",
+            "--tcp-idle-timeout=0s",
+        ] {
+            let err =
+                ProxyConfig::load(args(&["--service=web", "--app-port=1", bad])).expect_err(bad);
+            assert!(!err.to_string().is_empty());
+        }
         std::fs::write(&f, "service = \"web\"\napp_prot = 8080\n").expect("write");
         let err = ProxyConfig::load(args(&["--config", path])).expect_err("unknown key");
         assert!(err.to_string().contains("app_prot"), "{err}");

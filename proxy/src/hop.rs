@@ -6,6 +6,12 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
+/// Set by the caller's sidecar on a request its app sent over HTTP/1.x, which travels between
+/// the sidecars over HTTP/2: the destination's sidecar gives its app HTTP/1.1 again under
+/// `--app-protocol auto` (linkerd's `l5d-orig-proto`). Removed from what apps send, and
+/// before the app sees it.
+pub const ORIG_PROTO: &str = "x-lucid-orig-proto";
+
 /// Connection-specific on every hop. `Proxy-Authorization` / `Proxy-Authenticate` are meant
 /// for the proxy that asks or answers, never for the app behind it.
 const HOP_BY_HOP: [HeaderName; 9] = [

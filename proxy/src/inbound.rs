@@ -1,15 +1,21 @@
 //! Inbound (15001): mTLS with a required client certificate from the mesh root (revoked
 //! serials refused at the handshake, the connection closed when the peer's certificate is
-//! revoked or expires later), then per request this stack, each stage in its own file and
-//! tested there:
+//! revoked or expires later). A connection whose ALPN is `lucid-tcp/1` is a raw TCP stream
+//! from a caller's `--upstream` (`tcp.rs`: L4 intentions, then the bytes to the app). Every
+//! other one carries HTTP, and each request goes down this stack, each stage in its own file
+//! and tested there:
 //!
 //! 1. [`authorize::normalize`]: the path the app will act on (400 `LUCID_ERR_1103`);
 //! 2. [`authorize::authorize`]: intentions on the peer's SPIFFE id, method and that path
 //!    (403 `LUCID_ERR_1203`);
 //! 3. [`limit::admit`]: the service's rate limit (429 `LUCID_ERR_1201`, `Retry-After`);
 //! 4. [`forward`]: rewritten for the app (normalised path, `Host`, hop-by-hop headers
-//!    dropped both ways, `X-Forwarded-Client-Cert` naming the caller) and sent over the
-//!    pooled app client (502 when the app cannot be reached).
+//!    dropped both ways, `X-Forwarded-Client-Cert` naming the caller) in the app's HTTP
+//!    version (`--app-protocol`; `auto`: the caller's, as its sidecar marked it) and sent over
+//!    the pooled app client (502 when the app cannot be reached); an `Upgrade` gets a
+//!    connection of its own, spliced once the app switches protocols.
+//!
+//! A gRPC caller gets the refusals of stages 1-4 as gRPC statuses.
 
 mod authorize;
 mod forward;
@@ -22,20 +28,19 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lucid_core::conn_limit::ConnLimits;
-use lucid_tls::mtls::{peer_identity, server_config};
-use lucid_tls::SpiffeId;
+use lucid_tls::mtls::{peer_identity, server_config, PeerCert, ALPN_TCP};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::config::AppProtocol;
 use crate::mesh::Mesh;
 use crate::serve::{EndReason, HEADER_TIMEOUT};
-use crate::{serve, stats, Body};
+use crate::tunnel::Bounds;
+use crate::{grpc, hop, serve, stats, upgrade, Body};
 
-use self::forward::AppClient;
+use self::forward::AppClients;
 
 /// A stage's refusal: the answer the peer gets instead (boxed: the cold path stays small).
 type Refused = Box<Response<Body>>;
@@ -54,16 +59,15 @@ pub async fn run(
         mesh.trust.revoked().clone(),
     )?;
     let acceptor = TlsAcceptor::from(cfg);
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let app: AppClient = Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        // Below common app keep-alive timeouts (Node's 5 s) so we never reuse a closing one.
-        .pool_idle_timeout(Duration::from_secs(4))
-        .pool_max_idle_per_host(256)
-        .build(connector);
+    let app = AppClients::new();
+    let bounds = Bounds {
+        idle: mesh.cfg.tcp_idle_timeout,
+        drain: drain.clone(),
+        grace,
+    };
     serve::accept_loop(listener, drain, grace, "inbound", limits, move |tcp, conn| {
-        let (acceptor, mesh, app) = (acceptor.clone(), mesh.clone(), app.clone());
+        let (acceptor, mesh, app, bounds) =
+            (acceptor.clone(), mesh.clone(), app.clone(), bounds.clone());
         async move {
             let tls = match tokio::time::timeout(HEADER_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(t)) => t,
@@ -82,15 +86,23 @@ pub async fn run(
             else {
                 return;
             };
+            if tls.get_ref().1.alpn_protocol() == Some(ALPN_TCP) {
+                crate::tcp::inbound(tls, &mesh, &cert, &bounds).await;
+                drop(conn);
+                return;
+            }
             let untrusted = mesh.trust.until_untrusted(&cert);
-            let peer = Arc::new(cert.id);
+            let peer = Arc::new(cert);
+            let serial = peer.serial.clone();
             let svc = hyper::service::service_fn(move |req| {
-                let (mesh, app, peer) = (mesh.clone(), app.clone(), peer.clone());
+                let (mesh, app, peer, bounds) =
+                    (mesh.clone(), app.clone(), peer.clone(), bounds.clone());
                 async move {
                     let start = Instant::now();
-                    let resp = handle(req, &mesh, &app, &peer).await;
-                    stats::request("inbound", &peer.service, resp.status(), start.elapsed());
-                    Ok::<_, Infallible>(resp)
+                    let is_grpc = grpc::is_grpc(req.headers());
+                    let resp = handle(req, &mesh, &app, &peer, bounds).await;
+                    stats::request("inbound", &peer.id.service, resp.status(), start.elapsed());
+                    Ok::<_, Infallible>(if is_grpc { grpc::for_caller(resp) } else { resp })
                 }
             });
             if let Some(why @ (EndReason::Revoked | EndReason::Expired)) =
@@ -98,7 +110,7 @@ pub async fn run(
             {
                 metrics::counter!("lucid_proxy_connections_ended_total", "reason" => why.label())
                     .increment(1);
-                tracing::info!(peer = %cert.serial, reason = why.label(), "inbound connection closed: peer certificate no longer trusted");
+                tracing::info!(peer = %serial, reason = why.label(), "inbound connection closed: peer certificate no longer trusted");
             }
         }
     })
@@ -110,8 +122,9 @@ pub async fn run(
 async fn handle(
     mut req: Request<Incoming>,
     mesh: &Mesh,
-    app: &AppClient,
-    peer: &SpiffeId,
+    app: &AppClients,
+    peer: &PeerCert,
+    bounds: Bounds,
 ) -> Response<Body> {
     let counters = stats::inbound();
     counters.rq_total.fetch_add(1, Ordering::Relaxed);
@@ -121,15 +134,41 @@ async fn handle(
         Err(refused) => return *refused,
     };
     let policy = mesh.policy.load();
-    if let Err(refused) = authorize::authorize(&policy, peer, &mesh.me, req.method(), &path) {
+    if let Err(refused) = authorize::authorize(&policy, &peer.id, &mesh.me, req.method(), &path) {
         counters.rq_denied.fetch_add(1, Ordering::Relaxed);
         return *refused;
     }
     if let Err(refused) = limit::admit(mesh) {
         return *refused;
     }
-    if let Err(refused) = forward::rewrite(&mut req, &path, mesh.cfg.app_port, peer) {
+    let port = mesh.cfg.app_port;
+    if let Some(protocol) = upgrade::requested(&req) {
+        if let Err(refused) = forward::rewrite(&mut req, &path, port, &peer.id, false) {
+            return *refused;
+        }
+        let untrusted = mesh.trust.until_untrusted(peer);
+        let end = async move {
+            untrusted.await;
+        };
+        return forward::upgrade_to_app(
+            req,
+            protocol,
+            port,
+            bounds,
+            (peer.id.service.clone(), end),
+        )
+        .await;
+    }
+    // The caller's sidecar marks a request its app sent over HTTP/1.x (ours always arrive
+    // over HTTP/2): `auto` gives the app what the caller spoke.
+    let caller_h1 = req.headers_mut().remove(hop::ORIG_PROTO).is_some();
+    let h2 = match mesh.app_protocol() {
+        AppProtocol::Http2 | AppProtocol::Grpc => true,
+        AppProtocol::Http1 | AppProtocol::Tcp => false,
+        AppProtocol::Auto => req.version() == http::Version::HTTP_2 && !caller_h1,
+    };
+    if let Err(refused) = forward::rewrite(&mut req, &path, port, &peer.id, h2) {
         return *refused;
     }
-    forward::to_app(app, req, mesh.cfg.app_port).await
+    forward::to_app(app, req, port).await
 }

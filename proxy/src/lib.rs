@@ -13,6 +13,9 @@
 //! - What passes them: [`path`] (normalised before L7 intentions), [`hop`] (hop-by-hop
 //!   headers dropped), [`admin::gate`] (who may write on the admin port).
 //! - Outbound parts: [`cluster`] (endpoints, balancing), [`breaker`], [`pool`].
+//! - Beyond request/response: [`grpc`] (deadlines, statuses, refusals as gRPC statuses),
+//!   [`upgrade`] (HTTP Upgrade/WebSocket), [`tcp`] (`--upstream` listeners and inbound TCP
+//!   streams), [`tunnel`] (splicing two byte streams), [`health`] (probing the app by kind).
 //! - [`ratelimit`] (inbound), [`stats`] (metrics and admin views), [`reply`] (own errors).
 
 #![forbid(unsafe_code)]
@@ -23,6 +26,8 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod entries;
+pub mod grpc;
+pub mod health;
 pub mod hop;
 pub mod inbound;
 pub mod mesh;
@@ -34,7 +39,10 @@ pub mod refusal;
 pub mod reply;
 pub mod serve;
 pub mod stats;
+pub mod tcp;
 pub mod trust;
+pub mod tunnel;
+pub mod upgrade;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -63,6 +71,8 @@ pub struct Listeners {
     pub admin: TcpListener,
     /// `--admin-socket`, bound with [`admin::socket::bind`].
     pub admin_socket: Option<UnixListener>,
+    /// One per `--upstream`.
+    pub upstreams: Vec<(config::Upstream, TcpListener)>,
 }
 
 /// Deregister, let callers notice, then tell the data-plane listeners to drain.
@@ -130,6 +140,14 @@ pub async fn run(
     tracing::info!("listening inbound {inbound_addr}");
     tracing::info!("listening outbound {outbound_addr}");
     tracing::info!("listening admin {admin_addr}");
+    let mut upstream_listeners = Vec::new();
+    for (u, l) in listeners.upstreams {
+        let addr = l.local_addr()?;
+        tracing::info!("listening upstream:{} {addr}", u.service);
+        let stats = Arc::new(tcp::UpstreamStats::new(&u, addr.to_string()));
+        upstream_listeners.push((stats, l));
+    }
+    let upstream_stats: Vec<_> = upstream_listeners.iter().map(|(s, _)| s.clone()).collect();
     let grace = cfg.drain_grace;
     let limits = lucid_core::conn_limit::ConnLimits::from_fd_limit()
         .with(cfg.max_connections, cfg.max_connections_per_ip);
@@ -162,7 +180,9 @@ pub async fn run(
             metrics: metrics.clone(),
             drain: drain_fn,
             listeners: json!({"inbound": inbound_addr, "outbound": outbound_addr, "admin": admin_addr,
-                "admin_socket": admin_socket}),
+                "admin_socket": admin_socket,
+                "upstreams": upstream_stats.iter().map(|u| json!({"service": u.service, "listen": u.listen}))
+                    .collect::<Vec<_>>()}),
             token: cfg.admin_token.as_deref().map(Arc::from),
         },
         admin_stop.clone(),
@@ -180,7 +200,15 @@ pub async fn run(
             stop.cancel();
         }
     });
-    let mesh = match mesh::Mesh::start(cfg, inbound_addr.port(), address, stop.clone()).await {
+    let mesh = match mesh::Mesh::start(
+        cfg,
+        inbound_addr.port(),
+        address,
+        upstream_stats,
+        stop.clone(),
+    )
+    .await
+    {
         Ok(m) => m,
         Err(e) => {
             admin_stop.cancel();
@@ -205,11 +233,34 @@ pub async fn run(
         grace,
         limits,
     ));
+    let mut upstreams = Vec::new();
+    for (stats, l) in upstream_listeners {
+        // Discover the destination now, so `/clusters` shows it before the first connection.
+        let (m, st, service) = (mesh.clone(), stop.clone(), stats.service.clone());
+        tokio::spawn(async move {
+            let _ = control::retry("discovering an upstream", &st, || {
+                m.clusters.get(&service, &st)
+            })
+            .await;
+        });
+        upstreams.push(tokio::spawn(tcp::run_upstream(
+            l,
+            stats,
+            mesh.clone(),
+            stop.clone(),
+            drain.clone(),
+            grace,
+            limits,
+        )));
+    }
     let _ = mesh_tx.send(Some(mesh.clone()));
     tracing::info!(identity = %mesh.me, "ready");
     stop.cancelled().await;
     begin_drain(Some(mesh.clone()), drain, grace).await;
     let _ = tokio::join!(inbound, outbound);
+    for u in upstreams {
+        let _ = u.await;
+    }
     admin_stop.cancel();
     let _ = admin.await;
     remove_socket(admin_socket.as_deref());

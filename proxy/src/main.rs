@@ -54,6 +54,10 @@ async fn serve(cfg: ProxyConfig) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding {a}"))
     };
+    let mut upstreams = Vec::new();
+    for u in &cfg.upstreams {
+        upstreams.push((u.clone(), bind(u.listen).await?));
+    }
     let listeners = Listeners {
         inbound: bind(cfg.inbound_addr).await?,
         outbound: bind(cfg.outbound_addr).await?,
@@ -62,6 +66,7 @@ async fn serve(cfg: ProxyConfig) -> anyhow::Result<()> {
             Some(path) => Some(lucid_proxy::admin::socket::bind(path)?),
             None => None,
         },
+        upstreams,
     };
     run(cfg, listeners, lucid_runtime::signal::shutdown()).await
 }

@@ -26,10 +26,11 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::cluster::{self, Clusters};
-use crate::config::ProxyConfig;
+use crate::config::{AppProtocol, ProxyConfig};
 use crate::control::{retry, Control};
 use crate::entries::{self, Entries};
 use crate::ratelimit::Limiter;
+use crate::tcp::UpstreamStats;
 use crate::trust::Trust;
 
 /// Wait this long after a change before asking for the next one, so changes in a burst
@@ -89,6 +90,8 @@ pub struct Mesh {
     pub policy: ArcSwap<Policy>,
     pub entries: Arc<Entries>,
     pub clusters: Clusters,
+    /// The `--upstream` listeners' counters.
+    pub upstreams: Vec<Arc<UpstreamStats>>,
     pub limiter: Limiter,
     /// Set by `POST /drain` or SIGTERM: `/ready` answers 503.
     pub draining: AtomicBool,
@@ -136,6 +139,7 @@ impl Mesh {
         cfg: ProxyConfig,
         mesh_port: u16,
         address: String,
+        upstreams: Vec<Arc<UpstreamStats>>,
         stop: CancellationToken,
     ) -> anyhow::Result<Arc<Mesh>> {
         let control = Arc::new(Control::new(&cfg)?);
@@ -201,6 +205,7 @@ impl Mesh {
             policy: ArcSwap::from_pointee(Policy::default()),
             entries,
             clusters,
+            upstreams,
             limiter: Limiter::default(),
             draining: AtomicBool::new(false),
         });
@@ -328,16 +333,21 @@ impl Mesh {
         tokio::spawn(rotation(self.clone(), stop));
     }
 
-    /// GET the app's health path; pass or fail the TTL check accordingly.
+    /// How the inbound side talks to the app: the `Protocol` of our `service-defaults` when
+    /// set, else `--app-protocol`.
+    pub fn app_protocol(&self) -> AppProtocol {
+        self.entries
+            .load()
+            .services
+            .get(&self.cfg.service)
+            .and_then(|e| e.protocol.as_deref())
+            .and_then(AppProtocol::from_entry)
+            .unwrap_or(self.cfg.app_protocol)
+    }
+
+    /// Probe the app (`--health-check`); pass or fail the TTL check accordingly.
     async fn probe_app(&self) {
-        let url = format!(
-            "http://127.0.0.1:{}{}",
-            self.cfg.app_port, self.cfg.health_path
-        );
-        let healthy = lucid_client::HttpClient::new(Duration::from_secs(2))
-            .send(Method::GET, &url, &[], "")
-            .await
-            .is_ok_and(|r| r.status.is_success());
+        let healthy = crate::health::probe(&self.cfg).await;
         let verb = if healthy { "pass" } else { "fail" };
         let path = format!("/v1/agent/check/{verb}/{}-sidecar", self.instance_id);
         if let Err(e) = self.control.send(Method::PUT, &path, String::new()).await {

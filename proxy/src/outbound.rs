@@ -1,17 +1,22 @@
-//! Outbound (127.0.0.1:15002): plain HTTP/1.1 or HTTP/2 (h2c) from the app to a destination
-//! service, through its peer sidecars. One request goes down this stack, each stage in its
-//! own file and tested there:
+//! Outbound (127.0.0.1:15002): plain HTTP/1.1 or HTTP/2 (h2c, gRPC) from the app to a
+//! destination service, through its peer sidecars. One request goes down this stack, each
+//! stage in its own file and tested there:
 //!
 //! 1. [`route`]: the destination from the absolute URI or `Host: <svc>.lucid.internal`;
 //! 2. cluster: the destination's endpoints and settings (`cluster.rs`, discovered on first use);
-//! 3. [`replay`]: hold the body when the request may be sent more than once;
-//! 4. per try, within the breaker's `Timeout` (504 `LUCID_ERR_1305`): balance (the cluster's
-//!    pick, skipping open circuits, `cluster.rs`), admit (the endpoint's breaker permit,
-//!    `breaker.rs`), then [`attempt`]: the pooled mTLS connection (`pool.rs`) within the
-//!    try's timeout;
-//! 5. [`classify`]: the try as the breaker records it (a refusal never counts);
+//! 3. [`replay`]: hold the body when the request may be sent more than once (an idempotent
+//!    request, or a gRPC call to a service that retries gRPC statuses: a copy of what streams);
+//! 4. per try, within the breaker's `Timeout` or the gRPC caller's `grpc-timeout` (504
+//!    `LUCID_ERR_1305`): balance (the cluster's pick, skipping open circuits, `cluster.rs`),
+//!    admit (the endpoint's breaker permit, `breaker.rs`), then [`attempt`]: the pooled mTLS
+//!    connection (`pool.rs`) within the try's timeout;
+//! 5. [`classify`]: the try as the breaker records it (a refusal never counts; a gRPC call's
+//!    status counts when its trailers pass, `grpc::Watched`);
 //! 6. [`retry`]: resend a refusal, retry another endpoint, or answer the app
-//!    ([`attempt::Try::reply`]).
+//!    ([`attempt::Try::reply`]); a gRPC caller gets the mesh's refusals as gRPC statuses.
+//!
+//! An HTTP/1.1 `Upgrade` (WebSocket) takes [`upgrade`](Outbound::upgrade) instead: one try, on
+//! an HTTP/1.1 connection of its own, then the two upgraded connections are spliced.
 
 mod attempt;
 mod classify;
@@ -33,16 +38,19 @@ use tokio_util::sync::CancellationToken;
 use self::attempt::attempt;
 use self::replay::Payload;
 use self::retry::{Next, Progress};
-use crate::breaker::Permit;
+use crate::breaker::{Outcome, Permit};
 use crate::cluster::Endpoint;
 use crate::mesh::Mesh;
-use crate::pool::Refusal;
+use crate::pool::{Dial, Refusal};
 use crate::reply::refuse;
-use crate::{hop, serve, stats, Body};
+use crate::tunnel::Bounds;
+use crate::{grpc, hop, serve, stats, upgrade, Body};
 
 struct Outbound {
     mesh: Arc<Mesh>,
     stop: CancellationToken,
+    /// Upgraded connections end on drain after the grace period, or when idle.
+    bounds: Bounds,
 }
 
 /// Serve the app's outbound requests until `drain`, then finish within `grace`.
@@ -54,7 +62,12 @@ pub async fn run(
     grace: Duration,
     limits: ConnLimits,
 ) {
-    let out = Arc::new(Outbound { mesh, stop });
+    let bounds = Bounds {
+        idle: mesh.cfg.tcp_idle_timeout,
+        drain: drain.clone(),
+        grace,
+    };
+    let out = Arc::new(Outbound { mesh, stop, bounds });
     serve::accept_loop(
         listener,
         drain,
@@ -76,10 +89,10 @@ pub async fn run(
 }
 
 /// Increments a counter for the guard's lifetime.
-pub(super) struct InFlight<'a>(&'a AtomicU64);
+pub(crate) struct InFlight<'a>(&'a AtomicU64);
 
 impl<'a> InFlight<'a> {
-    pub(super) fn new(c: &'a AtomicU64) -> Self {
+    pub(crate) fn new(c: &'a AtomicU64) -> Self {
         c.fetch_add(1, Ordering::Relaxed);
         InFlight(c)
     }
@@ -94,34 +107,69 @@ impl Drop for InFlight<'_> {
 impl Outbound {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let start = Instant::now();
-        let Some(service) = route::destination(&req) else {
-            return refuse(
+        let is_grpc = grpc::is_grpc(req.headers());
+        let resp = match route::destination(&req) {
+            None => refuse(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::RoutingInvalid,
                 "the destination must be <service>.lucid.internal (Host header or absolute URI)",
-            );
+            ),
+            Some(service) => {
+                let resp = match upgrade::requested(&req) {
+                    Some(protocol) => self.upgrade(&service, req, protocol).await,
+                    None => self.forward(&service, req, is_grpc).await,
+                };
+                stats::request("outbound", &service, resp.status(), start.elapsed());
+                resp
+            }
         };
-        let resp = self.forward(&service, req).await;
-        stats::request("outbound", &service, resp.status(), start.elapsed());
-        resp
+        if is_grpc {
+            grpc::for_caller(resp)
+        } else {
+            resp
+        }
     }
 
-    async fn forward(&self, service: &str, req: Request<Incoming>) -> Response<Body> {
-        let cluster = match self.mesh.clusters.get(service, &self.stop).await {
-            Ok(c) => c,
-            Err(e) => {
-                return refuse(
+    async fn cluster(&self, service: &str) -> Result<Arc<crate::cluster::Cluster>, Response<Body>> {
+        self.mesh
+            .clusters
+            .get(service, &self.stop)
+            .await
+            .map_err(|e| {
+                refuse(
                     StatusCode::SERVICE_UNAVAILABLE,
                     ErrorCode::UpstreamUnavailable,
                     &format!("discovery of {service}: {e:#}"),
                 )
-            }
+            })
+    }
+
+    async fn forward(
+        &self,
+        service: &str,
+        req: Request<Incoming>,
+        is_grpc: bool,
+    ) -> Response<Body> {
+        let cluster = match self.cluster(service).await {
+            Ok(c) => c,
+            Err(refused) => return refused,
         };
         let settings = cluster.settings.load_full();
         let (mut parts, body) = req.into_parts();
         // To the peer sidecar over HTTP/2, where gRPC's `TE: trailers` is allowed.
         hop::strip(&mut parts.headers, true);
-        let mut payload = match Payload::new(&parts, body, settings.retry.attempts).await {
+        parts.headers.remove(hop::ORIG_PROTO);
+        if parts.version < http::Version::HTTP_2 {
+            parts
+                .headers
+                .insert(hop::ORIG_PROTO, http::HeaderValue::from_static("HTTP/1.1"));
+        }
+        let replay = if is_grpc {
+            replay::Replay::GrpcStatuses
+        } else {
+            replay::Replay::Idempotent
+        };
+        let mut payload = match Payload::new(&parts, body, settings.retry.attempts, replay).await {
             Ok(p) => p,
             Err(e) => {
                 return refuse(
@@ -132,7 +180,12 @@ impl Outbound {
             }
         };
         let _active = InFlight::new(&cluster.active);
-        let deadline = Instant::now() + settings.circuit_breaker.timeout;
+        // A gRPC caller's own deadline is the request's; else the breaker's `Timeout`.
+        let timeout = match is_grpc.then(|| grpc::timeout(&parts.headers)).flatten() {
+            Some(t) => t,
+            None => settings.circuit_breaker.timeout,
+        };
+        let deadline = Instant::now() + timeout;
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut unsent: Option<Request<Body>> = None;
         let mut refusals = 0;
@@ -151,7 +204,7 @@ impl Outbound {
                 );
             };
             let endpoint = pick.endpoint;
-            let permit = Permit::new(&endpoint.breaker, pick.admission);
+            let permit = Permit::new(endpoint.breaker.clone(), pick.admission);
             let retrying = !tried.is_empty();
             tried.push(endpoint.clone());
             let Some(req) = payload.next(&parts, unsent.take()) else {
@@ -171,14 +224,23 @@ impl Outbound {
             let generation = *self.mesh.generation.borrow();
             let result = attempt(&self.mesh, &cluster, &endpoint, req, per_try, generation).await;
 
-            let report = result.report();
-            if report.rq_error() {
-                endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
+            let report = result.report(is_grpc);
+            // A gRPC call answered with its headers only says how it went in its trailers:
+            // the breaker hears of it then (unless it is retried, which cannot happen now).
+            let later =
+                is_grpc && report.outcome == Outcome::Status(200) && report.refused.is_none();
+            let mut permit = Some(permit);
+            if !later {
+                if report.rq_error() {
+                    endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
+                }
+                if let Some(p) = permit.take() {
+                    p.record(
+                        report.breaker_failure(&settings.circuit_breaker.error_types),
+                        Instant::now(),
+                    );
+                }
             }
-            permit.record(
-                report.breaker_failure(&settings.circuit_breaker.error_types),
-                Instant::now(),
-            );
             let ours = report.refused == Some(Refusal::OurCertificate);
             if ours {
                 self.mesh.rotate_soon(generation);
@@ -210,11 +272,110 @@ impl Outbound {
                     unsent = result.into_unsent();
                 }
                 Next::Reply => {
-                    let timeout = settings.circuit_breaker.timeout.min(per_try);
-                    return result.reply(service, &endpoint, timeout);
+                    let resp = result.reply(service, &endpoint, timeout.min(per_try));
+                    return match permit {
+                        Some(p) => trailers_decide(resp, p, endpoint, &settings),
+                        None => resp,
+                    };
                 }
             }
         }
+    }
+
+    /// An HTTP/1.1 upgrade: one endpoint, a connection of its own, and when the destination's
+    /// app switches protocols, the two upgraded connections spliced.
+    async fn upgrade(
+        &self,
+        service: &str,
+        mut req: Request<Incoming>,
+        protocol: http::HeaderValue,
+    ) -> Response<Body> {
+        let cluster = match self.cluster(service).await {
+            Ok(c) => c,
+            Err(refused) => return refused,
+        };
+        let settings = cluster.settings.load_full();
+        let Some(pick) = cluster.pick(settings.load_balancer.policy, &[], Instant::now()) else {
+            return refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ErrorCode::UpstreamUnavailable,
+                &format!("no usable endpoint of {service}"),
+            );
+        };
+        let endpoint = pick.endpoint;
+        let permit = Permit::new(endpoint.breaker.clone(), pick.admission);
+        let error_types = &settings.circuit_breaker.error_types;
+        endpoint.rq_total.fetch_add(1, Ordering::Relaxed);
+        let ours = hyper::upgrade::on(&mut req);
+        let (mut parts, body) = req.into_parts();
+        hop::strip(&mut parts.headers, false);
+        parts.headers.remove(hop::ORIG_PROTO);
+        upgrade::restore(&mut parts.headers, protocol);
+        if let Ok(host) = http::HeaderValue::from_str(&format!("{service}.lucid.internal")) {
+            parts.headers.insert(http::header::HOST, host);
+        }
+        if let Some(pq) = parts.uri.path_and_query().cloned() {
+            parts.uri = pq.into();
+        }
+        let dial = Dial {
+            addr: &endpoint.addr,
+            port: endpoint.port,
+            service,
+            tls: &cluster.tls.upgrade,
+            generation: *self.mesh.generation.borrow(),
+            connect_timeout: attempt::CONNECT_TIMEOUT,
+            trust: &self.mesh.trust,
+        };
+        let (tls, peer) = match crate::pool::dial(&dial, &cluster.tls.upgrade).await {
+            Ok(c) => c,
+            Err(e) => {
+                endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
+                permit.record(Outcome::Connect.fails(error_types, None), Instant::now());
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::UpstreamUnavailable,
+                    &format!("{service} at {}:{}: {e:#}", endpoint.addr, endpoint.port),
+                );
+            }
+        };
+        let untrusted = self.mesh.trust.until_untrusted(&peer);
+        let sent = tokio::time::timeout(
+            settings.circuit_breaker.timeout,
+            upgrade::send(
+                tls,
+                Request::from_parts(parts, http_body_util::BodyExt::boxed(body)),
+            ),
+        )
+        .await;
+        let mut resp = match sent {
+            Ok(Ok(r)) => r,
+            failed => {
+                let outcome = if failed.is_err() {
+                    Outcome::Timeout
+                } else {
+                    Outcome::Reset
+                };
+                endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
+                permit.record(outcome.fails(error_types, None), Instant::now());
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorCode::UpstreamUnavailable,
+                    &format!("{service}: the upgrade request got no answer"),
+                );
+            }
+        };
+        let outcome = Outcome::Status(resp.status().as_u16());
+        permit.record(outcome.fails(error_types, None), Instant::now());
+        if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
+            hop::strip(resp.headers_mut(), false);
+            return resp.map(http_body_util::BodyExt::boxed);
+        }
+        let theirs = hyper::upgrade::on(&mut resp);
+        let labels = ("outbound", service.to_owned());
+        upgrade::splice(ours, theirs, self.bounds.clone(), labels, async move {
+            untrusted.await;
+        });
+        resp.map(|_| crate::reply::full(bytes::Bytes::new()))
     }
 
     /// Wait (until `deadline` at most) for our certificate to be replaced.
@@ -223,4 +384,30 @@ impl Outbound {
         let left = deadline.saturating_duration_since(Instant::now());
         let _ = tokio::time::timeout(left, rx.wait_for(|g| *g != generation)).await;
     }
+}
+
+/// A gRPC answer whose status is still to come in its trailers: the breaker (and `rq_error`)
+/// hear of it when they pass; a caller that goes away first gives the probe slot back.
+fn trailers_decide(
+    resp: Response<Body>,
+    permit: Permit,
+    endpoint: Arc<Endpoint>,
+    settings: &lucid_core::config_entry::Resolved,
+) -> Response<Body> {
+    let error_types = settings.circuit_breaker.error_types.clone();
+    resp.map(move |body| {
+        let on_end = move |end: grpc::End| {
+            let outcome = match end {
+                grpc::End::Status(code) => Outcome::Grpc(code),
+                grpc::End::Broken => Outcome::Reset,
+                grpc::End::Dropped => return drop(permit),
+            };
+            let report = classify::Report::of(outcome);
+            if report.rq_error() {
+                endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
+            }
+            permit.record(report.breaker_failure(&error_types), Instant::now());
+        };
+        http_body_util::BodyExt::boxed(grpc::Watched::new(body, on_end))
+    })
 }

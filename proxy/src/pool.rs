@@ -13,9 +13,10 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use lucid_tls::mtls::peer_identity;
+use lucid_tls::mtls::{peer_identity, PeerCert};
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 pub use crate::refusal::Refusal;
@@ -111,23 +112,8 @@ impl Pool {
         if let Some((s, w)) = self.cached(d.generation) {
             return Ok((Conn::H2(s), w));
         }
-        let tcp = tokio::time::timeout(d.connect_timeout, TcpStream::connect((d.addr, d.port)))
-            .await
-            .map_err(|_| anyhow::anyhow!("no connection within {:?}", d.connect_timeout))??;
-        let _ = tcp.set_nodelay(true);
-        let name = ServerName::try_from(format!("{}.lucid.internal", d.service))?;
-        let tls = tokio::time::timeout(d.connect_timeout, d.tls.connect(name, tcp))
-            .await
-            .map_err(|_| anyhow::anyhow!("no TLS handshake within {:?}", d.connect_timeout))??;
+        let (tls, peer) = dial(d, d.tls).await?;
         let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-        // The verifier has already refused a certificate without a mesh identity.
-        let peer = tls
-            .get_ref()
-            .1
-            .peer_certificates()
-            .and_then(|c| c.first())
-            .and_then(peer_identity)
-            .ok_or_else(|| anyhow::anyhow!("peer presented no mesh identity"))?;
         let untrusted = d.trust.until_untrusted(&peer);
         let watch = Arc::new(Watch::default());
         let io = TokioIo::new(Watched::new(tls, watch.clone()));
@@ -220,9 +206,34 @@ impl Pool {
     }
 }
 
+/// A new mTLS connection to the peer through `tls` (whose ALPN says what it will carry),
+/// within the dial's connect timeout; the peer's verified certificate with it.
+pub async fn dial(
+    d: &Dial<'_>,
+    tls: &TlsConnector,
+) -> anyhow::Result<(TlsStream<TcpStream>, PeerCert)> {
+    let tcp = tokio::time::timeout(d.connect_timeout, TcpStream::connect((d.addr, d.port)))
+        .await
+        .map_err(|_| anyhow::anyhow!("no connection within {:?}", d.connect_timeout))??;
+    let _ = tcp.set_nodelay(true);
+    let name = ServerName::try_from(format!("{}.lucid.internal", d.service))?;
+    let tls = tokio::time::timeout(d.connect_timeout, tls.connect(name, tcp))
+        .await
+        .map_err(|_| anyhow::anyhow!("no TLS handshake within {:?}", d.connect_timeout))??;
+    // The verifier has already refused a certificate without a mesh identity.
+    let peer = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .and_then(peer_identity)
+        .ok_or_else(|| anyhow::anyhow!("peer presented no mesh identity"))?;
+    Ok((tls, peer))
+}
+
 /// Run a client connection until it ends or its peer's certificate stops being trusted (then
 /// it is dropped, failing what is in flight on it).
-async fn drive<C>(
+pub(crate) async fn drive<C>(
     conn: C,
     untrusted: impl std::future::Future<Output = crate::serve::EndReason>,
     cx: Arc<AtomicU64>,

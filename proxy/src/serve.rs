@@ -163,7 +163,9 @@ impl Conn {
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_TIMEOUT);
         builder.http2().timer(TokioTimer::new());
-        let conn = builder.serve_connection(TokioIo::new(io), svc);
+        // With upgrades: an `Upgrade` request's connection is handed to the splice once the
+        // answer is 101 (`upgrade.rs`).
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
         tokio::pin!(conn);
         tokio::pin!(end);
         let mut check = started + HEADER_TIMEOUT;

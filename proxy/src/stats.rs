@@ -91,8 +91,50 @@ pub fn prometheus(handle: &PrometheusHandle, mesh: Option<&Mesh>) -> String {
                     .set(e.pool.cx_active.load(Ordering::Relaxed) as f64);
             }
         }
+        for u in upstreams(mesh) {
+            let svc = || u.service.clone();
+            metrics::counter!("lucid_proxy_upstream_connections_opened_total", "upstream" => svc())
+                .absolute(u.cx_opened);
+            metrics::counter!("lucid_proxy_upstream_connections_failed_total", "upstream" => svc())
+                .absolute(u.cx_failed);
+            metrics::gauge!("lucid_proxy_upstream_connections_active", "upstream" => svc())
+                .set(u.cx_active as f64);
+            metrics::counter!("lucid_proxy_upstream_bytes_total", "upstream" => svc(), "direction" => "sent")
+                .absolute(u.bytes_sent);
+            metrics::counter!("lucid_proxy_upstream_bytes_total", "upstream" => svc(), "direction" => "received")
+                .absolute(u.bytes_received);
+        }
     }
     handle.render()
+}
+
+/// One `--upstream` listener as `/clusters` and `/config_dump` show it.
+#[derive(Debug, Serialize)]
+pub struct UpstreamView {
+    pub service: String,
+    pub listen: String,
+    pub cx_opened: u64,
+    pub cx_active: u64,
+    pub cx_failed: u64,
+    /// From the app to the destination, and back.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// Every `--upstream` listener, read now.
+pub fn upstreams(mesh: &Mesh) -> Vec<UpstreamView> {
+    mesh.upstreams
+        .iter()
+        .map(|u| UpstreamView {
+            service: u.service.clone(),
+            listen: u.listen.clone(),
+            cx_opened: u.cx_opened.load(Ordering::Relaxed),
+            cx_active: u.cx_active.load(Ordering::Relaxed),
+            cx_failed: u.cx_failed.load(Ordering::Relaxed),
+            bytes_sent: u.bytes_sent(),
+            bytes_received: u.bytes_received(),
+        })
+        .collect()
 }
 
 /// One endpoint as `/clusters` shows it.
@@ -173,7 +215,7 @@ pub fn clusters(mesh: &Mesh) -> Vec<ClusterView> {
 
 /// `/clusters?format=json`.
 pub fn clusters_json(mesh: &Mesh) -> serde_json::Value {
-    json!({ "clusters": clusters(mesh) })
+    json!({ "clusters": clusters(mesh), "upstreams": upstreams(mesh) })
 }
 
 /// `/clusters`: Envoy's `cluster::address::stat::value` lines.
@@ -184,6 +226,17 @@ pub fn clusters_text(mesh: &Mesh) -> String {
             for (k, v) in e.stats() {
                 let _ = writeln!(out, "{}::{}::{k}::{v}", c.name, e.address);
             }
+        }
+    }
+    for u in upstreams(mesh) {
+        for (k, v) in [
+            ("cx_opened", u.cx_opened),
+            ("cx_active", u.cx_active),
+            ("cx_failed", u.cx_failed),
+            ("bytes_sent", u.bytes_sent),
+            ("bytes_received", u.bytes_received),
+        ] {
+            let _ = writeln!(out, "upstream.{}::{}::{k}::{v}", u.service, u.listen);
         }
     }
     out

@@ -26,6 +26,10 @@ use crate::identity::SpiffeId;
 
 /// ALPN: HTTP/2 between sidecars, HTTP/1.1 otherwise.
 pub const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
+/// ALPN of an HTTP/1.1-only connection between sidecars (one that carries an `Upgrade`).
+pub const ALPN_H1: &[u8] = b"http/1.1";
+/// ALPN of a raw TCP stream between sidecars (a connection from an `--upstream` listener).
+pub const ALPN_TCP: &[u8] = b"lucid-tcp/1";
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -283,7 +287,7 @@ pub fn server_config(
         .map_err(material)?
         .with_client_cert_verifier(verifier)
         .with_cert_resolver(identity);
-    cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
+    cfg.alpn_protocols = ALPN.iter().chain(&[ALPN_TCP]).map(|p| p.to_vec()).collect();
     // No resumption: a resumed session skips the client-certificate check, so a revoked
     // certificate would keep working for as long as its session ticket (a test caught this).
     // Sidecars hold pooled connections, so full handshakes are rare anyway.
@@ -316,6 +320,14 @@ pub fn client_config(
         .with_client_cert_resolver(identity);
     cfg.alpn_protocols = ALPN.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(cfg))
+}
+
+/// The same client configuration offering only `alpn` (the verifier and identity are
+/// shared): an HTTP/1.1 connection for an upgrade, or a raw TCP stream.
+pub fn with_alpn(cfg: &ClientConfig, alpn: &[u8]) -> Arc<ClientConfig> {
+    let mut cfg = cfg.clone();
+    cfg.alpn_protocols = vec![alpn.to_vec()];
+    Arc::new(cfg)
 }
 
 #[cfg(test)]

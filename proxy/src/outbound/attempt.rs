@@ -18,7 +18,7 @@ use crate::pool::{Dial, Refusal, SendError};
 use crate::reply::refuse;
 use crate::{hop, Body};
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// What one try came to.
 pub(super) enum Try {
@@ -48,7 +48,7 @@ pub(super) async fn attempt(
         addr: &ep.addr,
         port: ep.port,
         service: &cluster.service,
-        tls: &cluster.tls,
+        tls: &cluster.tls.http,
         generation,
         connect_timeout: CONNECT_TIMEOUT.min(within),
         trust: &mesh.trust,
@@ -80,10 +80,15 @@ pub(super) async fn attempt(
 }
 
 impl Try {
-    pub(super) fn report(&self) -> Report {
+    /// The try as the breaker and the retry decision see it; a gRPC call answered with its
+    /// status in the headers (Trailers-Only) by that status.
+    pub(super) fn report(&self, is_grpc: bool) -> Report {
         match self {
             Try::Answered(r) => Report {
-                outcome: Outcome::Status(r.status().as_u16()),
+                outcome: match is_grpc.then(|| crate::grpc::status(r.headers())).flatten() {
+                    Some(code) => Outcome::Grpc(code),
+                    None => Outcome::Status(r.status().as_u16()),
+                },
                 app_type: r
                     .headers()
                     .get("x-lucid-error-type")

@@ -24,7 +24,6 @@ impl Report {
     }
 
     /// A plain outcome: no app error kind, not refused, not handed back.
-    #[cfg(test)]
     pub(super) fn of(outcome: Outcome) -> Report {
         Report {
             outcome,
@@ -36,7 +35,11 @@ impl Report {
 
     /// Envoy's `rq_error`: 5xx answers and requests that got no answer.
     pub(super) fn rq_error(&self) -> bool {
-        !matches!(self.outcome, Outcome::Status(s) if s < 500)
+        match self.outcome {
+            Outcome::Status(s) => s >= 500,
+            Outcome::Grpc(c) => lucid_core::grpc::http_status(c) >= 500,
+            Outcome::Timeout | Outcome::Connect | Outcome::Reset => true,
+        }
     }
 }
 

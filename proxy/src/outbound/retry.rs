@@ -22,6 +22,8 @@ pub(super) fn retry_on(retry: &Retry, o: Outcome) -> bool {
         Outcome::Status(s) => {
             (s >= 500 && on("5xx")) || (matches!(s, 502..=504) && on("gateway-error"))
         }
+        // By name only, as Envoy's `retry_on` gRPC conditions: a gRPC call's HTTP status is 200.
+        Outcome::Grpc(c) => lucid_core::grpc::name_of(c).is_some_and(|n| n != "ok" && on(n)),
         Outcome::Connect => on("connect-failure"),
         Outcome::Reset => on("reset"),
         Outcome::Timeout => on("timeout"),
@@ -111,6 +113,10 @@ mod tests {
         assert!(!retry_on(&r, Outcome::Status(200)));
         assert!(!retry_on(&r, Outcome::Timeout));
         assert!(!retry_on(&r, Outcome::Reset));
+        let g = policy(&["unavailable", "5xx"]);
+        assert!(retry_on(&g, Outcome::Grpc(14)));
+        assert!(!retry_on(&g, Outcome::Grpc(13)), "internal is not named");
+        assert!(!retry_on(&g, Outcome::Grpc(0)));
     }
 
     #[test]
