@@ -2,12 +2,16 @@
 //! (`lucid-test-app`), all on ephemeral loopback ports.
 
 mod admin;
+mod grpc;
 mod lifecycle;
 mod limits;
 mod mesh;
+mod py;
 mod requests;
 mod resilience;
+mod tcp;
 mod tls;
+mod websocket;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -94,6 +98,8 @@ pub struct Sidecar {
     pub inbound: String,
     pub outbound: String,
     pub admin: String,
+    /// Every listener it reported (`upstream:<svc>` ones too).
+    pub listeners: std::collections::HashMap<&'static str, String>,
     pub log: Log,
 }
 
@@ -126,6 +132,18 @@ impl Sidecar {
         app_port: u16,
         extra: &[&str],
     ) -> anyhow::Result<Sidecar> {
+        Self::start_with(registry, service, plane, app_port, extra, &[])
+    }
+
+    /// Start, also waiting for the listeners `more` (`upstream:<svc>` for an `--upstream`).
+    pub fn start_with(
+        registry: &str,
+        service: &str,
+        plane: &str,
+        app_port: u16,
+        extra: &[&str],
+        more: &[&'static str],
+    ) -> anyhow::Result<Sidecar> {
         let mut child = Command::new(bin("lucid-proxy"))
             .args(["--service", service, "--plane", plane])
             .args(["--app-port", &app_port.to_string(), "--registry", registry])
@@ -143,12 +161,17 @@ impl Sidecar {
             .stderr(Stdio::piped())
             .spawn()
             .context("spawning lucid-proxy")?;
-        let (addrs, log) = listeners(&mut child, &["inbound", "outbound", "admin"], service)?;
+        let kinds: Vec<&'static str> = ["inbound", "outbound", "admin"]
+            .into_iter()
+            .chain(more.iter().copied())
+            .collect();
+        let (addrs, log) = listeners(&mut child, &kinds, service)?;
         Ok(Sidecar {
             child,
             inbound: addrs["inbound"].clone(),
             outbound: addrs["outbound"].clone(),
             admin: addrs["admin"].clone(),
+            listeners: addrs,
             log,
         })
     }

@@ -32,6 +32,8 @@ async fn requests_cross_the_mesh_over_http1_and_http2_with_the_callers_identity(
         "URI=spiffe://lucid.internal/plane/ops/svc/web"
     );
     assert_eq!(r.body["host"], "ledger.lucid.internal");
+    // `--app-protocol auto`: the app is spoken to in the caller's HTTP version.
+    assert_eq!(r.body["version"], "HTTP/1.1");
 
     // HTTP/1.1 in absolute form, as an app with HTTP_PROXY sends it.
     let mut tcp = tokio::net::TcpStream::connect(&a.outbound).await?;
@@ -42,7 +44,8 @@ async fn requests_cross_the_mesh_over_http1_and_http2_with_the_callers_identity(
     assert!(raw.starts_with("HTTP/1.1 200"), "{raw}");
     assert!(raw.contains("\"path\":\"/abs\""), "{raw}");
 
-    // HTTP/2 (h2c prior knowledge) from the app; the peer's sidecar hands the app HTTP/1.1.
+    // HTTP/2 (h2c prior knowledge) from the app; the peer's sidecar hands the app HTTP/2 too
+    // (`--app-protocol auto`, the default), as linkerd preserves the caller's protocol.
     let tcp = tokio::net::TcpStream::connect(&a.outbound).await?;
     let (mut send, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp)).await?;
@@ -55,7 +58,7 @@ async fn requests_cross_the_mesh_over_http1_and_http2_with_the_callers_identity(
         assert_eq!(resp.version(), http::Version::HTTP_2);
         let body: Value = serde_json::from_slice(&resp.into_body().collect().await?.to_bytes())?;
         assert_eq!(body["path"], format!("/h2/{i}"));
-        assert_eq!(body["version"], "HTTP/1.1");
+        assert_eq!(body["version"], "HTTP/2.0");
         assert_eq!(
             body["xfcc"],
             "URI=spiffe://lucid.internal/plane/ops/svc/web"
