@@ -3,8 +3,10 @@
 # the end-to-end test: three registry nodes (ACLs and cluster TLS on: the CA, node
 # certificates and CA key secret are made with lucidctl in the mesh directory; nodes join
 # over HTTPS), the platform's policy and
-# circuit-breaker files applied with lucidctl, and two example services (lucid-test-app)
-# each behind a lucid-proxy sidecar: api-gateway (plane ops) and blockchain-core (plane chain).
+# circuit-breaker files applied with lucidctl, and three example services (lucid-test-app)
+# each behind a lucid-proxy sidecar: api-gateway (plane ops) and blockchain-core (plane chain),
+# which speak HTTP, and storage-database (plane chain), a `tcp` service that api-gateway reaches
+# through an `--upstream` listener (raw bytes over mTLS; the app happens to speak HTTP/1.1).
 # Everything talks to the registries over HTTPS (lucidctl, curl and the sidecars verify the CA).
 # Prints how to call one through the other and how to query DNS; Ctrl-C stops everything.
 #
@@ -41,7 +43,7 @@ trap stop INT TERM EXIT
 
 # Free loopback ports, all chosen before any is used.
 mapfile -t P < <(python3 -c 'import socket
-s=[socket.socket() for _ in range(20)]
+s=[socket.socket() for _ in range(25)]
 [x.bind(("127.0.0.1",0)) for x in s]
 print("\n".join(str(x.getsockname()[1]) for x in s))')
 TOKEN=${LUCID_MESH_TOKEN:-$(python3 -c 'import secrets; print(secrets.token_hex(24))')}
@@ -80,21 +82,28 @@ voters() { curl -sf --cacert "$CA" -H "X-Consul-Token: $TOKEN" "${REG_TLS[0]}/v1
 wait_until "three voters" voters
 wait_until "the policy file" ctl policy apply -f "$root/deploy/compose/config/service-mesh-config.yaml"
 ctl config apply -f "$root/deploy/compose/config/circuit_breaker.yaml" >/dev/null
+# The policy lets ops only GET from chain: an L7 rule, which never opens a raw TCP stream. The
+# gateway's TCP access to storage-database is its own intention.
+ctl intention create api-gateway storage-database --description "gateway reads the store over TCP" >/dev/null
 
 REGS=$(IFS=,; echo "${REG_TLS[*]}")
-start_service() { # name plane app_port inbound outbound admin
+start_service() { # name plane app_port inbound outbound admin [sidecar flags...]
   "$BIN/lucid-test-app" --name "$1" --port "$3" 2>"$DIR/$1-app.log" &
   pids+=($!)
   "$BIN/lucid-proxy" --service "$1" --plane "$2" --app-port "$3" --registry "$REGS" --registry-ca "$CA" --token "$TOKEN" \
-    --inbound-addr "127.0.0.1:$4" --outbound-addr "127.0.0.1:$5" --admin-addr "127.0.0.1:$6" 2>"$DIR/$1-sidecar.log" &
+    --inbound-addr "127.0.0.1:$4" --outbound-addr "127.0.0.1:$5" --admin-addr "127.0.0.1:$6" "${@:7}" 2>"$DIR/$1-sidecar.log" &
   pids+=($!)
 }
-start_service api-gateway ops "${P[9]}" "${P[10]}" "${P[11]}" "${P[12]}"
+STORE_UP=127.0.0.1:${P[21]}
+start_service api-gateway ops "${P[9]}" "${P[10]}" "${P[11]}" "${P[12]}" --upstream "storage-database=$STORE_UP"
 start_service blockchain-core chain "${P[13]}" "${P[14]}" "${P[15]}" "${P[16]}"
+start_service storage-database chain "${P[20]}" "${P[22]}" "${P[23]}" "${P[24]}" --app-protocol tcp --health-check tcp
 wait_until "api-gateway sidecar ready" curl -sf "http://127.0.0.1:${P[12]}/ready"
 wait_until "blockchain-core sidecar ready" curl -sf "http://127.0.0.1:${P[16]}/ready"
+wait_until "storage-database sidecar ready" curl -sf "http://127.0.0.1:${P[24]}/ready"
 GW_OUT=127.0.0.1:${P[11]}
 wait_until "a request across the mesh" curl -sf -H "Host: blockchain-core.lucid.internal" "http://$GW_OUT/blocks/1"
+wait_until "a TCP connection across the mesh" curl -sf "http://$STORE_UP/kv/1"
 
 cat <<TXT
 Lucid Mesh is up (data and logs in $DIR). Management token: $TOKEN
@@ -103,6 +112,9 @@ Lucid Mesh is up (data and logs in $DIR). Management token: $TOKEN
   curl -H 'Host: blockchain-core.lucid.internal' http://$GW_OUT/blocks/1
   # POST is denied by the platform policy (403 LUCID_ERR_1203):
   curl -X POST -H 'Host: blockchain-core.lucid.internal' http://$GW_OUT/blocks
+  # storage-database is a tcp service: api-gateway's --upstream listener carries raw bytes to it
+  # over mTLS (any TCP protocol would do; this app speaks HTTP/1.1):
+  curl http://$STORE_UP/kv/1
   # DNS from the registry:
   dig @${DNS%:*} -p ${DNS#*:} blockchain-core.lucid.internal +short
   # the catalog over HTTPS, and the sidecars' admin ports:
@@ -111,6 +123,6 @@ Lucid Mesh is up (data and logs in $DIR). Management token: $TOKEN
   curl http://127.0.0.1:${P[12]}/clusters
 
 Ctrl-C stops everything.
-LUCID_MESH_READY registry=${REG[0]} registry_https=${REG_TLS[0]} ca=$CA dns=$DNS outbound=$GW_OUT gateway_admin=127.0.0.1:${P[12]} chain_admin=127.0.0.1:${P[16]} token=$TOKEN
+LUCID_MESH_READY registry=${REG[0]} registry_https=${REG_TLS[0]} ca=$CA dns=$DNS outbound=$GW_OUT store_upstream=$STORE_UP gateway_admin=127.0.0.1:${P[12]} chain_admin=127.0.0.1:${P[16]} token=$TOKEN
 TXT
 wait

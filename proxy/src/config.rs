@@ -119,14 +119,10 @@ pub struct ProxyConfig {
     pub app_protocol: AppProtocol,
     /// How the app's health is probed to keep the instance's TTL check current: `http` (GET
     /// `--health-path`), `grpc` (`grpc.health.v1.Health/Check` on the app port), `tcp` (a
-    /// connection), `none` (passing while the sidecar itself is ready).
-    #[arg(
-        long,
-        env = "LUCID_PROXY_HEALTH_CHECK",
-        value_enum,
-        default_value = "http"
-    )]
-    pub health_check: HealthCheck,
+    /// connection), `none` (passing while the sidecar itself is ready). Default: `http`, or
+    /// `tcp` for a service whose protocol is `tcp` (an HTTP GET would only fail there).
+    #[arg(long, env = "LUCID_PROXY_HEALTH_CHECK", value_enum)]
+    pub health_check: Option<HealthCheck>,
     /// The service name `--health-check grpc` asks about ("" = the server as a whole).
     #[arg(long, env = "LUCID_PROXY_HEALTH_GRPC_SERVICE", default_value = "")]
     pub health_grpc_service: String,
@@ -195,9 +191,15 @@ fn upstream(s: &str) -> Result<Upstream, String> {
     if !lucid_core::catalog::valid_service_name(service) {
         return Err(format!("{service:?} is not a service name"));
     }
-    let listen = addr
+    let listen: SocketAddr = addr
         .parse()
         .map_err(|e| format!("{addr:?} is not ADDR:PORT: {e}"))?;
+    // Anyone who reaches the listener speaks to SERVICE with this sidecar's identity.
+    if !listen.ip().is_loopback() {
+        return Err(format!(
+            "{listen}: an upstream listens on a loopback address (127.0.0.0/8 or ::1) only"
+        ));
+    }
     Ok(Upstream {
         service: service.to_owned(),
         listen,
@@ -291,7 +293,7 @@ mod tests {
         ]))
         .expect("load");
         assert_eq!(c.app_protocol, AppProtocol::Grpc);
-        assert_eq!(c.health_check, HealthCheck::Tcp);
+        assert_eq!(c.health_check, Some(HealthCheck::Tcp));
         assert_eq!(c.tcp_idle_timeout, Duration::from_secs(90));
         assert_eq!(
             c.upstreams,
@@ -310,6 +312,7 @@ mod tests {
             "--upstream=Redis=127.0.0.1:1",
             "--upstream=redis",
             "--upstream=redis=localhost",
+            "--upstream=redis=0.0.0.0:6380",
             "--app-protocol=quic",
             "--tcp-idle-timeout=0s",
         ] {

@@ -1,8 +1,8 @@
 //! The app's health, probed locally by the kind `--health-check` names: `http` (a GET of
 //! `--health-path`, 2xx healthy), `grpc` (`grpc.health.v1.Health/Check` over h2c, healthy when
 //! the answer is `SERVING` with `grpc-status` 0), `tcp` (the app port takes a connection), or
-//! `none` (healthy while the sidecar itself is). The sidecar reports the result through the
-//! instance's TTL check.
+//! `none` (healthy while the sidecar itself is); unset, `http`, or `tcp` for a `tcp` service.
+//! The sidecar reports the result through the instance's TTL check.
 
 use std::time::Duration;
 
@@ -12,15 +12,19 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpStream;
 
-use crate::config::{HealthCheck, ProxyConfig};
+use crate::config::{AppProtocol, HealthCheck, ProxyConfig};
 
 /// How long one probe may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Is the app healthy now?
-pub async fn probe(cfg: &ProxyConfig) -> bool {
+/// Is the app healthy now? `protocol` is the service's (for the default kind).
+pub async fn probe(cfg: &ProxyConfig, protocol: AppProtocol) -> bool {
     let port = cfg.app_port;
-    match cfg.health_check {
+    let kind = cfg.health_check.unwrap_or(match protocol {
+        AppProtocol::Tcp => HealthCheck::Tcp,
+        _ => HealthCheck::Http,
+    });
+    match kind {
         HealthCheck::None => true,
         HealthCheck::Tcp => matches!(
             tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(("127.0.0.1", port))).await,

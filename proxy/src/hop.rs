@@ -6,16 +6,20 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-/// Set by the caller's sidecar on a request its app sent over HTTP/1.x, which travels between
-/// the sidecars over HTTP/2: the destination's sidecar gives its app HTTP/1.1 again under
-/// `--app-protocol auto` (linkerd's `l5d-orig-proto`). Removed from what apps send, and
-/// before the app sees it.
+/// Set by the caller's sidecar (`HTTP/2`) on a request its app sent over HTTP/2: requests
+/// travel between the sidecars over HTTP/2 whatever the app spoke, so under
+/// `--app-protocol auto` the destination's sidecar gives its app h2c only for these and
+/// HTTP/1.1 otherwise (linkerd's `l5d-orig-proto`, the other way round, so a caller's sidecar
+/// from before this marker still gets HTTP/1.1 apps their HTTP/1.1). Removed from what apps
+/// send, and before any app sees it.
 pub const ORIG_PROTO: &str = "x-lucid-orig-proto";
 
 /// Connection-specific on every hop. `Proxy-Authorization` / `Proxy-Authenticate` are meant
 /// for the proxy that asks or answers, never for the app behind it.
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
+    // Sent with `Upgrade: h2c` (RFC 7540 §3.2.1), meaningless past the hop it was sent on.
+    HeaderName::from_static("http2-settings"),
     HeaderName::from_static("proxy-connection"),
     HeaderName::from_static("keep-alive"),
     header::TE,
@@ -72,6 +76,7 @@ mod tests {
             ("proxy-authorization", "Basic Zm9vOmJhcg=="),
             ("proxy-authenticate", "Basic"),
             ("upgrade", "websocket"),
+            ("http2-settings", "AAMAAABkAAQAoAAAAAIAAAAA"),
             ("te", "trailers"),
             ("trailer", "x-t"),
             ("transfer-encoding", "chunked"),

@@ -33,6 +33,7 @@ use lucid_tls::mtls::{peer_identity, server_config, PeerCert, ALPN_TCP};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::config::AppProtocol;
 use crate::mesh::Mesh;
@@ -94,13 +95,14 @@ pub async fn run(
             let untrusted = mesh.trust.until_untrusted(&cert);
             let peer = Arc::new(cert);
             let serial = peer.serial.clone();
+            let tracker = conn.tracker();
             let svc = hyper::service::service_fn(move |req| {
-                let (mesh, app, peer, bounds) =
-                    (mesh.clone(), app.clone(), peer.clone(), bounds.clone());
+                let (mesh, app, peer) = (mesh.clone(), app.clone(), peer.clone());
+                let on_conn = (bounds.clone(), tracker.clone());
                 async move {
                     let start = Instant::now();
                     let is_grpc = grpc::is_grpc(req.headers());
-                    let resp = handle(req, &mesh, &app, &peer, bounds).await;
+                    let resp = handle(req, &mesh, &app, &peer, on_conn).await;
                     stats::request("inbound", &peer.id.service, resp.status(), start.elapsed());
                     Ok::<_, Infallible>(if is_grpc { grpc::for_caller(resp) } else { resp })
                 }
@@ -124,10 +126,27 @@ async fn handle(
     mesh: &Mesh,
     app: &AppClients,
     peer: &PeerCert,
-    bounds: Bounds,
+    (bounds, tracker): (Bounds, TaskTracker),
 ) -> Response<Body> {
     let counters = stats::inbound();
     counters.rq_total.fetch_add(1, Ordering::Relaxed);
+    // The caller's sidecar says whether its app spoke HTTP/2; whatever a peer puts there,
+    // it never reaches the app.
+    let caller_h2 = req
+        .headers_mut()
+        .remove(hop::ORIG_PROTO)
+        .is_some_and(|v| v == "HTTP/2");
+    let protocol = mesh.app_protocol();
+    if protocol == AppProtocol::Tcp {
+        return crate::reply::refuse(
+            http::StatusCode::BAD_REQUEST,
+            lucid_core::ErrorCode::RoutingInvalid,
+            &format!(
+                "{} is a tcp service: connect through an --upstream listener, not with HTTP requests",
+                mesh.me.service
+            ),
+        );
+    }
     // The intentions decide on the path the app will act on, and the app gets that path.
     let path = match authorize::normalize(req.uri().path()) {
         Ok(p) => p,
@@ -142,30 +161,27 @@ async fn handle(
         return *refused;
     }
     let port = mesh.cfg.app_port;
-    if let Some(protocol) = upgrade::requested(&req) {
+    if let Some(upgrade) = upgrade::requested(&req) {
         if let Err(refused) = forward::rewrite(&mut req, &path, port, &peer.id, false) {
             return *refused;
         }
         let untrusted = mesh.trust.until_untrusted(peer);
-        let end = async move {
-            untrusted.await;
-        };
-        return forward::upgrade_to_app(
-            req,
-            protocol,
-            port,
+        let splice = forward::Splice {
+            tracker,
             bounds,
-            (peer.id.service.clone(), end),
-        )
-        .await;
+            peer: peer.id.service.clone(),
+            end: async move {
+                untrusted.await;
+            },
+        };
+        return forward::upgrade_to_app(req, upgrade, port, splice).await;
     }
-    // The caller's sidecar marks a request its app sent over HTTP/1.x (ours always arrive
-    // over HTTP/2): `auto` gives the app what the caller spoke.
-    let caller_h1 = req.headers_mut().remove(hop::ORIG_PROTO).is_some();
-    let h2 = match mesh.app_protocol() {
+    // Requests from peer sidecars arrive over HTTP/2 whatever their app spoke: under `auto`,
+    // the caller's sidecar's mark decides.
+    let h2 = match protocol {
         AppProtocol::Http2 | AppProtocol::Grpc => true,
         AppProtocol::Http1 | AppProtocol::Tcp => false,
-        AppProtocol::Auto => req.version() == http::Version::HTTP_2 && !caller_h1,
+        AppProtocol::Auto => caller_h2,
     };
     if let Err(refused) = forward::rewrite(&mut req, &path, port, &peer.id, h2) {
         return *refused;

@@ -347,7 +347,7 @@ impl Mesh {
 
     /// Probe the app (`--health-check`); pass or fail the TTL check accordingly.
     async fn probe_app(&self) {
-        let healthy = crate::health::probe(&self.cfg).await;
+        let healthy = crate::health::probe(&self.cfg, self.app_protocol()).await;
         let verb = if healthy { "pass" } else { "fail" };
         let path = format!("/v1/agent/check/{verb}/{}-sidecar", self.instance_id);
         if let Err(e) = self.control.send(Method::PUT, &path, String::new()).await {

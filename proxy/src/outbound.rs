@@ -34,6 +34,7 @@ use hyper::body::Incoming;
 use lucid_core::conn_limit::ConnLimits;
 use lucid_core::ErrorCode;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use self::attempt::attempt;
 use self::replay::Payload;
@@ -77,9 +78,10 @@ pub async fn run(
         move |tcp, conn| {
             let out = out.clone();
             async move {
+                let tracker = conn.tracker();
                 let svc = hyper::service::service_fn(move |req| {
-                    let out = out.clone();
-                    async move { Ok::<_, Infallible>(out.handle(req).await) }
+                    let (out, tracker) = (out.clone(), tracker.clone());
+                    async move { Ok::<_, Infallible>(out.handle(req, &tracker).await) }
                 });
                 conn.serve(tcp, svc, std::future::pending()).await;
             }
@@ -105,7 +107,7 @@ impl Drop for InFlight<'_> {
 }
 
 impl Outbound {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+    async fn handle(&self, req: Request<Incoming>, tracker: &TaskTracker) -> Response<Body> {
         let start = Instant::now();
         let is_grpc = grpc::is_grpc(req.headers());
         let resp = match route::destination(&req) {
@@ -116,7 +118,7 @@ impl Outbound {
             ),
             Some(service) => {
                 let resp = match upgrade::requested(&req) {
-                    Some(protocol) => self.upgrade(&service, req, protocol).await,
+                    Some(protocol) => self.upgrade(&service, req, protocol, tracker).await,
                     None => self.forward(&service, req, is_grpc).await,
                 };
                 stats::request("outbound", &service, resp.status(), start.elapsed());
@@ -159,10 +161,10 @@ impl Outbound {
         // To the peer sidecar over HTTP/2, where gRPC's `TE: trailers` is allowed.
         hop::strip(&mut parts.headers, true);
         parts.headers.remove(hop::ORIG_PROTO);
-        if parts.version < http::Version::HTTP_2 {
+        if parts.version == http::Version::HTTP_2 {
             parts
                 .headers
-                .insert(hop::ORIG_PROTO, http::HeaderValue::from_static("HTTP/1.1"));
+                .insert(hop::ORIG_PROTO, http::HeaderValue::from_static("HTTP/2"));
         }
         let replay = if is_grpc {
             replay::Replay::GrpcStatuses
@@ -180,11 +182,15 @@ impl Outbound {
             }
         };
         let _active = InFlight::new(&cluster.active);
-        // A gRPC caller's own deadline is the request's; else the breaker's `Timeout`.
-        let timeout = match is_grpc.then(|| grpc::timeout(&parts.headers)).flatten() {
-            Some(t) => t,
-            None => settings.circuit_breaker.timeout,
-        };
+        // A gRPC caller's own deadline is the request's when it is sooner than the service's
+        // `Timeout` (which it never extends); running out of the caller's time says nothing
+        // about the endpoint, so that timeout does not count on the breaker.
+        let service_timeout = settings.circuit_breaker.timeout;
+        let timeout = is_grpc
+            .then(|| grpc::timeout(&parts.headers))
+            .flatten()
+            .map_or(service_timeout, |t| t.min(service_timeout));
+        let callers_deadline = timeout < service_timeout;
         let deadline = Instant::now() + timeout;
         let mut tried: Vec<Arc<Endpoint>> = Vec::new();
         let mut unsent: Option<Request<Body>> = None;
@@ -235,10 +241,9 @@ impl Outbound {
                     endpoint.rq_error.fetch_add(1, Ordering::Relaxed);
                 }
                 if let Some(p) = permit.take() {
-                    p.record(
-                        report.breaker_failure(&settings.circuit_breaker.error_types),
-                        Instant::now(),
-                    );
+                    let failed = report.breaker_failure(&settings.circuit_breaker.error_types)
+                        && !(callers_deadline && report.outcome == Outcome::Timeout);
+                    p.record(failed, Instant::now());
                 }
             }
             let ours = report.refused == Some(Refusal::OurCertificate);
@@ -254,6 +259,7 @@ impl Outbound {
                     cluster.active.load(Ordering::Relaxed),
                     cluster.retries_active.load(Ordering::Relaxed),
                 ),
+                status_only: is_grpc,
             };
             match retry::decide(&settings.retry, &report, &progress) {
                 Next::Resend => {
@@ -289,6 +295,7 @@ impl Outbound {
         service: &str,
         mut req: Request<Incoming>,
         protocol: http::HeaderValue,
+        tracker: &TaskTracker,
     ) -> Response<Body> {
         let cluster = match self.cluster(service).await {
             Ok(c) => c,
@@ -310,7 +317,7 @@ impl Outbound {
         let (mut parts, body) = req.into_parts();
         hop::strip(&mut parts.headers, false);
         parts.headers.remove(hop::ORIG_PROTO);
-        upgrade::restore(&mut parts.headers, protocol);
+        upgrade::restore(&mut parts.headers, protocol.clone());
         if let Ok(host) = http::HeaderValue::from_str(&format!("{service}.lucid.internal")) {
             parts.headers.insert(http::header::HOST, host);
         }
@@ -370,11 +377,25 @@ impl Outbound {
             hop::strip(resp.headers_mut(), false);
             return resp.map(http_body_util::BodyExt::boxed);
         }
+        if !upgrade::switched(&resp, &protocol) {
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                ErrorCode::UpstreamUnavailable,
+                &format!("{service} switched to another protocol than the one asked for"),
+            );
+        }
         let theirs = hyper::upgrade::on(&mut resp);
         let labels = ("outbound", service.to_owned());
-        upgrade::splice(ours, theirs, self.bounds.clone(), labels, async move {
-            untrusted.await;
-        });
+        upgrade::splice(
+            tracker,
+            ours,
+            theirs,
+            self.bounds.clone(),
+            labels,
+            async move {
+                untrusted.await;
+            },
+        );
         resp.map(|_| crate::reply::full(bytes::Bytes::new()))
     }
 

@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use lucid_core::conn_limit::HEADER_TIMEOUT;
 
@@ -64,12 +65,15 @@ impl EndReason {
     }
 }
 
-/// An accepted connection's place in its listener: its slot, the drain signal and grace.
+/// An accepted connection's place in its listener: its slot, the drain signal and grace, and
+/// the tasks that outlive its HTTP exchange (an upgraded connection's splice), which keep the
+/// slot until they end.
 pub struct Conn {
     _slot: Slot,
     drain: CancellationToken,
     grace: Duration,
     what: &'static str,
+    tracker: TaskTracker,
 }
 
 /// Accept until `stop`; each connection that gets a slot goes to `on_conn`. Then drain: no
@@ -116,6 +120,7 @@ pub async fn accept_loop<F, Fut>(
             drain: stop.clone(),
             grace,
             what,
+            tracker: TaskTracker::new(),
         };
         conns.spawn(on_conn(tcp, conn));
         // Reap finished connections so the set does not grow with every one ever served.
@@ -134,9 +139,37 @@ pub async fn accept_loop<F, Fut>(
 }
 
 impl Conn {
+    /// Where to spawn what must outlive the connection's HTTP exchange but not the connection:
+    /// [`serve`](Conn::serve) returns (and the slot goes) only once these tasks are done.
+    pub fn tracker(&self) -> TaskTracker {
+        self.tracker.clone()
+    }
+
     /// Serve HTTP/1.1 or HTTP/2 on `io` until the peer is done, the connection idles out, the
-    /// listener drains, or `end` resolves.
+    /// listener drains, or `end` resolves; then wait for the tasks on its
+    /// [`tracker`](Conn::tracker) (they bound themselves: idle timeout, drain grace).
     pub async fn serve<I, S, B>(
+        self,
+        io: I,
+        svc: S,
+        end: impl Future<Output = EndReason> + Send,
+    ) -> Option<EndReason>
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        S: Service<http::Request<Incoming>, Response = http::Response<B>> + Send + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        let tracker = self.tracker.clone();
+        let why = self.serve_http(io, svc, end).await;
+        tracker.close();
+        tracker.wait().await;
+        why
+    }
+
+    async fn serve_http<I, S, B>(
         self,
         io: I,
         svc: S,

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use lucid_core::conn_limit::ConnLimits;
 use lucid_core::intention::{allowed, Caller};
 use lucid_tls::mtls::PeerCert;
+use lucid_tls::SpiffeId;
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use crate::breaker::{Outcome, Permit};
 use crate::cluster::Endpoint;
 use crate::config::{AppProtocol, Upstream};
-use crate::mesh::Mesh;
+use crate::mesh::{Mesh, Policy};
 use crate::outbound::InFlight;
 use crate::pool::Dial;
 use crate::serve;
@@ -57,6 +58,8 @@ impl Verdict {
 
 /// How long dialling a peer (and hearing its verdict) or the app may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long the destination's sidecar gives its app to take a connection.
+const APP_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Instances tried for one connection before giving up on it.
 const MAX_TRIES: usize = 3;
 
@@ -186,10 +189,13 @@ async fn forward(
                 tracing::debug!(service, reason = why.label(), "upstream connection ended");
                 return true;
             }
-            Ok((_, _, Some(Verdict::Denied))) => {
+            Ok((_, _, Some(v @ (Verdict::Denied | Verdict::NotTcp)))) => {
                 // Not the endpoint's fault, and every instance would say the same.
                 drop(permit);
-                tracing::info!(service, "upstream connection denied by intentions");
+                tracing::debug!(service, verdict = ?v, "upstream connection refused");
+                metrics::counter!("lucid_proxy_upstream_refused_total", "upstream" => service.clone(),
+                    "verdict" => if v == Verdict::Denied { "denied" } else { "not_tcp" })
+                .increment(1);
                 return false;
             }
             Ok((_, _, verdict)) => {
@@ -224,21 +230,7 @@ where
     let policy = mesh.policy.load();
     let verdict = if mesh.app_protocol() != AppProtocol::Tcp {
         Verdict::NotTcp
-    } else if !allowed(
-        &policy.intentions,
-        Caller {
-            service: &caller.service,
-            plane: Some(&caller.plane),
-        },
-        Caller {
-            service: &mesh.me.service,
-            plane: Some(&mesh.me.plane),
-        },
-        None,
-        policy.default,
-    )
-    .0
-    {
+    } else if !allowed_l4(&policy, caller, &mesh.me) {
         Verdict::Denied
     } else {
         Verdict::Open
@@ -247,12 +239,14 @@ where
         "verdict" => format!("{verdict:?}").to_lowercase())
     .increment(1);
     if verdict != Verdict::Open {
-        tracing::info!(peer = %caller, ?verdict, "inbound TCP stream refused");
+        // Counted above; at debug, so a denied peer cannot flood the log.
+        tracing::debug!(peer = %caller, ?verdict, "inbound TCP stream refused");
         refuse(peer_io, verdict).await;
         return;
     }
+    // Within the caller's wait for the verdict (`CONNECT_TIMEOUT`), so it hears "no app".
     let app = match tokio::time::timeout(
-        CONNECT_TIMEOUT,
+        APP_CONNECT_TIMEOUT,
         TcpStream::connect(("127.0.0.1", mesh.cfg.app_port)),
     )
     .await
@@ -279,6 +273,34 @@ where
     tracing::debug!(peer = %caller, reason = why.label(), "inbound TCP stream ended");
 }
 
+/// May `caller` open a TCP stream to `me`? An intention with L7 permissions (methods, paths)
+/// cannot be checked on bytes, so when one governs the pair it denies: a caller allowed only
+/// `GET /reports` must not get a raw stream (Consul refuses L7 intentions for tcp services;
+/// a plane-wide one can still govern a tcp service here). A tcp service is opened to a caller
+/// by an intention with an `Action`.
+fn allowed_l4(policy: &Policy, caller: &SpiffeId, me: &SpiffeId) -> bool {
+    let (source, destination) = (
+        Caller {
+            service: &caller.service,
+            plane: Some(&caller.plane),
+        },
+        Caller {
+            service: &me.service,
+            plane: Some(&me.plane),
+        },
+    );
+    match allowed(
+        &policy.intentions,
+        source,
+        destination,
+        None,
+        policy.default,
+    ) {
+        (ok, None) => ok,
+        (ok, Some(i)) => ok && i.permissions.is_empty(),
+    }
+}
+
 async fn refuse<S: AsyncWrite + Unpin>(mut io: S, verdict: Verdict) {
     let _ = io.write_all(&[verdict as u8]).await;
     let _ = io.shutdown().await;
@@ -299,5 +321,54 @@ mod tests {
             assert_eq!(Verdict::of(v as u8), Some(v));
         }
         assert_eq!(Verdict::of(9), None);
+    }
+
+    #[test]
+    fn an_l7_intention_never_opens_a_tcp_stream() {
+        use lucid_core::intention::{Action, Intention, Party, Permission};
+        let id = |plane: &str, svc: &str| SpiffeId::new(plane, svc).unwrap();
+        let (web, cache) = (id("ops", "web"), id("data", "cache"));
+        let intention =
+            |source: &str, action: Option<Action>, permissions: Vec<Permission>| Intention {
+                id: "x".into(),
+                source: Party::parse(source).unwrap(),
+                destination: Party::parse("plane:data").unwrap(),
+                action,
+                permissions,
+                description: String::new(),
+            };
+        let get_only = vec![Permission {
+            action: Action::Allow,
+            methods: vec!["GET".into()],
+            path_exact: None,
+            path_prefix: Some("/reports".into()),
+        }];
+        let policy = |intentions| Policy {
+            intentions,
+            planes: Default::default(),
+            default: Action::Allow,
+        };
+        assert!(
+            !allowed_l4(
+                &policy(vec![intention("plane:ops", None, get_only.clone())]),
+                &web,
+                &cache
+            ),
+            "GET /reports on the plane is no raw stream"
+        );
+        assert!(allowed_l4(
+            &policy(vec![intention("plane:ops", Some(Action::Allow), vec![])]),
+            &web,
+            &cache
+        ));
+        assert!(!allowed_l4(
+            &policy(vec![intention("*", Some(Action::Deny), vec![])]),
+            &web,
+            &cache
+        ));
+        assert!(
+            allowed_l4(&policy(vec![]), &web, &cache),
+            "the default decides"
+        );
     }
 }

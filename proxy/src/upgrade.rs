@@ -13,11 +13,19 @@ use hyper::body::Incoming;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_util::task::TaskTracker;
 
 use crate::tunnel::{self, Bounds};
 use crate::Body;
 
-/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and `Upgrade`).
+/// The one protocol the mesh switches to. Any other `Upgrade` (`h2c` above all: an HTTP/2
+/// connection tunnelled past the sidecar would carry requests no intention ever saw) is
+/// dropped with the other hop-by-hop headers, and the request goes on as a plain one, as
+/// Envoy does for upgrades it is not configured for.
+const WEBSOCKET: &[u8] = b"websocket";
+
+/// The protocol an HTTP/1.1 request asks to switch to (`Connection: upgrade` and
+/// `Upgrade: websocket`).
 pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
     if req.version() != Version::HTTP_11 {
         return None;
@@ -27,9 +35,23 @@ pub fn requested<B>(req: &Request<B>) -> Option<HeaderValue> {
             .split(|b| *b == b',')
             .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"upgrade"))
     });
-    names_upgrade
-        .then(|| req.headers().get(UPGRADE).cloned())
-        .flatten()
+    let upgrade = req.headers().get(UPGRADE)?;
+    (names_upgrade
+        && upgrade
+            .as_bytes()
+            .trim_ascii()
+            .eq_ignore_ascii_case(WEBSOCKET))
+    .then(|| upgrade.clone())
+}
+
+/// Did the answer switch to the protocol asked for (101 and the same `Upgrade`)?
+pub fn switched<B>(resp: &Response<B>, protocol: &HeaderValue) -> bool {
+    resp.status() == http::StatusCode::SWITCHING_PROTOCOLS
+        && resp.headers().get(UPGRADE).is_some_and(|v| {
+            v.as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(protocol.as_bytes().trim_ascii())
+        })
 }
 
 /// After the hop-by-hop headers went (`hop::strip`): ask the next hop for the same upgrade.
@@ -52,16 +74,19 @@ where
     send.send_request(req).await
 }
 
-/// Once both sides have switched protocols, splice them (in a task of its own: the HTTP
-/// connection that carried the upgrade is done). `direction` and `peer` label the metrics.
+/// Once both sides have switched protocols, splice them, in a task on the connection's
+/// tracker (`serve::Conn::tracker`): the HTTP connection that carried the upgrade is done, but
+/// its slot under the connection caps is held, and a drain waits for the splice, until it
+/// ends. `direction` and `peer` label the metrics.
 pub fn splice(
+    tracker: &TaskTracker,
     ours: OnUpgrade,
     theirs: OnUpgrade,
     bounds: Bounds,
     (direction, peer): (&'static str, String),
     end: impl Future<Output = ()> + Send + 'static,
 ) {
-    tokio::spawn(async move {
+    tracker.spawn(async move {
         match tokio::try_join!(ours, theirs) {
             Ok((a, b)) => {
                 let labels = [("direction", direction.to_owned()), ("peer", peer)];
@@ -95,6 +120,12 @@ mod tests {
             .body(())
             .unwrap();
         assert!(requested(&req).is_none(), "Connection does not name it");
+        let req = Request::get("/")
+            .header("connection", "Upgrade, HTTP2-Settings")
+            .header("upgrade", "h2c")
+            .body(())
+            .unwrap();
+        assert!(requested(&req).is_none(), "h2c is never switched to");
         let req = Request::get("/ws")
             .version(Version::HTTP_2)
             .header("connection", "upgrade")
@@ -102,6 +133,17 @@ mod tests {
             .body(())
             .unwrap();
         assert!(requested(&req).is_none());
+        let ws = HeaderValue::from_static("websocket");
+        let answer = |status: u16, upgrade: &'static str| {
+            Response::builder()
+                .status(status)
+                .header("upgrade", upgrade)
+                .body(())
+                .unwrap()
+        };
+        assert!(switched(&answer(101, "WebSocket"), &ws));
+        assert!(!switched(&answer(101, "h2c"), &ws), "not what was asked");
+        assert!(!switched(&answer(200, "websocket"), &ws));
         let mut h = HeaderMap::new();
         restore(&mut h, HeaderValue::from_static("websocket"));
         assert_eq!(h["connection"], "upgrade");

@@ -12,6 +12,10 @@
 //!   `X-App-Hop`, `X-App-Hop`, `Keep-Alive`, `Proxy-Authenticate`, `Trailer`), so tests can
 //!   check what a proxy lets through in each direction.
 //!
+//! - a gRPC call (`content-type: application/grpc*`, any method path) is answered with its
+//!   request messages echoed and `grpc-status: 0` in the trailers: a fast unary gRPC peer for
+//!   the benchmarks, the same behind every path measured.
+//!
 //! `--port 0` binds a free port; the bound address is printed as `listening http ADDR`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -82,7 +86,33 @@ fn query(req: &Request<Incoming>, key: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+/// Everything the app answers with.
+type AppBody = http_body_util::combinators::BoxBody<Bytes, std::convert::Infallible>;
+
+fn is_grpc(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
 impl App {
+    /// A gRPC call: the request's messages back, then `grpc-status: 0` in the trailers.
+    async fn grpc(&self, req: Request<Incoming>) -> Result<Response<AppBody>, Reset> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let echo = body(req).await?;
+        let mut trailers = http::HeaderMap::new();
+        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+        let body = Full::new(echo)
+            .with_trailers(async move { Some(Ok(trailers)) })
+            .boxed();
+        let mut r = Response::new(body);
+        r.headers_mut().insert(
+            http::header::CONTENT_TYPE,
+            http::HeaderValue::from_static("application/grpc"),
+        );
+        Ok(r)
+    }
+
     fn mode(&self) -> Mode {
         self.mode.lock().map(|m| m.clone()).unwrap_or_default()
     }
@@ -228,7 +258,12 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req| {
                 let app = app.clone();
-                async move { app.handle(req).await }
+                async move {
+                    if is_grpc(&req) {
+                        return app.grpc(req).await;
+                    }
+                    Ok(app.handle(req).await?.map(BodyExt::boxed))
+                }
             });
             let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(tcp), svc)

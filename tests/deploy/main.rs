@@ -394,8 +394,8 @@ fn compose_tls_init_makes_what_the_registries_read(
         }
     }
     assert_eq!(
-        mounted, 7,
-        "three registries, two lucidctl jobs and two sidecars mount TLS volumes"
+        mounted, 9,
+        "three registries, three lucidctl jobs and three sidecars mount TLS volumes"
     );
     Ok(())
 }
@@ -595,6 +595,19 @@ async fn local_mesh_sh_brings_the_topology_up_and_a_request_crosses_it() -> anyh
         StatusCode::FORBIDDEN,
         "the platform policy: ops may only read chain"
     );
+    // storage-database is a tcp service behind api-gateway's --upstream: the bytes (here an
+    // HTTP/1.1 request) reach its app unchanged over the mesh.
+    let r = http
+        .send(
+            Method::GET,
+            &format!("http://{}/kv/1", field("store_upstream")),
+            &[],
+            "",
+        )
+        .await?;
+    assert_eq!(r.status, StatusCode::OK);
+    let v: Value = r.json()?;
+    assert_eq!(v["app"], "storage-database");
     let answer =
         lucid_tests::dns::dig(&field("dns"), &["blockchain-core.lucid.internal", "+short"])?;
     assert!(answer.contains("127.0.0.1"), "{answer}");

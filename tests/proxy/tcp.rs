@@ -135,6 +135,11 @@ async fn redis_crosses_the_mesh_through_an_upstream_with_l4_intentions() -> anyh
     assert_eq!(lines[..2], ["OK", "1048576"]);
     assert!(lines[2] == big, "the 1 MiB value came back changed");
 
+    // A tcp service takes connections, not HTTP requests.
+    let r = crate::via(&a, Method::GET, "cache", "/").await?;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.code(), Some("LUCID_ERR_1103"), "{}", r.body);
+
     // Half-close crosses both sidecars; a silent connection ends after the idle timeout.
     let rev_up = &a.listeners["upstream:rev"];
     let mut s = tokio::net::TcpStream::connect(rev_up).await?;

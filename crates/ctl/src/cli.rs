@@ -40,6 +40,9 @@ pub enum Command {
     /// Intentions from the platform's planeIsolation policy file.
     #[command(subcommand)]
     Policy(ApplyCmd),
+    /// One intention (Consul's `consul intention create|delete`): who may connect to whom.
+    #[command(subcommand)]
+    Intention(IntentionCmd),
     /// Config entries (service-defaults), including the platform's circuit-breaker file.
     #[command(subcommand)]
     Config(ApplyCmd),
@@ -52,6 +55,22 @@ pub enum Command {
     /// Cluster TLS files for the registries (offline: no registry is called).
     #[command(subcommand)]
     Tls(TlsCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IntentionCmd {
+    /// Allow (or with --deny, deny) SOURCE to DESTINATION: service names, `plane:<p>` or `*`.
+    /// An intention with an Action also opens (or closes) a `tcp` service to raw connections.
+    Create {
+        source: String,
+        destination: String,
+        #[arg(long)]
+        deny: bool,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// Delete the intention of SOURCE to DESTINATION.
+    Delete { source: String, destination: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -17,8 +17,8 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::cli::{
-    AclCmd, ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, KvCmd, ServicesCmd, SnapshotCmd,
-    TlsCaCmd, TlsCertCmd, TlsCmd, TokenCmd,
+    AclCmd, ApplyCmd, CertsCmd, Cli, ClusterCmd, Command, IntentionCmd, KvCmd, ServicesCmd,
+    SnapshotCmd, TlsCaCmd, TlsCertCmd, TlsCmd, TokenCmd,
 };
 use crate::table::render;
 
@@ -113,6 +113,46 @@ fn cell(v: &str) -> String {
     }
 }
 
+/// `intention create|delete`: `PUT|DELETE /v1/connect/intentions/exact`.
+async fn intention(c: &RegistryClient, cmd: IntentionCmd) -> anyhow::Result<String> {
+    let exact = |source: &str, destination: &str| {
+        let q: String = form_urlencoded::Serializer::new(String::new())
+            .append_pair("source", source)
+            .append_pair("destination", destination)
+            .finish();
+        format!("/v1/connect/intentions/exact?{q}")
+    };
+    match cmd {
+        IntentionCmd::Create {
+            source,
+            destination,
+            deny,
+            description,
+        } => {
+            let action = if deny { "deny" } else { "allow" };
+            let body = serde_json::json!({"Action": action, "Description": description});
+            let path = exact(&source, &destination);
+            call(
+                c,
+                Method::PUT,
+                &path,
+                body.to_string().into_bytes(),
+                "intention create",
+            )
+            .await?;
+            Ok(format!("{source} -> {destination}: {action}"))
+        }
+        IntentionCmd::Delete {
+            source,
+            destination,
+        } => {
+            let path = exact(&source, &destination);
+            call(c, Method::DELETE, &path, Vec::new(), "intention delete").await?;
+            Ok(format!("{source} -> {destination}: deleted"))
+        }
+    }
+}
+
 /// A YAML or JSON file as JSON.
 fn read_doc(path: &Path) -> anyhow::Result<Value> {
     let text =
@@ -151,6 +191,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<String> {
                 )
             })
         }
+        Command::Intention(cmd) => intention(&c, cmd).await,
         Command::Config(ApplyCmd::Apply(a)) => config_apply(&c, &a.file, json_out).await,
         Command::Acl(cmd) => acl(&c, cmd, json_out).await,
         Command::Kv(KvCmd::Get { key }) => {

@@ -13,6 +13,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use lucid_core::ErrorCode;
 use lucid_tls::SpiffeId;
+use tokio_util::task::TaskTracker;
 
 use super::Refused;
 use crate::reply::refuse;
@@ -123,38 +124,66 @@ pub(super) async fn to_app(
     }
 }
 
+/// How long the app has to answer an upgrade request.
+const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Where an upgraded connection's splice runs and what bounds it.
+pub(super) struct Splice<E> {
+    pub tracker: TaskTracker,
+    pub bounds: Bounds,
+    /// The caller's service, for the metrics.
+    pub peer: String,
+    /// The peer's certificate stops being trusted.
+    pub end: E,
+}
+
 /// An upgrade request (already rewritten for HTTP/1.1): to the app over a connection of its
-/// own; when the app switches protocols, the peer's connection and the app's are spliced.
-pub(super) async fn upgrade_to_app(
+/// own; when the app switches to the protocol asked for, the peer's connection and the app's
+/// are spliced.
+pub(super) async fn upgrade_to_app<E>(
     mut req: Request<Incoming>,
     protocol: http::HeaderValue,
     app_port: u16,
-    bounds: Bounds,
-    (peer, end): (
-        String,
-        impl std::future::Future<Output = ()> + Send + 'static,
-    ),
-) -> Response<Body> {
+    splice: Splice<E>,
+) -> Response<Body>
+where
+    E: std::future::Future<Output = ()> + Send + 'static,
+{
     let theirs = hyper::upgrade::on(&mut req);
-    upgrade::restore(req.headers_mut(), protocol);
+    upgrade::restore(req.headers_mut(), protocol.clone());
     if let Some(pq) = req.uri().path_and_query().cloned() {
         *req.uri_mut() = pq.into();
     }
-    let tcp = match tokio::net::TcpStream::connect(("127.0.0.1", app_port)).await {
-        Ok(t) => t,
-        Err(e) => return app_unreachable(app_port, e),
+    let asked = async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", app_port)).await?;
+        let _ = tcp.set_nodelay(true);
+        anyhow::Ok(upgrade::send(tcp, req.map(|b| b.boxed())).await?)
     };
-    let _ = tcp.set_nodelay(true);
-    let mut resp = match upgrade::send(tcp, req.map(|b| b.boxed())).await {
-        Ok(r) => r,
-        Err(e) => return app_unreachable(app_port, e),
+    let mut resp = match tokio::time::timeout(UPGRADE_TIMEOUT, asked).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => return app_unreachable(app_port, format!("{e:#}")),
+        Err(_) => return app_unreachable(app_port, "no answer to the upgrade request"),
     };
     if resp.status() != StatusCode::SWITCHING_PROTOCOLS {
         hop::strip(resp.headers_mut(), false);
         return resp.map(|b| b.boxed());
     }
+    if !upgrade::switched(&resp, &protocol) {
+        return app_unreachable(
+            app_port,
+            "switched to another protocol than the one asked for",
+        );
+    }
     let ours = hyper::upgrade::on(&mut resp);
-    upgrade::splice(theirs, ours, bounds, ("inbound", peer), end);
+    let labels = ("inbound", splice.peer);
+    upgrade::splice(
+        &splice.tracker,
+        theirs,
+        ours,
+        splice.bounds,
+        labels,
+        splice.end,
+    );
     resp.map(|_| crate::reply::full(bytes::Bytes::new()))
 }
 

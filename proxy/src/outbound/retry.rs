@@ -48,6 +48,10 @@ pub(super) struct Progress {
     pub before_deadline: bool,
     /// The destination's retry budget has room.
     pub budget_ok: bool,
+    /// A call that is not idempotent (a gRPC call) may only be retried on a status the
+    /// service names as safe (`Retry.On`'s gRPC names): not on a reset, a 5xx or a timeout,
+    /// after which the server may have done the work.
+    pub status_only: bool,
 }
 
 /// What to do after a try.
@@ -68,7 +72,8 @@ pub(super) fn decide(retry: &Retry, r: &Report, p: &Progress) -> Next {
         return Next::Resend;
     }
     // A request the peer never saw is safe to send elsewhere whatever its method.
-    let covered = retry_on(retry, r.outcome) || r.came_back;
+    let named = !p.status_only || matches!(r.outcome, Outcome::Grpc(_));
+    let covered = (named && retry_on(retry, r.outcome)) || r.came_back;
     if sendable && covered && p.budget_ok && p.tries <= retry.attempts as usize && p.before_deadline
     {
         Next::Retry
@@ -102,7 +107,26 @@ mod tests {
         refusals: 0,
         before_deadline: true,
         budget_ok: true,
+        status_only: false,
     };
+
+    #[test]
+    fn a_grpc_call_is_retried_on_a_named_status_only() {
+        let r = policy(&["unavailable", "5xx", "reset", "timeout"]);
+        let grpc = Progress {
+            status_only: true,
+            ..FIRST
+        };
+        assert_eq!(decide(&r, &report(Outcome::Grpc(14)), &grpc), Next::Retry);
+        for o in [Outcome::Status(503), Outcome::Reset, Outcome::Timeout] {
+            assert_eq!(decide(&r, &report(o), &grpc), Next::Reply, "{o:?}");
+        }
+        let unsent = Report {
+            came_back: true,
+            ..report(Outcome::Connect)
+        };
+        assert_eq!(decide(&r, &unsent, &grpc), Next::Retry, "never sent: safe");
+    }
 
     #[test]
     fn retry_conditions() {
