@@ -10,6 +10,7 @@ mod catalog;
 mod config;
 pub mod error;
 pub mod extract;
+mod filter;
 mod health;
 mod intentions;
 mod kv;
@@ -18,8 +19,10 @@ mod native;
 mod operator;
 pub mod read;
 mod register;
+mod session;
 mod snapshot;
 mod status;
+mod txn;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -89,6 +92,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/v1/agent/check/warn/{id}", put(agent::warn))
         .route("/v1/agent/check/fail/{id}", put(agent::fail))
         .route("/v1/agent/check/update/{id}", put(agent::update))
+        .route("/v1/session/create", put(session::create))
+        .route("/v1/session/destroy/{id}", put(session::destroy))
+        .route("/v1/session/renew/{id}", put(session::renew))
+        .route("/v1/txn", put(txn::txn))
         .route("/v1/catalog/nodes", get(health::catalog_nodes))
         .route("/v1/catalog/register", put(catalog::register))
         .route("/v1/catalog/deregister", put(catalog::deregister))
@@ -111,6 +118,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
             state.clone(),
             authz::enforce,
         ))
+        .layer(middleware::from_fn(one_datacenter))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             count_requests,
@@ -130,6 +138,9 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             get(kv::get).put(kv::put).delete(kv::delete),
         )
         .route("/v1/snapshot", get(snapshot::save).put(snapshot::restore))
+        .route("/v1/session/info/{id}", get(session::info))
+        .route("/v1/session/node/{node}", get(session::node))
+        .route("/v1/session/list", get(session::list))
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/checks", get(agent::checks))
         .route("/v1/catalog/services", get(health::catalog_services))
@@ -137,6 +148,7 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/health/service/{name}", get(health::health_service))
         .route("/v1/health/checks/{name}", get(health::health_checks))
         .route("/v1/health/state/{state}", get(health::health_state))
+        .route("/v1/health/node/{node}", get(health::health_node))
         .route("/services", get(native::list))
         .route("/services/{name}", get(native::get).delete(native::delete))
         .route("/v1/connect/ca/revoked", get(ca::revoked))
@@ -178,6 +190,21 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
             get(config::get).delete(config::delete),
         )
         .route_layer(middleware::from_fn_with_state(state, read::leader_reads))
+}
+
+/// A request for another datacenter (`?dc=`) is refused before anything runs: this cluster
+/// is the only one it knows (Consul answers "No path to datacenter" the same way).
+async fn one_datacenter(req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let other = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, v)| k == "dc" && !v.is_empty() && v != agent::DATACENTER)
+            .map(|(_, v)| v.into_owned())
+    });
+    match other {
+        Some(dc) => ApiError::bad_request(format!("No path to datacenter {dc:?}")).into_response(),
+        None => next.run(req).await,
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -170,7 +170,13 @@ fn reap(node: &Arc<Node>, c: &Check, t: &mut Tracked, now: Instant) {
     let (node, service_id) = (node.clone(), c.service_id.clone());
     tracing::info!(service_id = %service_id, check = %c.id, "reaping a service critical for too long");
     tokio::spawn(async move {
-        if let Err(e) = node.write(Command::CatalogDeregister { service_id }).await {
+        if let Err(e) = node
+            .write(Command::CatalogDeregister {
+                service_id,
+                at_ms: crate::types::now_ms(),
+            })
+            .await
+        {
             tracing::warn!(error = %e, "reaping failed; will retry");
         }
     });
@@ -207,6 +213,7 @@ fn spawn_update(node: &Arc<Node>, check_id: String, status: CheckStatus, output:
             check_id: check_id.clone(),
             status,
             output,
+            at_ms: crate::types::now_ms(),
         };
         if let Err(e) = node.write(cmd).await {
             tracing::warn!(check = %check_id, error = %e, "could not record a check transition");

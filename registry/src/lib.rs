@@ -11,6 +11,7 @@
 //! - [`ca`]: the mesh CA: root created once by a leader, leaves signed and recorded.
 //! - `dns`: keeps the DNS zone (`lucid-dns`) equal to the local replica's catalog.
 //! - `health`: HTTP/TCP probes, TTL expiry and reaping, run by whichever node leads.
+//! - `sessions`: session TTLs, counted by whichever node leads.
 //! - `serve`: a router on a bound listener, plain or TLS (handshakes bounded in time).
 //! - [`lifecycle`]: bootstrap or join, Raft metrics export, and [`run`], the entry point.
 
@@ -25,6 +26,7 @@ mod lifecycle;
 pub mod node;
 pub mod raft;
 mod serve;
+mod sessions;
 pub mod store;
 pub mod types;
 

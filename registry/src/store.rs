@@ -24,9 +24,11 @@ mod flush;
 pub mod intentions;
 mod kinds;
 mod log;
+pub mod sessions;
 mod sm;
 mod snapfile;
 pub mod state;
+pub mod txn;
 mod wal;
 
 #[cfg(test)]

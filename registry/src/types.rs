@@ -27,13 +27,16 @@ impl fmt::Display for Member {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Command {
-    /// Consul `PUT /v1/kv/<key>`; `cas: Some(0)` creates only when absent.
+    /// Consul `PUT /v1/kv/<key>`; `cas: Some(0)` creates only when absent; `lock`: with
+    /// `?acquire=` / `?release=` (`ok: false` when the session may not).
     KvSet {
         key: String,
         #[serde(with = "b64")]
         value: Vec<u8>,
         flags: u64,
         cas: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lock: Option<crate::store::sessions::KvLock>,
     },
     /// Consul `DELETE /v1/kv/<key>`.
     KvDelete {
@@ -50,17 +53,44 @@ pub enum Command {
         registration: Registration,
         replace_checks: bool,
     },
-    /// Remove an instance and its checks.
-    CatalogDeregister { service_id: String },
+    /// Remove an instance and its checks. `at_ms`, here and below: the writer's clock, for the
+    /// lock-delay of sessions this invalidates (0 in entries from before sessions: none).
+    CatalogDeregister {
+        service_id: String,
+        #[serde(default)]
+        at_ms: i64,
+    },
     /// Add or replace a standalone check.
     CheckRegister { check: Check },
     /// Remove a check.
-    CheckDeregister { check_id: String },
-    /// Set a check's status (TTL pass/warn/fail, `/v1/agent/check/update`).
+    CheckDeregister {
+        check_id: String,
+        #[serde(default)]
+        at_ms: i64,
+    },
+    /// Set a check's status (TTL pass/warn/fail, `/v1/agent/check/update`); critical
+    /// invalidates the sessions bound to it.
     CheckUpdate {
         check_id: String,
         status: CheckStatus,
         output: String,
+        #[serde(default)]
+        at_ms: i64,
+    },
+    /// `PUT /v1/session/create` (`ok: false` when the id is taken).
+    SessionCreate {
+        session: crate::store::sessions::Session,
+    },
+    /// `PUT /v1/session/renew/<id>` at `at_ms` (`ok: false` when it is gone).
+    SessionRenew { id: String, at_ms: i64 },
+    /// `PUT /v1/session/destroy/<id>`, or the leader expiring a TTL: the locks go per the
+    /// session's behavior, with its lock-delay from `now_ms` (`ok: false` when it is gone).
+    SessionDestroy { id: String, now_ms: i64 },
+    /// `PUT /v1/txn`: every operation or none; `CommandResult::detail` carries Consul's
+    /// `{"Results": [...]}` or `{"Errors": [...]}`.
+    Txn {
+        ops: Vec<crate::store::txn::TxnOp>,
+        now_ms: i64,
     },
     /// Set a config entry (`cas`: only if its modify index matches; 0 = only when absent).
     ConfigSet {
@@ -120,6 +150,16 @@ pub struct CommandResult {
     pub ok: bool,
     /// The log index the command was applied at.
     pub index: u64,
+    /// What a command that answers more than yes or no answered (a transaction's results).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<serde_json::Value>,
+}
+
+/// Unix milliseconds on this node's clock, stamped into commands that need a time.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 openraft::declare_raft_types!(

@@ -4,6 +4,8 @@
 //! - [`catalog`]: service instances and checks, parsed from Consul registration bodies.
 //! - [`config_entry`]: `service-defaults` / `proxy-defaults`: what the sidecars enforce.
 //! - [`intention`]: who may call whom; the platform's planeIsolation policy as intentions.
+//! - [`filter`]: Consul's `?filter=` expressions (go-bexpr), checked against a schema.
+//! - [`session`]: Consul's session create body.
 //! - [`grpc`]: gRPC status codes, their names in config entries, their HTTP equivalents.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`conn_limit`]: caps on connections per listener and per peer address.
@@ -17,9 +19,11 @@ pub mod config_entry;
 pub mod conn_limit;
 pub mod duration;
 pub mod error;
+pub mod filter;
 pub mod grpc;
 pub mod intention;
 mod obj;
+pub mod session;
 pub mod wire;
 
 pub use duration::{format_duration, parse_duration, DurationError};

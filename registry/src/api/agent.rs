@@ -102,6 +102,7 @@ pub async fn deregister_service(
     owns_instance(&api, &caller, &id)?;
     let cmd = Command::CatalogDeregister {
         service_id: id.clone(),
+        at_ms: crate::types::now_ms(),
     };
     write(&api, cmd, &format!("unknown service ID {id:?}")).await
 }
@@ -123,6 +124,7 @@ pub async fn deregister_check(
     path_id(&id)?;
     let cmd = Command::CheckDeregister {
         check_id: id.clone(),
+        at_ms: crate::types::now_ms(),
     };
     write(&api, cmd, &format!("unknown check ID {id:?}")).await
 }
@@ -140,6 +142,7 @@ async fn set_status(
             check_id: id,
             status,
             output,
+            at_ms: crate::types::now_ms(),
         },
         &missing,
     )
@@ -211,16 +214,25 @@ pub async fn update(
     set_status(&api, id, status, output).await
 }
 
-pub async fn services(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+pub async fn services(
+    State(api): State<Arc<ApiState>>,
+    req: super::extract::Incoming,
+) -> Result<Response, ApiError> {
+    let filter = super::filter::from_request(&req, super::filter::node_service())?;
     let (index, instances, _) = api.node.state.catalog()?;
     let out: BTreeMap<String, AgentService> = instances
         .iter()
         .map(|i| (i.id.clone(), AgentService::new(i, DATACENTER)))
+        .filter(|(_, s)| super::filter::passes(filter.as_ref(), s))
         .collect();
     Ok(read::indexed_json(&api.node, index, out))
 }
 
-pub async fn checks(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+pub async fn checks(
+    State(api): State<Arc<ApiState>>,
+    req: super::extract::Incoming,
+) -> Result<Response, ApiError> {
+    let filter = super::filter::from_request(&req, super::filter::health_check())?;
     let (index, instances, checks) = api.node.state.catalog()?;
     let out: BTreeMap<String, HealthCheck> = checks
         .iter()
@@ -228,6 +240,7 @@ pub async fn checks(State(api): State<Arc<ApiState>>) -> Result<Response, ApiErr
             let service = instances.iter().find(|i| i.id == c.service_id);
             (c.id.clone(), HealthCheck::new(c, service, NODE))
         })
+        .filter(|(_, c)| super::filter::passes(filter.as_ref(), c))
         .collect();
     Ok(read::indexed_json(&api.node, index, out))
 }
@@ -284,7 +297,10 @@ pub async fn maintenance(
     if !enable {
         let res = api
             .node
-            .write(Command::CheckDeregister { check_id })
+            .write(Command::CheckDeregister {
+                check_id,
+                at_ms: crate::types::now_ms(),
+            })
             .await?;
         let mut resp = StatusCode::OK.into_response();
         read::meta_headers(&api.node, res.index, resp.headers_mut());

@@ -52,11 +52,27 @@ pub async fn deregister(
     match target {
         CatalogTarget::Service(id) => {
             let missing = format!("unknown service ID {id:?}");
-            done(&api, Command::CatalogDeregister { service_id: id }, missing).await
+            done(
+                &api,
+                Command::CatalogDeregister {
+                    service_id: id,
+                    at_ms: crate::types::now_ms(),
+                },
+                missing,
+            )
+            .await
         }
         CatalogTarget::Check(id) => {
             let missing = format!("unknown check ID {id:?}");
-            done(&api, Command::CheckDeregister { check_id: id }, missing).await
+            done(
+                &api,
+                Command::CheckDeregister {
+                    check_id: id,
+                    at_ms: crate::types::now_ms(),
+                },
+                missing,
+            )
+            .await
         }
     }
 }

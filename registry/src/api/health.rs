@@ -12,6 +12,7 @@ use lucid_core::wire::catalog::{AgentService, CatalogService, HealthCheck, Node,
 use super::agent::{DATACENTER, NODE};
 use super::error::ApiError;
 use super::extract::Incoming;
+use super::filter;
 use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::catalog::ServiceEntries;
@@ -42,13 +43,18 @@ pub async fn catalog_services(
     State(api): State<Arc<ApiState>>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
+    // Consul filters the instances (as catalog rows), then gathers the survivors' tags.
+    let filter = filter::from_request(&req, filter::service_node())?;
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
+    let node = node(&api);
     let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, instances, _) = state.catalog()?;
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for i in instances {
-            out.entry(i.name).or_default().extend(i.tags);
+            if filter::passes(filter.as_ref(), &CatalogService::new(&i, &node)) {
+                out.entry(i.name).or_default().extend(i.tags);
+            }
         }
         Ok((index, out))
     })
@@ -83,6 +89,7 @@ pub async fn health_service(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
+    let filter = filter::from_request(&req, filter::check_service_node())?;
     let (index, entries) = select(&api, &name, &req).await?;
     let node = node(&api);
     let out: Vec<ServiceEntry> = entries
@@ -97,6 +104,7 @@ pub async fn health_service(
             }
         })
         .collect();
+    let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
 }
 
@@ -105,12 +113,14 @@ pub async fn catalog_service(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
+    let filter = filter::from_request(&req, filter::service_node())?;
     let (index, entries) = select(&api, &name, &req).await?;
     let node = node(&api);
     let out: Vec<CatalogService> = entries
         .iter()
         .map(|(i, _)| CatalogService::new(i, &node))
         .collect();
+    let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
 }
 
@@ -120,6 +130,7 @@ pub async fn health_checks(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
+    let filter = filter::from_request(&req, filter::health_check())?;
     let (index, entries) = select(&api, &name, &req).await?;
     let out: Vec<HealthCheck> = entries
         .iter()
@@ -129,6 +140,7 @@ pub async fn health_checks(
                 .map(move |c| HealthCheck::new(c, Some(i), NODE))
         })
         .collect();
+    let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
 }
 
@@ -146,30 +158,56 @@ pub async fn health_state(
             ))
         })?),
     };
+    let filter = filter::from_request(&req, filter::health_check())?;
     let blocking = Blocking::from_params(&req.params)?;
     let st = &api.node.state;
     let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
-        let (index, instances, checks) = st.catalog()?;
-        let mut out = Vec::new();
-        if want.is_none_or(|w| w == CheckStatus::Passing) {
-            out.push(HealthCheck::serf_health(NODE));
-        }
-        out.extend(
-            checks
-                .iter()
-                .filter(|c| want.is_none_or(|w| c.status == w))
-                .map(|c| {
-                    HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)
-                }),
-        );
-        Ok((index, out))
+        Ok(node_checks(st, |c| want.is_none_or(|w| c.status == w))?)
     })
     .await?;
+    let out = filter::keep(filter.as_ref(), out);
+    Ok(read::indexed_json(&api.node, index, out))
+}
+
+/// Every check of the node (serfHealth first) that `keep` selects, and the catalog index.
+fn node_checks(
+    st: &crate::store::StateReader,
+    keep: impl Fn(&HealthCheck) -> bool,
+) -> Result<(u64, Vec<HealthCheck>), crate::store::state::StateError> {
+    let (index, instances, checks) = st.catalog()?;
+    let all = std::iter::once(HealthCheck::serf_health(NODE)).chain(
+        checks
+            .iter()
+            .map(|c| HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)),
+    );
+    Ok((index, all.filter(|c| keep(c)).collect()))
+}
+
+/// `GET /v1/health/node/<node>`: every check on the node (this registry's one), or `[]`.
+pub async fn health_node(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let filter = filter::from_request(&req, filter::health_check())?;
+    let blocking = Blocking::from_params(&req.params)?;
+    let st = &api.node.state;
+    let ours = name == NODE;
+    let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
+        Ok(node_checks(st, |_| ours)?)
+    })
+    .await?;
+    let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
 }
 
 /// `GET /v1/catalog/nodes`: the registry is one logical node.
-pub async fn catalog_nodes(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+pub async fn catalog_nodes(
+    State(api): State<Arc<ApiState>>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let filter = filter::from_request(&req, filter::node())?;
     let (index, _, _) = api.node.state.catalog()?;
-    Ok(read::indexed_json(&api.node, index, vec![node(&api)]))
+    let out = filter::keep(filter.as_ref(), vec![node(&api)]);
+    Ok(read::indexed_json(&api.node, index, out))
 }

@@ -1,5 +1,5 @@
-//! Consul KV: `GET|PUT|DELETE /v1/kv/<key>` with cas, flags, recurse, keys, separator, raw
-//! and blocking queries.
+//! Consul KV: `GET|PUT|DELETE /v1/kv/<key>` with cas, flags, recurse, keys, separator, raw,
+//! blocking queries, and the locks of sessions (`?acquire=<session>`, `?release=<session>`).
 
 use std::sync::Arc;
 
@@ -16,6 +16,7 @@ use super::error::ApiError;
 use super::extract::{ApiBody, Incoming, Params};
 use super::read::{self, Blocking};
 use super::ApiState;
+use crate::store::sessions::KvLock;
 use crate::store::KvEntry;
 use crate::types::Command;
 
@@ -47,7 +48,7 @@ fn pair(key: String, e: KvEntry) -> KvPair {
         flags: e.flags,
         // Consul sends an empty value as null (py-consul's test_kv_encoding relies on it).
         value: (!e.value.is_empty()).then(|| STANDARD.encode(&e.value)),
-        session: None,
+        session: e.session,
     }
 }
 
@@ -139,11 +140,29 @@ pub async fn put(
         return Err(ApiError::bad_request("missing key name"));
     }
     check_key(&key)?;
-    if params.get("acquire").is_some() || params.get("release").is_some() {
-        return Err(ApiError::bad_request(
-            "sessions (acquire/release) are not supported yet",
-        ));
-    }
+    let lock = match (params.get("acquire"), params.get("release")) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_request(
+                "acquire and release cannot be combined",
+            ))
+        }
+        (Some(session), None) => {
+            // Checked here for a clear refusal; the state machine checks again on apply.
+            if api.node.state.session(session)?.1.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid session {session:?}"
+                )));
+            }
+            Some(KvLock::Acquire {
+                session: session.to_owned(),
+                now_ms: crate::types::now_ms(),
+            })
+        }
+        (None, Some(session)) => Some(KvLock::Release {
+            session: session.to_owned(),
+        }),
+        (None, None) => None,
+    };
     if body.0.len() > MAX_VALUE {
         return Err(ApiError::too_large(format!(
             "value is {} bytes; the limit is {MAX_VALUE}",
@@ -155,6 +174,7 @@ pub async fn put(
         value: body.0.to_vec(),
         flags: params.u64("flags")?.unwrap_or(0),
         cas: params.u64("cas")?,
+        lock,
     };
     let res = api.node.write(cmd).await?;
     Ok(bool_response(&api, res.ok, res.index))

@@ -149,7 +149,10 @@ pub async fn delete(
     for (i, _) in entries {
         if api
             .node
-            .write(Command::CatalogDeregister { service_id: i.id })
+            .write(Command::CatalogDeregister {
+                service_id: i.id,
+                at_ms: crate::types::now_ms(),
+            })
             .await
             .map_err(failed)?
             .ok

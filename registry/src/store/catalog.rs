@@ -100,7 +100,10 @@ fn touch(batch: &mut StateBatch<'_>, service: Option<&str>, id: &str, index: u64
     }
 }
 
-fn checks_of(batch: &StateBatch<'_>, service_id: &str) -> Result<Vec<Check>, StateError> {
+pub(crate) fn checks_of(
+    batch: &StateBatch<'_>,
+    service_id: &str,
+) -> Result<Vec<Check>, StateError> {
     let mut out = Vec::new();
     for k in batch.keys_with_prefix(&pair_prefix(OWNER_INDEX_PREFIX, service_id))? {
         if let Some(raw) = batch.get(&key(CHECK_PREFIX, &pair_tail(&k)?))? {
@@ -110,14 +113,14 @@ fn checks_of(batch: &StateBatch<'_>, service_id: &str) -> Result<Vec<Check>, Sta
     Ok(out)
 }
 
-fn instance(batch: &StateBatch<'_>, id: &str) -> Result<Option<Instance>, StateError> {
+pub(crate) fn instance(batch: &StateBatch<'_>, id: &str) -> Result<Option<Instance>, StateError> {
     batch
         .get(&key(INSTANCE_PREFIX, id))?
         .map(|raw| decode(&raw))
         .transpose()
 }
 
-fn check(batch: &StateBatch<'_>, id: &str) -> Result<Option<Check>, StateError> {
+pub(crate) fn check(batch: &StateBatch<'_>, id: &str) -> Result<Option<Check>, StateError> {
     batch
         .get(&key(CHECK_PREFIX, id))?
         .map(|raw| decode(&raw))

@@ -6,7 +6,7 @@
 //! exported, cleared or restored.
 
 use super::state::{be_u64, KvEntry, StateError, KV_INDEX, KV_PREFIX, TOMB_PREFIX};
-use super::{acl, ca, catalog, config, intentions};
+use super::{acl, ca, catalog, config, intentions, sessions};
 
 /// A record rewritten for a restore at an index; `None` drops it.
 type Restamp = fn(&[u8], Vec<u8>, u64) -> Result<Option<Vec<u8>>, StateError>;
@@ -29,21 +29,36 @@ fn keep(_: &[u8], v: Vec<u8>, _: u64) -> Result<Option<Vec<u8>>, StateError> {
     Ok(Some(v))
 }
 
+/// KV entries, their tombstones, the locks sessions hold on them, and the KV index.
 fn is_kv_key(k: &[u8]) -> bool {
-    k.starts_with(KV_PREFIX) || k.starts_with(TOMB_PREFIX) || k == KV_INDEX
+    k.starts_with(KV_PREFIX)
+        || k.starts_with(TOMB_PREFIX)
+        || k.starts_with(sessions::LOCK_PREFIX)
+        || k == KV_INDEX
 }
 
 fn check_kv(k: &[u8], v: &[u8]) -> Result<(), StateError> {
+    let utf8 = |b: &[u8]| {
+        String::from_utf8(b.to_vec())
+            .map(|_| ())
+            .map_err(|_| StateError::Corrupt("non-UTF-8 key".into()))
+    };
     if k.starts_with(KV_PREFIX) {
-        String::from_utf8(k[KV_PREFIX.len()..].to_vec())
-            .map_err(|_| StateError::Corrupt("non-UTF-8 key".into()))?;
+        utf8(&k[KV_PREFIX.len()..])?;
         KvEntry::decode(v).map(|_| ())
+    } else if k.starts_with(sessions::LOCK_PREFIX) {
+        utf8(&k[sessions::LOCK_PREFIX.len()..])?;
+        utf8(v)
     } else {
         be_u64(v).map(|_| ())
     }
 }
 
 fn restamp_kv(k: &[u8], v: Vec<u8>, index: u64) -> Result<Option<Vec<u8>>, StateError> {
+    if k.starts_with(sessions::LOCK_PREFIX) {
+        // The sessions come back too.
+        return Ok(Some(v));
+    }
     if k.starts_with(KV_PREFIX) {
         let mut e = KvEntry::decode(&v)?;
         e.create_index = index;
@@ -105,6 +120,13 @@ pub(crate) const KINDS: &[Kind] = &[
         restamp: keep,
         indexes: &[],
     },
+    Kind {
+        name: "sessions",
+        owns: sessions::is_session_key,
+        check: sessions::check_record,
+        restamp: sessions::restamp,
+        indexes: &[sessions::SESSION_INDEX],
+    },
 ];
 
 /// The kind that owns `k`, if any.
@@ -139,6 +161,10 @@ mod tests {
             b"g:t:x",
             b"g:h:x",
             acl::BOOTSTRAPPED,
+            b"s:x",
+            b"L:x",
+            b"D:x",
+            sessions::SESSION_INDEX,
         ];
         for s in samples {
             let owners = KINDS.iter().filter(|k| (k.owns)(s)).count();

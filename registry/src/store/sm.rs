@@ -13,7 +13,7 @@ use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
-use super::{acl, ca, catalog, config, intentions};
+use super::{acl, ca, catalog, config, intentions, sessions, txn};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -60,15 +60,30 @@ fn json<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
     serde_json::to_vec(v).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
-/// Apply one command into `batch`. Bad data never fails the state machine (that would be
-/// fatal to the node); it answers `ok: false` instead.
-fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<bool, StateError> {
+/// Apply one command into `batch`: whether it did, and what else it answers (a transaction's
+/// results). Bad data never fails the state machine (that would be fatal to the node); it
+/// answers `ok: false` instead.
+fn apply_command(
+    batch: &mut StateBatch<'_>,
+    cmd: Command,
+    index: u64,
+) -> Result<(bool, Option<serde_json::Value>), StateError> {
+    match cmd {
+        Command::Txn { ops, now_ms } => {
+            txn::apply(batch, &ops, now_ms, index).map(|(ok, detail)| (ok, Some(detail)))
+        }
+        other => apply_plain(batch, other, index).map(|ok| (ok, None)),
+    }
+}
+
+fn apply_plain(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<bool, StateError> {
     match cmd {
         Command::KvSet {
             key,
             value,
             flags,
             cas,
+            lock,
         } => {
             let k = kv_key(&key);
             let existing = batch
@@ -81,12 +96,20 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
                 (Some(n), None) if n != 0 => return Ok(false),
                 _ => {}
             }
+            let bumps = match &lock {
+                Some(l) => match sessions::lock_write(batch, &key, l)? {
+                    Some(b) => b,
+                    None => return Ok(false),
+                },
+                None => false,
+            };
             let entry = KvEntry {
                 create_index: existing.as_ref().map_or(index, |e| e.create_index),
                 modify_index: index,
-                lock_index: existing.as_ref().map_or(0, |e| e.lock_index),
+                lock_index: existing.as_ref().map_or(0, |e| e.lock_index) + u64::from(bumps),
                 flags,
                 value,
+                session: None,
             };
             batch.insert(k, entry.encode());
             batch.remove(tomb_key(&key));
@@ -111,9 +134,14 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
                 existing.map(|_| k).into_iter().collect()
             };
             for k in &doomed {
+                let name = &k[KV_PREFIX.len()..];
                 let mut t = state::TOMB_PREFIX.to_vec();
-                t.extend_from_slice(&k[KV_PREFIX.len()..]);
+                t.extend_from_slice(name);
                 batch.insert(t, index.to_be_bytes().to_vec());
+                // A deleted key holds no lock.
+                let mut l = sessions::LOCK_PREFIX.to_vec();
+                l.extend_from_slice(name);
+                batch.remove(l);
                 batch.remove(k.clone());
             }
             if !doomed.is_empty() {
@@ -126,14 +154,42 @@ fn apply_command(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result
             replace_checks,
             keep_owner,
         } => catalog::register(batch, registration, replace_checks, keep_owner, index),
-        Command::CatalogDeregister { service_id } => catalog::deregister(batch, &service_id, index),
+        Command::CatalogDeregister { service_id, at_ms } => {
+            let checks: Vec<String> = catalog::checks_of(batch, &service_id)?
+                .into_iter()
+                .map(|c| c.id)
+                .collect();
+            let ok = catalog::deregister(batch, &service_id, index)?;
+            for c in checks {
+                sessions::check_failed(batch, &c, at_ms, index)?;
+            }
+            Ok(ok)
+        }
         Command::CheckRegister { check } => catalog::register_check(batch, check, index),
-        Command::CheckDeregister { check_id } => catalog::deregister_check(batch, &check_id, index),
+        Command::CheckDeregister { check_id, at_ms } => {
+            let ok = catalog::deregister_check(batch, &check_id, index)?;
+            if ok {
+                sessions::check_failed(batch, &check_id, at_ms, index)?;
+            }
+            Ok(ok)
+        }
         Command::CheckUpdate {
             check_id,
             status,
             output,
-        } => catalog::update_check(batch, &check_id, status, output, index),
+            at_ms,
+        } => {
+            let ok = catalog::update_check(batch, &check_id, status, output, index)?;
+            if ok && status == lucid_core::catalog::CheckStatus::Critical {
+                sessions::check_failed(batch, &check_id, at_ms, index)?;
+            }
+            Ok(ok)
+        }
+        Command::SessionCreate { session } => sessions::create(batch, session, index),
+        Command::SessionRenew { id, at_ms } => sessions::renew(batch, &id, at_ms),
+        Command::SessionDestroy { id, now_ms } => sessions::destroy(batch, &id, now_ms, index),
+        // Handled by `apply_command`.
+        Command::Txn { .. } => Ok(false),
         Command::CaInit { material } => ca::init_root(batch, &material),
         Command::AclBootstrap { token } => acl::bootstrap(batch, token, index),
         Command::AclTokenCreate { token } => acl::create(batch, token, index),
@@ -211,12 +267,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut restored = false;
         for entry in entries {
             let index = entry.log_id.index;
+            let mut detail = None;
             let ok = match entry.payload {
                 EntryPayload::Blank => true,
                 EntryPayload::Normal(cmd) => {
                     restored |= matches!(cmd, Command::Restore { .. });
-                    apply_command(&mut batch, cmd, index)
-                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?
+                    let (ok, d) = apply_command(&mut batch, cmd, index)
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?;
+                    detail = d;
+                    ok
                 }
                 EntryPayload::Membership(m) => {
                     membership = Some(StoredMembership::new(Some(entry.log_id), m));
@@ -224,7 +283,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
             };
             last = Some(entry.log_id);
-            results.push(CommandResult { ok, index });
+            results.push(CommandResult {
+                ok,
+                index,
+                detail: detail.take(),
+            });
         }
         let Some(last) = last else {
             return Ok(results);

@@ -41,6 +41,9 @@ pub struct KvEntry {
     pub lock_index: u64,
     pub flags: u64,
     pub value: Vec<u8>,
+    /// The session holding the key's lock: not part of the encoded record (it lives in the
+    /// `L:<key>` record, `sessions.rs`), filled in by reads.
+    pub session: Option<String>,
 }
 
 impl KvEntry {
@@ -67,6 +70,7 @@ impl KvEntry {
             lock_index: be_u64(&raw[16..24])?,
             flags: be_u64(&raw[24..32])?,
             value: raw[ENTRY_HEADER..].to_vec(),
+            session: None,
         })
     }
 }
@@ -338,7 +342,11 @@ impl StateReader {
     pub fn kv_get(&self, key: &str) -> Result<(u64, Option<KvEntry>), StateError> {
         self.read(|| match self.tree.get(kv_key(key))? {
             Some(raw) => {
-                let e = KvEntry::decode(&raw)?;
+                let mut e = KvEntry::decode(&raw)?;
+                e.session = self
+                    .tree
+                    .get(super::sessions::lock_key(key))?
+                    .map(|v| String::from_utf8_lossy(&v).into_owned());
                 Ok((e.modify_index, Some(e)))
             }
             None => Ok((self.kv_table_index()?, None)),
@@ -351,11 +359,19 @@ impl StateReader {
         self.read(|| {
             let mut out = Vec::new();
             let mut index = 0;
+            let mut locks = BTreeMap::new();
+            for item in self.tree.scan_prefix(super::sessions::lock_key(prefix)) {
+                let (k, v) = item?;
+                let key = strip_key(&k, super::sessions::LOCK_PREFIX)?;
+                locks.insert(key, String::from_utf8_lossy(&v).into_owned());
+            }
             for item in self.tree.scan_prefix(kv_key(prefix)) {
                 let (k, v) = item?;
-                let e = KvEntry::decode(&v)?;
+                let mut e = KvEntry::decode(&v)?;
                 index = index.max(e.modify_index);
-                out.push((strip_key(&k, KV_PREFIX)?, e));
+                let key = strip_key(&k, KV_PREFIX)?;
+                e.session = locks.remove(&key);
+                out.push((key, e));
             }
             index = index.max(self.tomb_index(prefix)?);
             if index == 0 {
@@ -457,6 +473,14 @@ pub fn decode_blob(blob: &[u8]) -> Result<Records, StateError> {
     Ok(pairs)
 }
 
+/// A [`StateBatch`]'s pending changes at one moment.
+pub(crate) struct Checkpoint {
+    overlay: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    touched: std::collections::BTreeSet<String>,
+    touched_instances: std::collections::BTreeSet<(String, String)>,
+    touched_kv: std::collections::BTreeSet<Vec<u8>>,
+}
+
 /// Pending changes to the state tree with read-your-writes, committed as one atomic batch.
 pub(crate) struct StateBatch<'a> {
     tree: &'a sled::Tree,
@@ -498,7 +522,10 @@ impl<'a> StateBatch<'a> {
     }
 
     fn note_kv(&mut self, key: &[u8]) {
-        if let Some(k) = key.strip_prefix(KV_PREFIX) {
+        if let Some(k) = key
+            .strip_prefix(KV_PREFIX)
+            .or_else(|| key.strip_prefix(super::sessions::LOCK_PREFIX))
+        {
             self.touched_kv.insert(k.to_vec());
         }
     }
@@ -520,6 +547,24 @@ impl<'a> StateBatch<'a> {
             };
         }
         Ok(keys.into_iter().collect())
+    }
+
+    /// The pending changes as they are now, to go back to with [`StateBatch::rollback`] (a
+    /// transaction whose later operation fails leaves nothing of the earlier ones).
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            overlay: self.overlay.clone(),
+            touched: self.touched.clone(),
+            touched_instances: self.touched_instances.clone(),
+            touched_kv: self.touched_kv.clone(),
+        }
+    }
+
+    pub(crate) fn rollback(&mut self, cp: Checkpoint) {
+        self.overlay = cp.overlay;
+        self.touched = cp.touched;
+        self.touched_instances = cp.touched_instances;
+        self.touched_kv = cp.touched_kv;
     }
 
     /// Remove every data key (before a restore or a snapshot install).

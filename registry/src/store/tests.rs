@@ -38,6 +38,7 @@ fn set(key: &str, value: &str, cas: Option<u64>) -> Command {
         value: value.as_bytes().to_vec(),
         flags: 0,
         cas,
+        lock: None,
     }
 }
 
@@ -153,6 +154,32 @@ async fn a_backup_of_every_record_kind_restores() {
             create_index: 0,
             expires_at: None,
         },
+    });
+    cmds.push(Command::SessionCreate {
+        session: super::sessions::Session {
+            id: "s-1".into(),
+            name: "leader".into(),
+            node: "lucid".into(),
+            lock_delay_ns: 15_000_000_000,
+            behavior: super::sessions::Behavior::Release,
+            ttl: "10s".into(),
+            ttl_ms: 10_000,
+            node_checks: vec!["serfHealth".into()],
+            service_checks: vec![],
+            create_index: 0,
+            modify_index: 0,
+            renewed_ms: 1_000,
+        },
+    });
+    cmds.push(Command::KvSet {
+        key: "service/leader".into(),
+        value: b"me".to_vec(),
+        flags: 0,
+        cas: None,
+        lock: Some(super::sessions::KvLock::Acquire {
+            session: "s-1".into(),
+            now_ms: 1_000,
+        }),
     });
     let entries: Vec<_> = cmds
         .into_iter()
@@ -644,6 +671,7 @@ async fn a_ttl_pass_that_changes_nothing_wakes_no_watcher_of_the_service() {
         check_id: "web-1-ttl".into(),
         status,
         output: output.into(),
+        at_ms: crate::types::now_ms(),
     };
     sm.apply(vec![
         entry(
@@ -696,4 +724,264 @@ async fn a_ttl_pass_that_changes_nothing_wakes_no_watcher_of_the_service() {
         (5, 5)
     );
     assert_eq!(reader.checks_index().unwrap(), 5);
+}
+
+// === sessions, locks, transactions ===
+
+fn session(id: &str, behavior: super::sessions::Behavior, checks: &[&str]) -> Command {
+    Command::SessionCreate {
+        session: super::sessions::Session {
+            id: id.into(),
+            name: id.into(),
+            node: "lucid".into(),
+            lock_delay_ns: 15_000_000_000,
+            behavior,
+            ttl: String::new(),
+            ttl_ms: 0,
+            node_checks: checks.iter().map(|c| (*c).to_owned()).collect(),
+            service_checks: vec![],
+            create_index: 0,
+            modify_index: 0,
+            renewed_ms: 1,
+        },
+    }
+}
+
+fn lock(key: &str, value: &str, session: &str, acquire: bool, now_ms: i64) -> Command {
+    use super::sessions::KvLock;
+    Command::KvSet {
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+        cas: None,
+        lock: Some(if acquire {
+            KvLock::Acquire {
+                session: session.into(),
+                now_ms,
+            }
+        } else {
+            KvLock::Release {
+                session: session.into(),
+            }
+        }),
+    }
+}
+
+#[tokio::test]
+async fn locks_follow_consuls_acquire_release_and_lock_delay() {
+    use super::sessions::Behavior;
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let oks = |r: Vec<crate::types::CommandResult>| r.iter().map(|r| r.ok).collect::<Vec<_>>();
+    let r = sm
+        .apply(vec![
+            entry(1, session("s1", Behavior::Release, &[])),
+            entry(2, session("s2", Behavior::Release, &[])),
+            entry(3, lock("k", "1", "s1", true, 100)),
+            entry(4, lock("k", "2", "s2", true, 100)), // held by s1
+            entry(5, lock("k", "3", "s1", true, 100)), // s1 again: fine
+            entry(6, lock("k", "x", "nope", false, 100)),
+            entry(7, lock("k", "x", "s2", false, 100)), // not the holder
+            entry(8, lock("k", "4", "s1", false, 100)),
+            entry(9, lock("k", "5", "ghost", true, 100)), // no such session
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        oks(r),
+        [true, true, true, false, true, false, false, true, false]
+    );
+    let e = reader.kv_get("k").unwrap().1.unwrap();
+    assert_eq!((e.value.as_slice(), e.lock_index), (b"4".as_slice(), 1));
+    assert_eq!(e.session, None, "released");
+
+    // s1 takes it again and is destroyed at t=1000: released, and in lock-delay (15 s).
+    sm.apply(vec![
+        entry(10, lock("k", "6", "s1", true, 500)),
+        entry(
+            11,
+            Command::SessionDestroy {
+                id: "s1".into(),
+                now_ms: 1_000,
+            },
+        ),
+    ])
+    .await
+    .unwrap();
+    let e = reader.kv_get("k").unwrap().1.unwrap();
+    assert_eq!((e.value.as_slice(), e.lock_index), (b"6".as_slice(), 2));
+    assert_eq!(e.session, None);
+    assert!(reader.session("s1").unwrap().1.is_none());
+    let r = sm
+        .apply(vec![
+            entry(12, lock("k", "7", "s2", true, 15_999)), // within the lock-delay
+            entry(13, lock("k", "8", "s2", true, 16_001)),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(oks(r), [false, true]);
+    assert_eq!(
+        reader.kv_get("k").unwrap().1.unwrap().session.as_deref(),
+        Some("s2")
+    );
+
+    // Behavior delete: the held key goes with the session.
+    sm.apply(vec![
+        entry(14, session("s3", Behavior::Delete, &[])),
+        entry(15, lock("gone", "x", "s3", true, 20_000)),
+        entry(
+            16,
+            Command::SessionDestroy {
+                id: "s3".into(),
+                now_ms: 20_001,
+            },
+        ),
+    ])
+    .await
+    .unwrap();
+    assert!(reader.kv_get("gone").unwrap().1.is_none());
+    let (_, list) = reader.kv_list("").unwrap();
+    assert_eq!(
+        list.iter()
+            .map(|(k, e)| (k.as_str(), e.session.as_deref()))
+            .collect::<Vec<_>>(),
+        [("k", Some("s2"))]
+    );
+}
+
+#[tokio::test]
+async fn a_check_going_critical_invalidates_its_sessions() {
+    use super::sessions::Behavior;
+    use lucid_core::catalog::{parse_registration, CheckStatus};
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let reg = parse_registration(
+        &serde_json::json!({"Name": "web", "ID": "web-1", "Check": {"TTL": "30s", "Status": "passing"}}),
+        |n| n.to_owned(),
+    )
+    .unwrap();
+    let check = reg.checks[0].id.clone();
+    sm.apply(vec![
+        entry(
+            1,
+            Command::CatalogRegister {
+                registration: reg,
+                replace_checks: true,
+                keep_owner: false,
+            },
+        ),
+        entry(2, session("bound", Behavior::Release, &[&check])),
+        entry(3, session("free", Behavior::Release, &[])),
+        entry(4, lock("leader", "me", "bound", true, 10)),
+        entry(
+            5,
+            Command::CheckUpdate {
+                check_id: check.clone(),
+                status: CheckStatus::Warning,
+                output: String::new(),
+                at_ms: 20,
+            },
+        ),
+    ])
+    .await
+    .unwrap();
+    assert!(
+        reader.session("bound").unwrap().1.is_some(),
+        "warning is not critical"
+    );
+    sm.apply(vec![entry(
+        6,
+        Command::CheckUpdate {
+            check_id: check,
+            status: CheckStatus::Critical,
+            output: String::new(),
+            at_ms: 30,
+        },
+    )])
+    .await
+    .unwrap();
+    assert!(reader.session("bound").unwrap().1.is_none());
+    assert!(reader.session("free").unwrap().1.is_some());
+    assert_eq!(reader.kv_get("leader").unwrap().1.unwrap().session, None);
+}
+
+#[tokio::test]
+async fn a_transaction_applies_every_operation_or_none() {
+    use super::txn::{KvVerb, TxnOp};
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let kv = |verb, key: &str, value: &str, index| TxnOp::Kv {
+        verb,
+        key: key.into(),
+        value: value.as_bytes().to_vec(),
+        flags: 0,
+        index,
+        session: String::new(),
+    };
+    let txn = |ops| Command::Txn { ops, now_ms: 1 };
+    let r = sm
+        .apply(vec![entry(
+            1,
+            txn(vec![
+                kv(KvVerb::Set, "a", "1", 0),
+                kv(KvVerb::Set, "b", "2", 0),
+            ]),
+        )])
+        .await
+        .unwrap();
+    assert!(r[0].ok);
+    let d = r[0].detail.clone().unwrap();
+    assert_eq!(d["Errors"], serde_json::Value::Null);
+    assert_eq!(d["Results"].as_array().unwrap().len(), 2);
+    assert_eq!(d["Results"][0]["KV"]["Key"], "a");
+    // The second operation fails: the first is undone, and both failures are named.
+    let r = sm
+        .apply(vec![entry(
+            2,
+            txn(vec![
+                kv(KvVerb::Set, "a", "changed", 0),
+                kv(KvVerb::Cas, "b", "x", 99),
+                kv(KvVerb::CheckNotExists, "a", "", 0),
+                kv(KvVerb::Get, "a", "", 0),
+            ]),
+        )])
+        .await
+        .unwrap();
+    assert!(!r[0].ok);
+    let d = r[0].detail.clone().unwrap();
+    let errors: Vec<(u64, &str)> = d["Errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["OpIndex"].as_u64().unwrap(), e["What"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            (1, "failed to set key \"b\", index is stale"),
+            (2, "key \"a\" exists")
+        ]
+    );
+    assert_eq!(
+        reader.kv_get("a").unwrap().1.unwrap().value,
+        b"1",
+        "nothing changed"
+    );
+    let r = sm
+        .apply(vec![entry(
+            3,
+            txn(vec![
+                kv(KvVerb::Get, "a", "", 0),
+                kv(KvVerb::GetTree, "", "", 0),
+            ]),
+        )])
+        .await
+        .unwrap();
+    let d = r[0].detail.clone().unwrap();
+    assert_eq!(d["Results"][0]["KV"]["Value"], "MQ==");
+    assert_eq!(
+        d["Results"].as_array().unwrap().len(),
+        3,
+        "get + a tree of two"
+    );
 }

@@ -1,0 +1,207 @@
+//! Consul's `PUT /v1/txn`: a list of KV, session, service and check operations, applied as
+//! one Raft command, all or nothing (`store/txn.rs`). 200 with `{"Results", "Errors": null}`,
+//! or 409 with the failed operations in `Errors` and nothing changed; more than
+//! [`MAX_OPS`] operations is 413, and a body that does not parse is 400, before anything
+//! is written.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use lucid_core::fold_key;
+use serde_json::{json, Map, Value};
+
+use super::error::ApiError;
+use super::extract::ApiBody;
+use super::kv::{MAX_KEY, MAX_VALUE};
+use super::ApiState;
+use crate::store::txn::{CatalogVerb, KvVerb, TxnOp, MAX_OPS};
+use crate::types::{now_ms, Command};
+
+/// An object's fields by Consul's key rules (case and `_` ignored).
+fn fields(v: &Value, what: &str) -> Result<Map<String, Value>, ApiError> {
+    let o = v
+        .as_object()
+        .ok_or_else(|| ApiError::bad_request(format!("{what} must be an object")))?;
+    Ok(o.iter().map(|(k, v)| (fold_key(k), v.clone())).collect())
+}
+
+fn text(o: &Map<String, Value>, k: &str) -> String {
+    o.get(k)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+fn number(o: &Map<String, Value>, k: &str, at: &str) -> Result<u64, ApiError> {
+    match o.get(k) {
+        None | Some(Value::Null) => Ok(0),
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::bad_request(format!("{at}.{k}: must be a non-negative integer"))
+        }),
+    }
+}
+
+fn verb<T: serde::de::DeserializeOwned>(o: &Map<String, Value>, at: &str) -> Result<T, ApiError> {
+    let v = text(o, "verb");
+    serde_json::from_value(Value::String(v.clone())).map_err(|_| {
+        ApiError::bad_request(format!("{at}.Verb: {v:?} is not a verb of this operation"))
+    })
+}
+
+fn kv_op(o: &Map<String, Value>, at: &str) -> Result<TxnOp, ApiError> {
+    let key = text(o, "key");
+    if key.len() > MAX_KEY {
+        return Err(ApiError::bad_request(format!(
+            "{at}.Key: longer than {MAX_KEY} bytes"
+        )));
+    }
+    let value = match o.get("value") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::String(b)) => STANDARD
+            .decode(b)
+            .map_err(|e| ApiError::bad_request(format!("{at}.Value: not base64: {e}")))?,
+        Some(_) => return Err(ApiError::bad_request(format!("{at}.Value: must be base64"))),
+    };
+    if value.len() > MAX_VALUE {
+        return Err(ApiError::too_large(format!(
+            "{at}.Value: {} bytes; the limit is {MAX_VALUE}",
+            value.len()
+        )));
+    }
+    let verb: KvVerb = verb(o, at)?;
+    let session = text(o, "session");
+    if matches!(verb, KvVerb::Lock | KvVerb::Unlock) && session.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "{at}.Session: required to lock or unlock"
+        )));
+    }
+    Ok(TxnOp::Kv {
+        verb,
+        key,
+        value,
+        flags: number(o, "flags", at)?,
+        index: number(o, "index", at)?,
+        session,
+    })
+}
+
+fn op(v: &Value, n: usize) -> Result<TxnOp, ApiError> {
+    let top = fields(v, &format!("[{n}]"))?;
+    if top.len() != 1 {
+        return Err(ApiError::bad_request(format!(
+            "[{n}]: an operation has exactly one of KV, Session, Service, Check"
+        )));
+    }
+    let (kind, body) = top
+        .into_iter()
+        .next()
+        .ok_or_else(|| ApiError::bad_request("empty operation"))?;
+    let at = format!("[{n}].{kind}");
+    let o = fields(&body, &at)?;
+    match kind.as_str() {
+        "kv" => kv_op(&o, &at),
+        "session" => {
+            if text(&o, "verb") != "delete" {
+                return Err(ApiError::bad_request(format!(
+                    "{at}.Verb: sessions only take delete"
+                )));
+            }
+            let s = o
+                .get("session")
+                .map(|s| fields(s, &at))
+                .transpose()?
+                .unwrap_or_default();
+            Ok(TxnOp::Session { id: text(&s, "id") })
+        }
+        "service" => {
+            let verb: CatalogVerb = verb(&o, &at)?;
+            let svc = o.get("service").cloned().unwrap_or(Value::Null);
+            let registration = if verb == CatalogVerb::Set {
+                Some(
+                    lucid_core::catalog::parse_catalog_registration(&json!({ "Service": svc }))
+                        .map_err(|e| ApiError::bad_request(format!("{at}: {e}")))?,
+                )
+            } else {
+                None
+            };
+            let id = svc
+                .as_object()
+                .map(|s| fields(&Value::Object(s.clone()), &at))
+                .transpose()?
+                .map(|s| text(&s, "id"))
+                .unwrap_or_default();
+            Ok(TxnOp::Service {
+                verb,
+                id,
+                registration,
+            })
+        }
+        "check" => {
+            let verb: CatalogVerb = verb(&o, &at)?;
+            let c = o.get("check").cloned().unwrap_or(Value::Null);
+            let check = if verb == CatalogVerb::Set {
+                Some(
+                    lucid_core::catalog::parse_check(&c)
+                        .map_err(|e| ApiError::bad_request(format!("{at}: {e}")))?,
+                )
+            } else {
+                None
+            };
+            let id = c
+                .as_object()
+                .map(|s| fields(&Value::Object(s.clone()), &at))
+                .transpose()?
+                .map(|s| text(&s, "checkid"))
+                .unwrap_or_default();
+            Ok(TxnOp::Check { verb, id, check })
+        }
+        "node" => Err(ApiError::bad_request(format!(
+            "{at}: node operations are not supported (lucid-registry's catalog is one node)"
+        ))),
+        other => Err(ApiError::bad_request(format!(
+            "[{n}]: unknown operation {other:?}"
+        ))),
+    }
+}
+
+/// `PUT /v1/txn`.
+pub async fn txn(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
+    let v: Value = body.json()?;
+    let list = v
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("the body must be a list of operations"))?;
+    if list.len() > MAX_OPS {
+        return Err(ApiError::too_large(format!(
+            "Transaction contains too many operations ({} > {MAX_OPS})",
+            list.len()
+        )));
+    }
+    let ops = list
+        .iter()
+        .enumerate()
+        .map(|(n, v)| op(v, n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let res = api
+        .node
+        .write(Command::Txn {
+            ops,
+            now_ms: now_ms(),
+        })
+        .await?;
+    let answer = res
+        .detail
+        .unwrap_or_else(|| json!({"Results": null, "Errors": null}));
+    let status = if res.ok {
+        StatusCode::OK
+    } else {
+        StatusCode::CONFLICT
+    };
+    let mut resp = (status, Json(answer)).into_response();
+    super::read::meta_headers(&api.node, res.index, resp.headers_mut());
+    Ok(resp)
+}
