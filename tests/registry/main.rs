@@ -17,5 +17,6 @@ mod limits;
 mod partition;
 mod pyconsul;
 mod restore;
+mod sessions;
 mod trust;
 mod watchers;

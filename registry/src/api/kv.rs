@@ -147,11 +147,8 @@ pub async fn put(
             ))
         }
         (Some(session), None) => {
-            // Checked here for a clear refusal; the state machine checks again on apply.
-            if api.node.state.session(session)?.1.is_none() {
-                return Err(ApiError::bad_request(format!(
-                    "invalid session {session:?}"
-                )));
+            if session.is_empty() {
+                return Err(ApiError::bad_request("acquire needs a session ID"));
             }
             Some(KvLock::Acquire {
                 session: session.to_owned(),
@@ -177,6 +174,10 @@ pub async fn put(
         lock,
     };
     let res = api.node.write(cmd).await?;
+    // The state machine decided on the applied state that the session does not exist.
+    if let Some(why) = res.detail.as_ref().and_then(|d| d["Error"].as_str()) {
+        return Err(ApiError::bad_request(why));
+    }
     Ok(bool_response(&api, res.ok, res.index))
 }
 

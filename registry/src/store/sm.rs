@@ -72,6 +72,15 @@ fn apply_command(
         Command::Txn { ops, now_ms } => {
             txn::apply(batch, &ops, now_ms, index).map(|(ok, detail)| (ok, Some(detail)))
         }
+        // Decided here, on the applied state (a follower's replica may not have the session
+        // yet): Consul refuses an unknown session with an error, not `false`.
+        Command::KvSet {
+            lock: Some(sessions::KvLock::Acquire { ref session, .. }),
+            ..
+        } if sessions::get(batch, session)?.is_none() => Ok((
+            false,
+            Some(serde_json::json!({"Error": format!("invalid session {session:?}")})),
+        )),
         other => apply_plain(batch, other, index).map(|ok| (ok, None)),
     }
 }
