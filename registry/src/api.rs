@@ -4,6 +4,7 @@
 
 pub mod acl;
 mod agent;
+mod agent_ops;
 pub mod authz;
 mod ca;
 mod catalog;
@@ -49,6 +50,12 @@ pub struct ApiState {
     pub watchers: limits::Watchers,
     /// CSR signings per second, per token.
     pub signing: limits::Signing,
+    /// `--enable-script-checks`.
+    pub script_checks: bool,
+    /// Fired by `PUT /v1/agent/leave`: the node shuts down.
+    pub leave: tokio_util::sync::CancellationToken,
+    /// Tokens set with `PUT /v1/agent/token/<kind>`, for this run.
+    pub agent_tokens: std::sync::Mutex<std::collections::BTreeMap<String, String>>,
 }
 
 /// All routes of the HTTP API.
@@ -72,7 +79,15 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/operator/raft/transfer-leader",
             post(operator::transfer_leader).put(operator::transfer_leader),
         )
+        .route("/", get(status::root))
         .route("/v1/agent/self", get(agent::agent_self))
+        .route("/v1/agent/reload", put(agent_ops::reload))
+        .route("/v1/agent/leave", put(agent_ops::leave))
+        .route("/v1/agent/force-leave/{node}", put(agent_ops::force_leave))
+        .route("/v1/agent/metrics", get(agent_ops::metrics))
+        .route("/v1/agent/monitor", get(agent_ops::monitor))
+        .route("/v1/agent/token/{kind}", put(agent_ops::token))
+        .route("/v1/agent/maintenance", put(agent_ops::node_maintenance))
         .route("/v1/agent/members", get(agent::members))
         .route("/v1/agent/service/register", put(agent::register_service))
         .route(

@@ -134,6 +134,11 @@ pub struct Args {
     /// Require ACL tokens (off in --dev unless given).
     #[arg(long, env = "LUCID_ACL_ENABLED")]
     pub acl_enabled: bool,
+    /// Accept and run script checks (`Args`, `Script`), Consul's `enable_script_checks`. Off
+    /// by default: whoever may register a check could run a command on the leader; service
+    /// tokens never may.
+    #[arg(long, env = "LUCID_ENABLE_SCRIPT_CHECKS")]
+    pub enable_script_checks: bool,
     /// The initial management token's secret (else PUT /v1/acl/bootstrap makes one, once).
     /// Nodes joining an ACL cluster present it.
     #[arg(long, env = "LUCID_ACL_BOOTSTRAP_TOKEN")]
@@ -206,6 +211,7 @@ pub struct RegistryConfig {
     pub conn_limits: lucid_core::conn_limit::ConnLimits,
     pub intentions_default: lucid_core::intention::Action,
     pub acl_enabled: bool,
+    pub enable_script_checks: bool,
     pub acl_bootstrap_token: Option<String>,
     /// Cluster TLS; with it every peer call is `https` and Raft requires client certificates.
     pub tls: Option<TlsFiles>,
@@ -372,6 +378,7 @@ impl Args {
                 .with(self.max_connections, self.max_connections_per_ip),
             intentions_default,
             acl_enabled,
+            enable_script_checks: self.enable_script_checks,
             acl_bootstrap_token,
             tls,
             https_addr,

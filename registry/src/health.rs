@@ -65,9 +65,22 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
     let mut tick = tokio::time::interval(TICK);
     let mut checks: Vec<Check> = Vec::new();
     let mut seen = 0u64;
+    // A TTL is counted from the write that refreshed it and lapses on time, not at the next
+    // tick: the loop wakes on every applied change of the checks and at the next deadline.
+    let mut applied = node.state.subscribe();
+    let mut wake_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            r = applied.changed() => {
+                if r.is_err() {
+                    return;
+                }
+                if node.state.checks_index().unwrap_or(u64::MAX) == seen {
+                    continue;
+                }
+            }
+            () = sleep_until_opt(wake_at) => {}
             Some(p) = rx.recv() => {
                 if let Some(t) = tracked.get_mut(&p.check_id) {
                     judge(&node, &p, t);
@@ -97,6 +110,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             }
         }
         let now = Instant::now();
+        wake_at = None;
         tracked.retain(|id, _| checks.iter().any(|c| &c.id == id));
         for c in &checks {
             let t = tracked.entry(c.id.clone()).or_insert_with(|| Tracked {
@@ -127,10 +141,11 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
             }
             match &c.kind {
                 CheckKind::Ttl => {
-                    if c.status != CheckStatus::Critical
-                        && t.pending.is_none()
-                        && now.duration_since(t.ttl_from) > c.interval
-                    {
+                    let due = t.ttl_from + c.interval;
+                    if c.status != CheckStatus::Critical && t.pending.is_none() && now < due {
+                        wake_at = Some(wake_at.map_or(due, |w| w.min(due)));
+                    }
+                    if c.status != CheckStatus::Critical && t.pending.is_none() && now >= due {
                         t.pending = Some((CheckStatus::Critical, now));
                         let output = format!(
                             "TTL expired ({} without an update)",
@@ -140,7 +155,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                     }
                 }
                 CheckKind::Maintenance => {}
-                CheckKind::Http { .. } | CheckKind::Tcp { .. } => {
+                CheckKind::Http { .. } | CheckKind::Tcp { .. } | CheckKind::Script { .. } => {
                     if !t.probing && now >= t.next_probe {
                         t.probing = true;
                         t.next_probe = now + c.interval;
@@ -231,6 +246,7 @@ async fn probe(node: Arc<Node>, c: Check, tx: mpsc::UnboundedSender<Probe>) {
             ..
         } => probe_http(&node, url, method, header, body, c.timeout).await,
         CheckKind::Tcp { address } => probe_tcp(address, c.timeout).await,
+        CheckKind::Script { args } => probe_script(args, c.timeout).await,
         CheckKind::Ttl | CheckKind::Maintenance => return,
     };
     let _ = tx.send(Probe {
@@ -276,6 +292,53 @@ async fn probe_http(
             (status, format!("HTTP {method} {url}: {}", r.status))
         }
         Err(e) => (CheckStatus::Critical, format!("HTTP {method} {url}: {e}")),
+    }
+}
+
+/// Consul's limit on a check's output.
+const OUTPUT_MAX: usize = 4096;
+
+/// Run a script check: exit 0 passing, 1 warning, anything else (or no exit within the
+/// timeout: the process is killed) critical; its output is what it printed.
+async fn probe_script(args: &[String], timeout: Duration) -> (CheckStatus, String) {
+    let Some((cmd, rest)) = args.split_first() else {
+        return (CheckStatus::Critical, "no command".into());
+    };
+    let child = tokio::process::Command::new(cmd)
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output();
+    match tokio::time::timeout(timeout, child).await {
+        Ok(Ok(out)) => {
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            if text.len() > OUTPUT_MAX {
+                let mut cut = OUTPUT_MAX;
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                text.truncate(cut);
+            }
+            let status = match out.status.code() {
+                Some(0) => CheckStatus::Passing,
+                Some(1) => CheckStatus::Warning,
+                _ => CheckStatus::Critical,
+            };
+            (status, text)
+        }
+        Ok(Err(e)) => (CheckStatus::Critical, format!("{cmd}: {e}")),
+        Err(_) => (
+            CheckStatus::Critical,
+            format!("{cmd}: no exit within {timeout:?}; killed"),
+        ),
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -124,6 +124,8 @@ pub async fn run(
     tracing::info!(node_id = cfg.node_id, data_dir = %cfg.data_dir.display(), "node started");
 
     let stop = CancellationToken::new();
+    // `PUT /v1/agent/leave` ends the node as the shutdown signal does.
+    let leave = CancellationToken::new();
     let raft_srv = serve(
         listeners.raft,
         tls.as_ref().map(|t| t.raft_server.clone()),
@@ -148,6 +150,9 @@ pub async fn run(
         },
         watchers: api::limits::Watchers::new(cfg.max_blocking_per_token, cfg.max_blocking_per_ip),
         signing: api::limits::Signing::new(cfg.ca_sign_rate, cfg.ca_sign_burst),
+        script_checks: cfg.enable_script_checks,
+        leave: leave.clone(),
+        agent_tokens: Default::default(),
     });
     let acl_api = api_state.clone();
     let router = api::router(api_state);
@@ -237,7 +242,10 @@ pub async fn run(
     tokio::spawn(crate::ca::ensure_root(node.clone(), sealer, stop.clone()));
     tokio::spawn(api::acl::ensure_bootstrap(acl_api, stop.clone()));
 
-    shutdown.await;
+    tokio::select! {
+        () = shutdown => {}
+        () = leave.cancelled() => {}
+    }
     tracing::info!("shutting down");
     stop.cancel();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {

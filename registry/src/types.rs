@@ -86,6 +86,22 @@ pub enum Command {
     /// `PUT /v1/session/destroy/<id>`, or the leader expiring a TTL: the locks go per the
     /// session's behavior, with its lock-delay from `now_ms` (`ok: false` when it is gone).
     SessionDestroy { id: String, now_ms: i64 },
+    /// A cluster setting changed at run time (the autopilot or CA configuration), with
+    /// Consul's `?cas=` (`ok: false` when the modify index differs).
+    SettingSet {
+        name: String,
+        value: serde_json::Value,
+        cas: Option<u64>,
+    },
+    /// `PUT /v1/coordinate/update`.
+    CoordinateSet {
+        node: String,
+        coord: serde_json::Value,
+    },
+    /// `PUT /v1/event/fire/<name>`.
+    EventFire {
+        event: crate::store::events::UserEvent,
+    },
     /// `PUT /v1/txn`: every operation or none; `CommandResult::detail` carries Consul's
     /// `{"Results": [...]}` or `{"Errors": [...]}`.
     Txn {

@@ -124,6 +124,8 @@ class LucidProcess:
             "127.0.0.1:0",
             "--dns-addr",
             "127.0.0.1:0",
+            # The Consul fixture runs with enable_script_checks.
+            "--enable-script-checks",
         ]
         if acl_token:
             cmd += ["--acl-enabled", "--acl-bootstrap-token", acl_token]

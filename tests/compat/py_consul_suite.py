@@ -84,6 +84,8 @@ def main() -> int:
     ap.add_argument("--registry-bin", required=True)
     ap.add_argument("--workdir", required=True)
     ap.add_argument("--expected", default=os.path.join(HERE, "expected_failures.txt"))
+    ap.add_argument("--drop-fixed", action="store_true",
+                    help="take the listed tests that passed off the list (rewrites it)")
     ap.add_argument("pytest_args", nargs="*")
     a = ap.parse_args()
     workdir = os.path.abspath(a.workdir)
@@ -110,6 +112,12 @@ def main() -> int:
         print("listed as expected to fail, but passed (take them off the list):")
         for t in fixed:
             print(f"  {t}")
+        if a.drop_fixed:
+            with open(a.expected, encoding="utf-8") as f:
+                kept = [line for line in f if line.split(" ", 1)[0].strip() not in fixed]
+            with open(a.expected, "w", encoding="utf-8") as f:
+                f.writelines(kept)
+            print(f"  (taken off {a.expected})")
     if unexpected:
         print("FAILED, and not expected to:")
         for t, m in sorted(unexpected.items()):

@@ -149,7 +149,8 @@ async fn bad_catalog_input_is_refused_and_changes_nothing() -> anyhow::Result<()
     let c = node.client();
     let before = node.status().await?["applied_index"].as_u64().unwrap();
     let bad = [
-        json!({"name": "Bad_Name", "port": 80}),
+        json!({"name": "bad name", "port": 80}),
+        json!({"name": "web", "kind": "teleporter"}),
         json!({"name": "web", "port": 0}),
         json!({"name": "web", "port": 70000}),
         json!({"name": "web", "check": {"ttl": "soon"}}),

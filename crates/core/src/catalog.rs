@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub use self::parse::{
     parse_catalog_deregistration, parse_catalog_registration, parse_check, parse_registration,
-    CatalogTarget, RegistrationError,
+    parse_sidecar_service, CatalogTarget, RegistrationError,
 };
 
 /// Longest service name (a DNS label).
@@ -41,7 +41,16 @@ pub fn valid_instance_id(id: &str) -> bool {
         && id.len() <= MAX_ID
         && id
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._:@~-".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"._:@~#-".contains(&b))
+}
+
+/// May a service registered through Consul's API carry this name? Consul takes names that are
+/// no DNS label (`foo_tagged`, `app#10.0.0.1#3000`, upper case) and only warns that DNS will
+/// not find them; so does the catalog, with the instance id's character set. What the mesh
+/// itself names (sidecars, certificates, intentions, config entries) keeps the strict
+/// [`valid_service_name`], and DNS answers only for services whose name is one.
+pub fn valid_catalog_name(name: &str) -> bool {
+    valid_instance_id(name)
 }
 
 /// Check status; health rolls up as critical > warning > passing.
@@ -90,6 +99,9 @@ pub enum CheckKind {
     Ttl,
     /// `/v1/agent/service/maintenance/<id>?enable=true`: critical until maintenance ends.
     Maintenance,
+    /// Run `args` (Consul's `Args`; `Script` is `sh -c <script>`): exit 0 passing, 1 warning,
+    /// else critical. Only with `--enable-script-checks`, as Consul's `enable_script_checks`.
+    Script { args: Vec<String> },
 }
 
 /// One check as stored.
@@ -133,6 +145,51 @@ pub struct Instance {
     /// The sidecar's inbound port, when the instance has one.
     pub mesh_port: Option<u16>,
     pub enable_tag_override: bool,
+    /// What Consul registrations carry that the mesh itself does not use, kept and given back.
+    #[serde(default, skip_serializing_if = "ServiceExtras::is_empty")]
+    pub extras: ServiceExtras,
+}
+
+/// A service address by tag (`TaggedAddresses.lan`, `.wan`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceAddress {
+    #[serde(rename = "Address")]
+    pub address: String,
+    #[serde(rename = "Port")]
+    pub port: u16,
+}
+
+/// Consul's `Locality`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Locality {
+    #[serde(rename = "Region")]
+    pub region: String,
+    #[serde(rename = "Zone")]
+    pub zone: String,
+}
+
+/// Consul registration fields the mesh keeps but does not act on: the service kind
+/// (`connect-proxy`, gateways), its tagged addresses, its proxy configuration, its locality,
+/// and whether it is Connect-native.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceExtras {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// As given, with Consul's field names (`DestinationServiceName`, `LocalServicePort`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub connect_native: bool,
+}
+
+impl ServiceExtras {
+    pub fn is_empty(&self) -> bool {
+        *self == ServiceExtras::default()
+    }
 }
 
 /// DNS SRV weights by health.

@@ -30,6 +30,7 @@ fn inst(id: String, name: &str, addr: String, tags: &[&str]) -> Instance {
         weights: Weights::default(),
         mesh_port: None,
         enable_tag_override: false,
+        extras: Default::default(),
     }
 }
 

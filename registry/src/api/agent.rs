@@ -46,8 +46,14 @@ pub async fn register_service(
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let registration = parse_registration(&v, |name| name.to_owned()).map_err(refused)?;
+    // `Connect.SidecarService`: Consul registers the sidecar with the service.
+    let sidecar =
+        lucid_core::catalog::parse_sidecar_service(&v, &registration.instance).map_err(refused)?;
     let replace_checks = params.flag("replace-existing-checks");
-    let res = super::register::register(&api, &caller, registration, replace_checks).await?;
+    let mut res = super::register::register(&api, &caller, registration, replace_checks).await?;
+    if let Some(side) = sidecar {
+        res = super::register::register(&api, &caller, side, replace_checks).await?;
+    }
     let mut resp = StatusCode::OK.into_response();
     read::meta_headers(&api.node, res.index, resp.headers_mut());
     Ok(resp)
@@ -59,7 +65,7 @@ pub(super) fn path_id(id: &str) -> Result<(), ApiError> {
         Ok(())
     } else {
         Err(ApiError::bad_request(format!(
-            "id {id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ -"
+            "id {id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"
         )))
     }
 }
@@ -100,6 +106,17 @@ pub async fn deregister_service(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     owns_instance(&api, &caller, &id)?;
+    // A sidecar Consul registered with the service goes with it.
+    let sidecar = format!("{id}-sidecar-proxy");
+    if let Some((side, _)) = api.node.state.instance_entry(&sidecar)? {
+        if side.extras.kind == "connect-proxy" {
+            let cmd = Command::CatalogDeregister {
+                service_id: sidecar,
+                at_ms: crate::types::now_ms(),
+            };
+            api.node.write(cmd).await?;
+        }
+    }
     let cmd = Command::CatalogDeregister {
         service_id: id.clone(),
         at_ms: crate::types::now_ms(),
@@ -113,6 +130,7 @@ pub async fn register_check(
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let check = parse_check(&v).map_err(refused)?;
+    super::register::scripts_allowed(&api, std::slice::from_ref(&check))?;
     let missing = format!("check names unknown service ID {:?}", check.service_id);
     write(&api, Command::CheckRegister { check }, &missing).await
 }
@@ -245,19 +263,32 @@ pub async fn checks(
     Ok(read::indexed_json(&api.node, index, out))
 }
 
-/// One raft member as a Consul agent member (`Status` 1 = alive).
-fn member_json(id: crate::types::NodeId, raft_addr: &str) -> Value {
-    let (addr, port) = raft_addr.rsplit_once(':').unwrap_or((raft_addr, "0"));
-    json!({"Name": format!("node-{id}"), "Addr": addr, "Port": port.parse::<u16>().unwrap_or(0),
-           "Tags": {"role": "consul", "dc": DATACENTER}, "Status": 1})
+/// A registry node's member name (Consul's server name in the gossip pools).
+pub fn member_name(id: crate::types::NodeId) -> String {
+    format!("node-{id}")
 }
 
-/// `GET /v1/agent/members`: every Raft member.
-pub async fn members(State(api): State<Arc<ApiState>>) -> Json<Vec<Value>> {
+/// One raft member as a Consul agent member (`Status` 1 = alive); the WAN pool names a
+/// server `<name>.<datacenter>`, as Consul does.
+fn member_json(id: crate::types::NodeId, raft_addr: &str, wan: bool) -> Value {
+    let (addr, port) = raft_addr.rsplit_once(':').unwrap_or((raft_addr, "0"));
+    let name = if wan {
+        format!("{}.{DATACENTER}", member_name(id))
+    } else {
+        member_name(id)
+    };
+    json!({"Name": name, "Addr": addr, "Port": port.parse::<u16>().unwrap_or(0),
+           "Tags": {"role": "consul", "dc": DATACENTER, "build": env!("CARGO_PKG_VERSION")}, "Status": 1,
+           "ProtocolMin": 1, "ProtocolMax": 5, "ProtocolCur": 2, "DelegateMin": 2, "DelegateMax": 5, "DelegateCur": 4})
+}
+
+/// `GET /v1/agent/members[?wan=1]`: every Raft member.
+pub async fn members(State(api): State<Arc<ApiState>>, params: Params) -> Json<Vec<Value>> {
+    let wan = params.flag("wan");
     Json(
         super::operator::peers(&api.node)
             .iter()
-            .map(|p| member_json(p.id, &p.member.raft_addr))
+            .map(|p| member_json(p.id, &p.member.raft_addr, wan))
             .collect(),
     )
 }
@@ -268,11 +299,16 @@ pub async fn agent_self(State(api): State<Arc<ApiState>>) -> Json<Value> {
     let node = &api.node;
     let leader = node.leader().map(|(_, m)| m.raft_addr).unwrap_or_default();
     Json(json!({
-        "Config": {"Datacenter": DATACENTER, "NodeName": format!("node-{}", node.id), "NodeID": node.id.to_string(),
-                   "Server": true, "Revision": "lucid", "Version": env!("CARGO_PKG_VERSION")},
-        "DebugConfig": {},
-        "Coord": null,
-        "Member": member_json(node.id, &node.me.raft_addr),
+        // The catalog's node: every registry node answers for the one logical node `lucid`.
+        "Config": {"Datacenter": DATACENTER, "NodeName": NODE, "NodeID": node.id.to_string(),
+                   "Server": true, "Revision": "lucid", "Version": env!("CARGO_PKG_VERSION"),
+                   "PrimaryDatacenter": DATACENTER},
+        "DebugConfig": {"Datacenter": DATACENTER, "NodeName": NODE, "ServerMode": true,
+                        "ACLsEnabled": api.acl.enabled, "DNSDomain": "consul"},
+        "Coord": {"Vec": [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5},
+        "Member": member_json(node.id, &node.me.raft_addr, false),
+        // No Envoy here: lucid-proxy is the sidecar, and it needs no xDS port.
+        "xDS": {"SupportedProxies": {"envoy": []}, "Port": -1, "Ports": {"Plaintext": -1, "TLS": -1}},
         "Meta": {},
         "Stats": {"consul": {"leader": node.is_leader().to_string(), "leader_addr": leader, "server": "true",
                              "known_datacenters": "1"}},

@@ -150,6 +150,13 @@ pub async fn put(
             if session.is_empty() {
                 return Err(ApiError::bad_request("acquire needs a session ID"));
             }
+            // The leader's state has every session a client was told exists: refuse without
+            // a write. A follower's replica may lag; there the state machine decides.
+            if api.node.is_leader() && api.node.state.session(session)?.1.is_none() {
+                return Err(ApiError::bad_request(format!(
+                    "invalid session {session:?}"
+                )));
+            }
             Some(KvLock::Acquire {
                 session: session.to_owned(),
                 now_ms: crate::types::now_ms(),

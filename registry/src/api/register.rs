@@ -28,6 +28,7 @@ pub(super) async fn register(
     replace_checks: bool,
 ) -> Result<CommandResult, ApiError> {
     caller.act_for(&registration.instance.name)?;
+    scripts_allowed(api, &registration.checks)?;
     if !caller.is_management() {
         checks_own_instance(api, &registration)?;
     }
@@ -135,7 +136,27 @@ fn target(kind: &CheckKind) -> Result<Option<(String, u16)>, ApiError> {
             )))
         }
         CheckKind::Ttl | CheckKind::Maintenance => Ok(None),
+        CheckKind::Script { .. } => Err(refuse(
+            "a service token may not register a script check".into(),
+        )),
     }
+}
+
+/// Script checks only with `--enable-script-checks` (Consul's words when they are off).
+pub(super) fn scripts_allowed(
+    api: &ApiState,
+    checks: &[lucid_core::catalog::Check],
+) -> Result<(), ApiError> {
+    if !api.script_checks
+        && checks
+            .iter()
+            .any(|c| matches!(c.kind, CheckKind::Script { .. }))
+    {
+        return Err(ApiError::bad_request(
+            "Scripts are disabled on this agent; to enable, start lucid-registry with --enable-script-checks",
+        ));
+    }
+    Ok(())
 }
 
 fn local_scope(ip: IpAddr) -> bool {

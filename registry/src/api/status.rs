@@ -94,3 +94,9 @@ pub async fn metrics(State(api): State<Arc<ApiState>>) -> Response {
     );
     resp
 }
+
+/// `GET /`: what this is (Consul redirects to its UI here; health checks pointed at the
+/// agent's own address expect a 2xx).
+pub async fn root() -> &'static str {
+    "lucid-registry: Consul-compatible API under /v1/, Lucid's under /status, /health, /metrics\n"
+}

@@ -186,6 +186,18 @@ pub async fn txn(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Resp
         .enumerate()
         .map(|(n, v)| op(v, n))
         .collect::<Result<Vec<_>, _>>()?;
+    for o in &ops {
+        match o {
+            TxnOp::Check { check: Some(c), .. } => {
+                super::register::scripts_allowed(&api, std::slice::from_ref(c))?
+            }
+            TxnOp::Service {
+                registration: Some(r),
+                ..
+            } => super::register::scripts_allowed(&api, &r.checks)?,
+            _ => {}
+        }
+    }
     let res = api
         .node
         .write(Command::Txn {

@@ -6,7 +6,7 @@
 //! exported, cleared or restored.
 
 use super::state::{be_u64, KvEntry, StateError, KV_INDEX, KV_PREFIX, TOMB_PREFIX};
-use super::{acl, ca, catalog, config, intentions, sessions};
+use super::{acl, ca, catalog, config, events, intentions, sessions, settings};
 
 /// A record rewritten for a restore at an index; `None` drops it.
 type Restamp = fn(&[u8], Vec<u8>, u64) -> Result<Option<Vec<u8>>, StateError>;
@@ -127,6 +127,21 @@ pub(crate) const KINDS: &[Kind] = &[
         restamp: sessions::restamp,
         indexes: &[sessions::SESSION_INDEX],
     },
+    Kind {
+        name: "settings",
+        owns: settings::is_settings_key,
+        check: settings::check_record,
+        restamp: keep,
+        indexes: &[],
+    },
+    Kind {
+        name: "events",
+        owns: events::is_event_key,
+        check: events::check_record,
+        // The event index is a sequence, not a log index: kept as it is.
+        restamp: keep,
+        indexes: &[],
+    },
 ];
 
 /// The kind that owns `k`, if any.
@@ -165,6 +180,10 @@ mod tests {
             b"L:x",
             b"D:x",
             sessions::SESSION_INDEX,
+            b"z:x",
+            b"o:x",
+            b"u:x",
+            events::EVENT_INDEX,
         ];
         for s in samples {
             let owners = KINDS.iter().filter(|k| (k.owns)(s)).count();

@@ -13,7 +13,7 @@ use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
-use super::{acl, ca, catalog, config, intentions, sessions, txn};
+use super::{acl, ca, catalog, config, events, intentions, sessions, settings, txn};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -194,6 +194,9 @@ fn apply_plain(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<b
             }
             Ok(ok)
         }
+        Command::SettingSet { name, value, cas } => settings::set(batch, &name, value, cas, index),
+        Command::CoordinateSet { node, coord } => settings::set_coordinate(batch, &node, &coord),
+        Command::EventFire { event } => events::fire(batch, event, index),
         Command::SessionCreate { session } => sessions::create(batch, session, index),
         Command::SessionRenew { id, at_ms } => sessions::renew(batch, &id, at_ms),
         Command::SessionDestroy { id, now_ms } => sessions::destroy(batch, &id, now_ms, index),

@@ -181,6 +181,26 @@ async fn a_backup_of_every_record_kind_restores() {
             now_ms: 1_000,
         }),
     });
+    cmds.push(Command::SettingSet {
+        name: "autopilot".into(),
+        value: json!({"CleanupDeadServers": true}),
+        cas: None,
+    });
+    cmds.push(Command::CoordinateSet {
+        node: "lucid".into(),
+        coord: json!({"Vec": [0.0], "Error": 1.5}),
+    });
+    cmds.push(Command::EventFire {
+        event: super::events::UserEvent {
+            id: "e-1".into(),
+            name: "deploy".into(),
+            payload: b"v2".to_vec(),
+            node_filter: String::new(),
+            service_filter: String::new(),
+            tag_filter: String::new(),
+            ltime: 0,
+        },
+    });
     let entries: Vec<_> = cmds
         .into_iter()
         .enumerate()

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    valid_instance_id, valid_service_name, Check, CheckKind, CheckStatus, Instance, Registration,
-    Weights, MAX_NAME,
+    valid_catalog_name, valid_instance_id, Check, CheckKind, CheckStatus, Instance, Locality,
+    Registration, ServiceAddress, ServiceExtras, Weights, MAX_ID,
 };
 pub use crate::obj::BodyError as RegistrationError;
 use crate::obj::{bad, Obj};
@@ -42,10 +42,10 @@ pub fn parse_registration(
         (Some(n), _) | (None, Some(n)) => n,
         (None, None) => return Err(bad("Name", "is required")),
     };
-    if !valid_service_name(&name) {
+    if !valid_catalog_name(&name) {
         return Err(bad(
             "Name",
-            format!("{name:?} must match ^[a-z0-9-]+$ and be 1-{MAX_NAME} characters"),
+            format!("{name:?} must be 1-{MAX_ID} characters from A-Z a-z 0-9 . _ : @ ~ # -"),
         ));
     }
     let id = match o.string("ID", &["id", "serviceid"])? {
@@ -55,7 +55,7 @@ pub fn parse_registration(
     if !valid_instance_id(&id) {
         return Err(bad(
             "ID",
-            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ -"),
+            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
         ));
     }
     let meta = o.string_map("Meta", &["meta"])?;
@@ -99,6 +99,7 @@ pub fn parse_registration(
         weights,
         mesh_port: o.port("MeshPort", &["meshport"])?,
         enable_tag_override: o.boolean("EnableTagOverride", &["enabletagoverride"])?,
+        extras: extras(&o)?,
         id,
         name,
     };
@@ -140,6 +141,159 @@ pub fn parse_registration(
         ));
     }
     Ok(Registration { instance, checks })
+}
+
+/// Consul's service kinds.
+const KINDS: [&str; 6] = [
+    "",
+    "connect-proxy",
+    "mesh-gateway",
+    "terminating-gateway",
+    "ingress-gateway",
+    "api-gateway",
+];
+
+/// Consul's `Proxy` fields, by their folded spelling: a body's `destination_service_name` is
+/// given back as `DestinationServiceName`.
+const PROXY_FIELDS: [&str; 12] = [
+    "DestinationServiceName",
+    "DestinationServiceID",
+    "LocalServiceAddress",
+    "LocalServicePort",
+    "LocalServiceSocketPath",
+    "Mode",
+    "Config",
+    "Upstreams",
+    "MeshGateway",
+    "Expose",
+    "TransparentProxy",
+    "AccessLogs",
+];
+
+fn proxy(v: &Value) -> Result<Value, RegistrationError> {
+    let map = v
+        .as_object()
+        .ok_or_else(|| bad("Proxy", "must be an object"))?;
+    let mut out = serde_json::Map::new();
+    for (k, v) in map {
+        let folded = crate::obj::norm(k);
+        let name = PROXY_FIELDS
+            .iter()
+            .find(|f| crate::obj::norm(f) == folded)
+            .map_or_else(|| k.clone(), |f| (*f).to_owned());
+        out.insert(name, v.clone());
+    }
+    Ok(Value::Object(out))
+}
+
+/// `Kind`, `TaggedAddresses`, `Proxy`, `Locality`, `Connect.Native`.
+fn extras(o: &Obj<'_>) -> Result<ServiceExtras, RegistrationError> {
+    let kind = o.string("Kind", &["kind"])?.unwrap_or_default();
+    if !KINDS.contains(&kind.as_str()) {
+        return Err(bad(
+            "Kind",
+            format!("{kind:?} is not a service kind Consul knows"),
+        ));
+    }
+    let mut tagged_addresses = BTreeMap::new();
+    if let Some(v) = o.get(&["taggedaddresses"]) {
+        let map = v
+            .as_object()
+            .ok_or_else(|| bad("TaggedAddresses", "must be an object"))?;
+        for (tag, a) in map {
+            let a = Obj::new(a, format!("TaggedAddresses.{tag}."))?;
+            tagged_addresses.insert(
+                tag.clone(),
+                ServiceAddress {
+                    address: a.string("Address", &["address"])?.unwrap_or_default(),
+                    port: a.port("Port", &["port"])?.unwrap_or(0),
+                },
+            );
+        }
+    }
+    let locality = match o.get(&["locality"]) {
+        None => None,
+        Some(v) => {
+            let l = Obj::new(v, "Locality.".into())?;
+            Some(Locality {
+                region: l.string("Region", &["region"])?.unwrap_or_default(),
+                zone: l.string("Zone", &["zone"])?.unwrap_or_default(),
+            })
+        }
+    };
+    let connect_native = match o.get(&["connect"]) {
+        None => false,
+        Some(v) => Obj::new(v, "Connect.".into())?.boolean("Native", &["native"])?,
+    };
+    Ok(ServiceExtras {
+        kind,
+        tagged_addresses,
+        proxy: o.get(&["proxy"]).map(proxy).transpose()?,
+        locality,
+        connect_native,
+    })
+}
+
+/// The sidecar Consul registers with a service whose `Connect.SidecarService` is set: kind
+/// `connect-proxy`, id `<service id>-sidecar-proxy`, name `<name>-sidecar-proxy`, a port from
+/// 21000 (Consul's sidecar range start; the caller may give one), proxying to the service.
+pub fn parse_sidecar_service(
+    body: &Value,
+    parent: &Instance,
+) -> Result<Option<Registration>, RegistrationError> {
+    let o = Obj::new(body, String::new())?;
+    let Some(connect) = o.get(&["connect"]) else {
+        return Ok(None);
+    };
+    let c = Obj::new(connect, "Connect.".into())?;
+    let Some(side) = c.get(&["sidecarservice"]) else {
+        return Ok(None);
+    };
+    let mut def = side
+        .as_object()
+        .cloned()
+        .ok_or_else(|| bad("Connect.SidecarService", "must be an object"))?;
+    let has =
+        |m: &serde_json::Map<String, Value>, k: &str| m.keys().any(|x| crate::obj::norm(x) == k);
+    if !has(&def, "name") && !has(&def, "service") {
+        def.insert(
+            "Name".into(),
+            Value::from(format!("{}-sidecar-proxy", parent.name)),
+        );
+    }
+    if !has(&def, "id") {
+        def.insert(
+            "ID".into(),
+            Value::from(format!("{}-sidecar-proxy", parent.id)),
+        );
+    }
+    if !has(&def, "port") {
+        def.insert("Port".into(), Value::from(21000));
+    }
+    if !has(&def, "kind") {
+        def.insert("Kind".into(), Value::from("connect-proxy"));
+    }
+    let mut reg =
+        parse_registration(&Value::Object(def), |n| n.to_owned()).map_err(|e| match e {
+            RegistrationError::Field { field, reason } => {
+                bad(&format!("Connect.SidecarService.{field}"), reason)
+            }
+            other => other,
+        })?;
+    let mut p = match reg.instance.extras.proxy.take() {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    p.entry("DestinationServiceName")
+        .or_insert_with(|| Value::from(parent.name.clone()));
+    p.entry("DestinationServiceID")
+        .or_insert_with(|| Value::from(parent.id.clone()));
+    p.entry("LocalServiceAddress")
+        .or_insert_with(|| Value::from("127.0.0.1"));
+    p.entry("LocalServicePort")
+        .or_insert_with(|| Value::from(parent.port));
+    reg.instance.extras.proxy = Some(Value::Object(p));
+    Ok(Some(reg))
 }
 
 /// Parse Consul's `/v1/catalog/register` body: the node fields are accepted and ignored (the
@@ -199,6 +353,17 @@ pub fn parse_check(body: &Value) -> Result<Check, RegistrationError> {
     build_check(&o, name.clone(), name, service_id)
 }
 
+/// `Args` / `ScriptArgs` (a command and its arguments), or the legacy `Script` string.
+fn script_args(c: &Obj<'_>) -> Result<Option<Vec<String>>, RegistrationError> {
+    let args = c.strings("Args", &["args", "scriptargs"])?;
+    if !args.is_empty() {
+        return Ok(Some(args));
+    }
+    Ok(c.string("Script", &["script"])?
+        .filter(|s| !s.is_empty())
+        .map(|s| vec!["sh".to_owned(), "-c".to_owned(), s]))
+}
+
 fn build_check(
     c: &Obj<'_>,
     default_id: String,
@@ -207,9 +372,6 @@ fn build_check(
 ) -> Result<Check, RegistrationError> {
     for unsupported in [
         "grpc",
-        "args",
-        "scriptargs",
-        "script",
         "dockercontainerid",
         "h2ping",
         "aliasservice",
@@ -278,6 +440,10 @@ fn build_check(
         let period =
             interval.ok_or_else(|| bad(&c.name("Interval"), "is required for a TCP check"))?;
         (CheckKind::Tcp { address }, period.max(MIN_INTERVAL))
+    } else if let Some(args) = script_args(c)? {
+        let period =
+            interval.ok_or_else(|| bad(&c.name("Interval"), "is required for a script check"))?;
+        (CheckKind::Script { args }, period.max(MIN_INTERVAL))
     } else if let Some(ttl) = ttl {
         if ttl.is_zero() {
             return Err(bad(&c.name("TTL"), "must be positive"));
@@ -286,7 +452,7 @@ fn build_check(
     } else {
         return Err(bad(
             c.at.trim_end_matches('.').trim(),
-            "a check needs one of HTTP, TCP or TTL",
+            "a check needs one of HTTP, TCP, TTL or Args",
         ));
     };
     let timeout = c
@@ -315,7 +481,7 @@ fn build_check(
     if !valid_instance_id(&id) {
         return Err(bad(
             &c.name("CheckID"),
-            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ -"),
+            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
         ));
     }
     Ok(Check {

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{CheckKind, CheckStatus, Instance, Weights};
+use crate::catalog::{CheckKind, CheckStatus, Instance, Locality, ServiceAddress, Weights};
 
 /// The one logical node every instance is registered on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,17 +63,25 @@ pub struct AgentService {
     pub enable_tag_override: bool,
     #[serde(rename = "ID")]
     pub id: String,
-    /// The sidecar's inbound (mTLS) port: what other sidecars dial. `null` without a sidecar.
-    #[serde(rename = "MeshPort")]
+    /// `connect-proxy`, a gateway kind, or absent for a plain service.
+    #[serde(rename = "Kind", skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    #[serde(rename = "Locality", skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Locality>,
+    /// The sidecar's inbound (mTLS) port: what other sidecars dial. Absent without a sidecar
+    /// (Consul's own field set otherwise; a Consul client comparing whole answers sees none).
+    #[serde(rename = "MeshPort", skip_serializing_if = "Option::is_none")]
     pub mesh_port: Option<u16>,
     #[serde(rename = "Meta")]
     pub meta: BTreeMap<String, String>,
     #[serde(rename = "Port")]
     pub port: u16,
+    #[serde(rename = "Proxy", skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<serde_json::Value>,
     #[serde(rename = "Service")]
     pub service: String,
-    #[serde(rename = "TaggedAddresses")]
-    pub tagged_addresses: BTreeMap<String, String>,
+    #[serde(rename = "TaggedAddresses", skip_serializing_if = "BTreeMap::is_empty")]
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
     #[serde(rename = "Tags")]
     pub tags: Vec<String>,
     #[serde(rename = "Weights")]
@@ -87,11 +95,14 @@ impl AgentService {
             datacenter: datacenter.to_owned(),
             enable_tag_override: i.enable_tag_override,
             id: i.id.clone(),
+            kind: i.extras.kind.clone(),
+            locality: i.extras.locality.clone(),
             mesh_port: i.mesh_port,
             meta: i.meta.clone(),
             port: i.port,
+            proxy: i.extras.proxy.clone(),
             service: i.name.clone(),
-            tagged_addresses: BTreeMap::new(),
+            tagged_addresses: i.extras.tagged_addresses.clone(),
             tags: i.tags.clone(),
             weights: i.weights.into(),
         }
@@ -157,6 +168,7 @@ impl HealthCheck {
             CheckKind::Http { .. } => "http",
             CheckKind::Tcp { .. } => "tcp",
             CheckKind::Ttl => "ttl",
+            CheckKind::Script { .. } => "script",
             CheckKind::Maintenance => "maintenance",
         };
         HealthCheck {

@@ -5,6 +5,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::*;
+use crate::catalog::valid_service_name;
 
 fn reg(v: Value) -> Result<Registration, RegistrationError> {
     parse_registration(&v, |name| name.to_owned())
@@ -132,9 +133,10 @@ fn bad_registrations_name_the_field() {
     let cases = [
         (json!([1, 2]), "<body>"),
         (json!({"port": 80}), "Name"),
-        (json!({"name": "Web"}), "Name"),
-        (json!({"name": "web_1"}), "Name"),
-        (json!({"name": "a".repeat(64)}), "Name"),
+        (json!({"name": "web/1"}), "Name"),
+        (json!({"name": "web", "kind": "teleporter"}), "Kind"),
+        (json!({"name": "web 1"}), "Name"),
+        (json!({"name": "a".repeat(129)}), "Name"),
         (json!({"name": "web", "id": "a/b"}), "ID"),
         (json!({"name": "web", "port": 0}), "Port"),
         (json!({"name": "web", "port": 65536}), "Port"),
@@ -202,4 +204,50 @@ fn names_and_ids() {
     assert!(!valid_service_name("a.b"));
     assert!(valid_instance_id("Web_1:x"));
     assert!(!valid_instance_id(&"x".repeat(129)));
+}
+
+#[test]
+fn consuls_names_kinds_proxies_tagged_addresses_and_sidecars_are_kept() {
+    // Consul takes names that are no DNS label; the mesh's own names stay strict.
+    let r = reg(json!({"name": "app#127.0.0.1#3000"})).unwrap();
+    assert_eq!(r.instance.id, "app#127.0.0.1#3000");
+    assert!(!valid_service_name("foo_tagged"));
+    let r = reg(json!({"name": "foo_tagged", "tagged_addresses": {
+        "lan": {"address": "10.10.10.1", "port": 8080}, "wan": {"address": "192.168.1.1", "port": 80}}}))
+    .unwrap();
+    let t = &r.instance.extras.tagged_addresses;
+    assert_eq!(
+        (t["lan"].address.as_str(), t["lan"].port),
+        ("10.10.10.1", 8080)
+    );
+    let r = reg(
+        json!({"name": "web-sidecar-proxy", "port": 21000, "Kind": "connect-proxy",
+        "Proxy": {"destination_service_name": "web", "LocalServicePort": 8080},
+        "Locality": {"Region": "us-west-1", "Zone": "us-west-1a"}}),
+    )
+    .unwrap();
+    let x = &r.instance.extras;
+    assert_eq!(x.kind, "connect-proxy");
+    assert_eq!(x.proxy.as_ref().unwrap()["DestinationServiceName"], "web");
+    assert_eq!(x.locality.as_ref().unwrap().zone, "us-west-1a");
+    let body = json!({"name": "foo_connect", "port": 8080, "connect": {"sidecar_service": {}}});
+    let parent = reg(body.clone()).unwrap();
+    let side = parse_sidecar_service(&body, &parent.instance)
+        .unwrap()
+        .unwrap();
+    assert_eq!(side.instance.id, "foo_connect-sidecar-proxy");
+    assert_eq!(side.instance.extras.kind, "connect-proxy");
+    let p = side.instance.extras.proxy.unwrap();
+    assert_eq!(
+        (
+            p["DestinationServiceName"].as_str(),
+            p["LocalServicePort"].as_u64()
+        ),
+        (Some("foo_connect"), Some(8080))
+    );
+    assert!(
+        parse_sidecar_service(&json!({"name": "x"}), &parent.instance)
+            .unwrap()
+            .is_none()
+    );
 }
