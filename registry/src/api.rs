@@ -6,10 +6,14 @@ pub mod acl;
 mod agent;
 mod agent_ops;
 pub mod authz;
+mod autopilot;
 mod ca;
+mod ca_config;
 mod catalog;
 mod config;
+mod discovery;
 pub mod error;
+mod events;
 pub mod extract;
 mod filter;
 mod health;
@@ -31,7 +35,7 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
+use axum::routing::{any, delete, get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -79,6 +83,12 @@ pub fn router(state: Arc<ApiState>) -> Router {
             "/v1/operator/raft/transfer-leader",
             post(operator::transfer_leader).put(operator::transfer_leader),
         )
+        .route("/v1/operator/autopilot/health", get(autopilot::health))
+        .route("/v1/operator/usage", get(autopilot::usage))
+        .route("/v1/operator/keyring", any(autopilot::keyring))
+        .route("/v1/event/fire/{name}", put(events::fire))
+        .route("/v1/coordinate/datacenters", get(events::datacenters))
+        .route("/v1/coordinate/update", put(events::update))
         .route("/", get(status::root))
         .route("/v1/agent/self", get(agent::agent_self))
         .route("/v1/agent/reload", put(agent_ops::reload))
@@ -156,6 +166,13 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/session/info/{id}", get(session::info))
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
+        .route("/v1/event/list", get(events::list))
+        .route(
+            "/v1/operator/autopilot/configuration",
+            get(autopilot::get_config).put(autopilot::put_config),
+        )
+        .route("/v1/coordinate/node/{node}", get(events::node))
+        .route("/v1/coordinate/nodes", get(events::nodes))
         .route("/v1/agent/services", get(agent::services))
         .route("/v1/agent/checks", get(agent::checks))
         .route("/v1/catalog/services", get(health::catalog_services))
@@ -164,6 +181,19 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/health/checks/{name}", get(health::health_checks))
         .route("/v1/health/state/{state}", get(health::health_state))
         .route("/v1/health/node/{node}", get(health::health_node))
+        .route("/v1/health/connect/{name}", get(health::health_connect))
+        .route("/v1/health/ingress/{name}", get(health::health_ingress))
+        .route("/v1/catalog/connect/{name}", get(health::catalog_connect))
+        .route("/v1/catalog/node/{node}", get(health::catalog_node))
+        .route("/v1/catalog/datacenters", get(health::catalog_datacenters))
+        .route(
+            "/v1/connect/ca/configuration",
+            get(ca_config::get).put(ca_config::put),
+        )
+        .route(
+            "/v1/discovery-chain/{name}",
+            get(discovery::chain).post(discovery::chain),
+        )
         .route("/services", get(native::list))
         .route("/services/{name}", get(native::get).delete(native::delete))
         .route("/v1/connect/ca/revoked", get(ca::revoked))
@@ -222,16 +252,29 @@ async fn one_datacenter(req: Request, next: Next) -> Response {
     }
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found("no such endpoint")
+async fn not_found() -> Response {
+    closing(ApiError::not_found("no such endpoint"))
 }
 
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
+async fn method_not_allowed() -> Response {
+    closing(ApiError::new(
         axum::http::StatusCode::METHOD_NOT_ALLOWED,
         lucid_core::ErrorCode::InvalidConfiguration,
         "method not allowed on this endpoint",
-    )
+    ))
+}
+
+/// The fallbacks never read the request body, and hyper then closes the connection after
+/// answering; saying so lets the client open a new one instead of reusing a closing one
+/// (a keep-alive client otherwise lost its next request now and then).
+fn closing(e: ApiError) -> Response {
+    use axum::response::IntoResponse;
+    let mut resp = e.into_response();
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// `lucid_http_requests_total` and `lucid_http_request_duration_seconds` by route and status.

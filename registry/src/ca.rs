@@ -15,6 +15,11 @@ use crate::store::ca::IssuedCert;
 use crate::store::state::StateError;
 use crate::types::Command;
 
+/// The replicated CA configuration's name in the settings (`store/settings.rs`).
+pub const SETTING: &str = "ca";
+/// The one field of it that changes how leaves are signed.
+pub const LEAF_TTL: &str = "LeafCertTTL";
+
 /// How often a leader looks again whether the root exists (also woken by leader changes).
 const ROOT_CHECK: Duration = Duration::from_secs(2);
 
@@ -67,8 +72,23 @@ impl Ca {
         }
     }
 
-    pub fn leaf_ttl_secs(&self) -> i64 {
-        self.leaf_ttl.whole_seconds()
+    /// How long leaves are valid: the replicated CA configuration's `LeafCertTTL` when an
+    /// operator set one (`PUT /v1/connect/ca/configuration`), else `--leaf-ttl`.
+    pub fn leaf_ttl(&self) -> Result<time::Duration, CaOpError> {
+        let set = self.node.state.setting(SETTING)?;
+        let configured = set
+            .as_ref()
+            .and_then(|s| s.value.get(LEAF_TTL)?.as_str().map(str::to_owned));
+        Ok(match configured.map(|t| lucid_core::parse_duration(&t)) {
+            Some(Ok(d)) => time::Duration::seconds(d.as_secs() as i64),
+            // Checked when written; a value that no longer parses falls back to the flag.
+            Some(Err(_)) | None => self.leaf_ttl,
+        })
+    }
+
+    /// `--leaf-ttl`, before any run-time configuration.
+    pub fn default_leaf_ttl(&self) -> Duration {
+        Duration::from_secs(self.leaf_ttl.whole_seconds().max(0) as u64)
     }
 
     /// Can this node sign leaves now? `Err` says why not (`/status` shows it).
@@ -116,7 +136,7 @@ impl Ca {
         id: &SpiffeId,
     ) -> Result<(Leaf, Arc<Signer>), CaOpError> {
         let signer = self.signer()?.ok_or(CaOpError::NotReady)?;
-        let leaf = signer.sign_csr(csr_pem, id, self.leaf_ttl, now())?;
+        let leaf = signer.sign_csr(csr_pem, id, self.leaf_ttl()?, now())?;
         self.record(&leaf, id).await?;
         Ok((leaf, signer))
     }
@@ -124,7 +144,7 @@ impl Ca {
     /// Issue a leaf with a key generated here, and record it.
     pub async fn issue(&self, id: &SpiffeId) -> Result<(Leaf, Arc<Signer>), CaOpError> {
         let signer = self.signer()?.ok_or(CaOpError::NotReady)?;
-        let leaf = signer.issue(id, self.leaf_ttl, now())?;
+        let leaf = signer.issue(id, self.leaf_ttl()?, now())?;
         self.record(&leaf, id).await?;
         Ok((leaf, signer))
     }

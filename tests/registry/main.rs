@@ -14,6 +14,7 @@ mod health;
 mod intentions;
 mod kv;
 mod limits;
+mod operator;
 mod partition;
 mod pyconsul;
 mod restore;

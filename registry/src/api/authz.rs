@@ -126,6 +126,8 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
         (false, ["certificates", _]) if *method == Method::POST => Need::Scoped,
         (false, ["services", _]) if *method == Method::DELETE => Need::Scoped,
         (false, ["v1", "agent", "connect", "authorize"]) => Need::Read,
+        // Consul's POST form only carries compile options: still a read.
+        (false, ["v1", "discovery-chain", _]) if *method == Method::POST => Need::Read,
         _ => Need::Manage,
     }
 }
@@ -249,6 +251,9 @@ mod tests {
         assert_eq!(need(&p, "/v1/acl/bootstrap"), Need::Open);
         assert_eq!(need(&Method::POST, "/v1/operator/raft/join"), Need::Manage);
         assert_eq!(need(&g, "/v1/agent/connect/ca/leaf/web"), Need::Scoped);
+        assert_eq!(need(&Method::POST, "/v1/discovery-chain/web"), Need::Read);
+        assert_eq!(need(&p, "/v1/connect/ca/configuration"), Need::Manage);
+        assert_eq!(need(&p, "/v1/event/fire/deploy"), Need::Manage);
     }
 
     #[test]

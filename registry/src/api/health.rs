@@ -62,18 +62,68 @@ pub async fn catalog_services(
     Ok(read::indexed_json(&api.node, index, out))
 }
 
-/// Instances of one service (with their checks) that pass `?tag=` and `?passing`.
+/// Which instances a service read is about.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Of {
+    /// The service's own instances (`/v1/{health,catalog}/service/<s>`).
+    Service,
+    /// What a mesh client dials to reach it (`/v1/{health,catalog}/connect/<s>`): proxies
+    /// whose `Proxy.DestinationServiceName` is the service, and its Connect-native instances.
+    Connect,
+}
+
+/// Does instance `i` carry mesh traffic for `service`?
+fn serves(i: &lucid_core::catalog::Instance, service: &str) -> bool {
+    let destination = i
+        .extras
+        .proxy
+        .as_ref()
+        .and_then(|p| p.get("DestinationServiceName"))
+        .and_then(|d| d.as_str());
+    (i.extras.kind == "connect-proxy" && destination == Some(service))
+        || (i.extras.connect_native && i.name == service)
+}
+
+/// Instances (with their checks) that pass `?tag=` and `?passing`. A `?peer=` names a
+/// cluster peering, and there are none: nothing is imported from one, so nothing matches.
 async fn select(
     api: &ApiState,
     name: &str,
     req: &Incoming,
+    of: Of,
 ) -> Result<(u64, ServiceEntries), ApiError> {
     let blocking = Blocking::from_params(&req.params)?;
     let tags: Vec<String> = req.params.all("tag").map(str::to_owned).collect();
     let passing = req.params.flag("passing");
+    let peered = req.params.get("peer").is_some_and(|p| !p.is_empty());
     let state = &api.node.state;
-    read::block_on(&api.node, read::Watch::Service(name), blocking, || {
-        let (index, all) = state.service(name)?;
+    let watch = match of {
+        Of::Service => read::Watch::Service(name),
+        Of::Connect => read::Watch::All,
+    };
+    read::block_on(&api.node, watch, blocking, || {
+        let (index, all) = match of {
+            Of::Service => state.service(name)?,
+            Of::Connect => {
+                let (index, instances, checks) = state.catalog()?;
+                let entries = instances
+                    .into_iter()
+                    .filter(|i| serves(i, name))
+                    .map(|i| {
+                        let own = checks
+                            .iter()
+                            .filter(|c| c.service_id == i.id)
+                            .cloned()
+                            .collect();
+                        (i, own)
+                    })
+                    .collect();
+                (index, entries)
+            }
+        };
+        if peered {
+            return Ok((index, Vec::new()));
+        }
         let kept = all
             .into_iter()
             .filter(|(i, _)| tags.iter().all(|t| i.tags.contains(t)))
@@ -89,9 +139,48 @@ pub async fn health_service(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    let filter = filter::from_request(&req, filter::check_service_node())?;
-    let (index, entries) = select(&api, &name, &req).await?;
-    let node = node(&api);
+    health_of(&api, &name, &req, Of::Service).await
+}
+
+/// `GET /v1/health/connect/<service>`.
+pub async fn health_connect(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    health_of(&api, &name, &req, Of::Connect).await
+}
+
+/// `GET /v1/health/ingress/<service>`: ingress gateways in front of the service. Lucid has no
+/// ingress gateways (no `ingress-gateway` config entries), so none ever answers; the
+/// filter is still checked and the answer is indexed and blocking like the others.
+pub async fn health_ingress(
+    State(api): State<Arc<ApiState>>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    filter::from_request(&req, filter::check_service_node())?;
+    let blocking = Blocking::from_params(&req.params)?;
+    let state = &api.node.state;
+    let (index, ()) = read::block_on(&api.node, read::Watch::All, blocking, || {
+        Ok((state.catalog()?.0, ()))
+    })
+    .await?;
+    Ok(read::indexed_json(
+        &api.node,
+        index,
+        Vec::<ServiceEntry>::new(),
+    ))
+}
+
+async fn health_of(
+    api: &ApiState,
+    name: &str,
+    req: &Incoming,
+    of: Of,
+) -> Result<Response, ApiError> {
+    let filter = filter::from_request(req, filter::check_service_node())?;
+    let (index, entries) = select(api, name, req, of).await?;
+    let node = node(api);
     let out: Vec<ServiceEntry> = entries
         .iter()
         .map(|(i, checks)| {
@@ -113,9 +202,27 @@ pub async fn catalog_service(
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    let filter = filter::from_request(&req, filter::service_node())?;
-    let (index, entries) = select(&api, &name, &req).await?;
-    let node = node(&api);
+    catalog_of(&api, &name, &req, Of::Service).await
+}
+
+/// `GET /v1/catalog/connect/<service>`.
+pub async fn catalog_connect(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    catalog_of(&api, &name, &req, Of::Connect).await
+}
+
+async fn catalog_of(
+    api: &ApiState,
+    name: &str,
+    req: &Incoming,
+    of: Of,
+) -> Result<Response, ApiError> {
+    let filter = filter::from_request(req, filter::service_node())?;
+    let (index, entries) = select(api, name, req, of).await?;
+    let node = node(api);
     let out: Vec<CatalogService> = entries
         .iter()
         .map(|(i, _)| CatalogService::new(i, &node))
@@ -131,7 +238,7 @@ pub async fn health_checks(
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(&req, filter::health_check())?;
-    let (index, entries) = select(&api, &name, &req).await?;
+    let (index, entries) = select(&api, &name, &req, Of::Service).await?;
     let out: Vec<HealthCheck> = entries
         .iter()
         .flat_map(|(i, checks)| {
@@ -210,4 +317,41 @@ pub async fn catalog_nodes(
     let (index, _, _) = api.node.state.catalog()?;
     let out = filter::keep(filter.as_ref(), vec![node(&api)]);
     Ok(read::indexed_json(&api.node, index, out))
+}
+
+/// `GET /v1/catalog/node/<node>`: the node and its services by ID (`?filter=` on each
+/// service). A node the catalog does not have is `null`, still indexed, as in Consul.
+pub async fn catalog_node(
+    State(api): State<Arc<ApiState>>,
+    Path(name): Path<String>,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let filter = filter::from_request(&req, filter::node_service())?;
+    let blocking = Blocking::from_params(&req.params)?;
+    let st = &api.node.state;
+    let (index, instances) = read::block_on(&api.node, read::Watch::All, blocking, || {
+        let (index, instances, _) = st.catalog()?;
+        Ok((index, instances))
+    })
+    .await?;
+    if name != NODE {
+        return Ok(read::indexed_json(
+            &api.node,
+            index,
+            serde_json::Value::Null,
+        ));
+    }
+    let services: BTreeMap<String, AgentService> = instances
+        .iter()
+        .map(|i| AgentService::new(i, DATACENTER))
+        .filter(|s| filter::passes(filter.as_ref(), s))
+        .map(|s| (s.id.clone(), s))
+        .collect();
+    let body = serde_json::json!({"Node": node(&api), "Services": services});
+    Ok(read::indexed_json(&api.node, index, body))
+}
+
+/// `GET /v1/catalog/datacenters`: this cluster is the only datacenter it knows.
+pub async fn catalog_datacenters() -> axum::Json<[&'static str; 1]> {
+    axum::Json([DATACENTER])
 }

@@ -193,7 +193,15 @@ pub async fn remove_peer(
     let peer = current
         .iter()
         .find(|p| Some(p.id) == id || Some(&p.member.raft_addr) == address.as_ref())
-        .ok_or_else(|| ApiError::not_found("no such peer in the raft configuration"))?;
+        // Consul answers an unknown peer with an error, not 404: clients read 404 on a
+        // DELETE as "nothing to do" and would report the removal as done.
+        .ok_or_else(|| {
+            ApiError::bad_request(match (&address, id) {
+                (Some(a), _) => format!("address {a:?} was not found in the Raft configuration"),
+                (None, Some(i)) => format!("id {i:?} was not found in the Raft configuration"),
+                (None, None) => "peer was not found in the Raft configuration".to_owned(),
+            })
+        })?;
     let voters = current.iter().filter(|p| p.voter).count();
     if peer.voter && voters <= 1 {
         return Err(ApiError::bad_request(format!(
