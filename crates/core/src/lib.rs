@@ -1,6 +1,8 @@
 //! lucid-core: the types every Lucid Mesh part shares.
 //!
 //! # Layout
+//! - [`acl`]: Consul's ACL rule language, its authorizer and the built-in and synthetic
+//!   policies; [`acl_request`]: the ACL objects' request bodies.
 //! - [`catalog`]: service instances and checks, parsed from Consul registration bodies.
 //! - [`config_entry`]: `service-defaults` / `proxy-defaults`: what the sidecars enforce.
 //! - [`intention`]: who may call whom; the platform's planeIsolation policy as intentions.
@@ -14,6 +16,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod acl;
+pub mod acl_request;
 pub mod catalog;
 pub mod config_entry;
 pub mod conn_limit;
