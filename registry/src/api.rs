@@ -3,6 +3,9 @@
 //! `/metrics` and controller API.
 
 pub mod acl;
+mod acl_methods;
+mod acl_objects;
+pub(crate) mod acl_resolve;
 mod agent;
 mod agent_ops;
 pub mod authz;
@@ -220,20 +223,13 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/agent/connect/authorize", post(intentions::authorize))
         .route("/v1/connect/policy", put(intentions::apply_policy))
         .route("/v1/connect/planes", get(intentions::planes))
-        .route("/v1/acl/bootstrap", put(acl::bootstrap))
-        .route("/v1/acl/token", put(acl::create))
-        .route("/v1/acl/tokens", get(acl::list))
-        .route("/v1/acl/token/self", get(acl::token_self))
-        .route(
-            "/v1/acl/token/{accessor}",
-            get(acl::read).delete(acl::delete),
-        )
         .route("/v1/config", put(config::put))
         .route("/v1/config/{kind}", get(config::list))
         .route(
             "/v1/config/{kind}/{name}",
             get(config::get).delete(config::delete),
         )
+        .merge(acl::routes(state.clone()))
         .route_layer(middleware::from_fn_with_state(state, read::leader_reads))
 }
 

@@ -147,6 +147,7 @@ pub async fn run(
         acl: api::acl::AclSettings {
             enabled: cfg.acl_enabled,
             bootstrap_secret: cfg.acl_bootstrap_token.clone(),
+            sealer: sealer.clone(),
         },
         watchers: api::limits::Watchers::new(cfg.max_blocking_per_token, cfg.max_blocking_per_ip),
         signing: api::limits::Signing::new(cfg.ca_sign_rate, cfg.ca_sign_burst),

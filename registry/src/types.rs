@@ -140,6 +140,18 @@ pub enum Command {
     AclTokenCreate { token: crate::store::acl::AclToken },
     /// Delete a token by accessor id (`ok: false` when unknown).
     AclTokenDelete { accessor_id: String },
+    /// Create (`create`) or replace a token, policy, role, auth method or binding rule.
+    /// Uniqueness is decided on the applied state: a refusal is `ok: false` with
+    /// `{"Error": why}` in the detail.
+    AclSet {
+        object: crate::store::acl::AclObject,
+        create: bool,
+    },
+    /// Delete an ACL object (`ok: false` when there is none).
+    AclDelete {
+        kind: crate::store::acl::AclKind,
+        id: String,
+    },
     /// Store the mesh root CA unless one exists (`ok: false` then: the first leader wins).
     CaInit { material: lucid_tls::CaMaterial },
     /// Record a leaf the CA signed.

@@ -76,12 +76,13 @@ async fn membership_changes_and_their_refusals() -> anyhow::Result<()> {
         let r = fc.call(Method::POST, "/v1/operator/raft/join", bad).await?;
         assert_refused(&r, StatusCode::BAD_REQUEST, "LUCID_ERR_1004");
     }
-    // Unknown peer; no peer given.
+    // Unknown peer (an error, as Consul answers: a client reads 404 on DELETE as done);
+    // no peer given.
     assert_refused(
         &fc.call(Method::DELETE, "/v1/operator/raft/peer?id=77", "")
             .await?,
-        StatusCode::NOT_FOUND,
-        "LUCID_ERR_1002",
+        StatusCode::BAD_REQUEST,
+        "LUCID_ERR_1004",
     );
     assert_refused(
         &fc.call(Method::DELETE, "/v1/operator/raft/peer", "")

@@ -1,6 +1,7 @@
 //! Integration suite for lucid-registry: real processes, real sockets, real sled files.
 
 mod acl;
+mod acl_policies;
 mod admin;
 mod ca;
 mod catalog;

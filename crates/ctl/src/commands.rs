@@ -480,6 +480,7 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
             let policy = |name: &str| {
                 vec![PolicyLink {
                     name: name.to_owned(),
+                    ..PolicyLink::default()
                 }]
             };
             let mut body = TokenCreate {
@@ -489,7 +490,10 @@ async fn acl(c: &RegistryClient, cmd: AclCmd, json_out: bool) -> anyhow::Result<
             };
             match (service, management, read_only) {
                 (Some(service_name), false, false) => {
-                    body.service_identities = vec![ServiceIdentity { service_name }]
+                    body.service_identities = vec![ServiceIdentity {
+                        service_name,
+                        ..ServiceIdentity::default()
+                    }]
                 }
                 (None, true, false) => body.policies = policy("global-management"),
                 (None, false, true) => body.policies = policy("read-only"),

@@ -56,54 +56,64 @@ impl Sealer {
 
     /// The root with its key sealed.
     pub fn seal(&self, m: &CaMaterial) -> Result<CaMaterial, CaError> {
-        let mut nonce = [0u8; NONCE_LEN];
-        SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| err("no randomness"))?;
-        let mut data = m.key_pem.as_bytes().to_vec();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(m.cert_pem.as_bytes()),
-                &mut data,
-            )
-            .map_err(|_| err("sealing failed"))?;
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&data);
         Ok(CaMaterial {
             cert_pem: m.cert_pem.clone(),
-            key_pem: format!(
-                "{PREFIX}{}",
-                base64::engine::general_purpose::STANDARD.encode(out)
-            ),
+            key_pem: self.seal_text(m.cert_pem.as_bytes(), &m.key_pem)?,
         })
     }
 
     /// The root with its key in the clear (for the signer, in memory only).
     pub fn open(&self, m: &CaMaterial) -> Result<CaMaterial, CaError> {
-        let Some(b64) = m.key_pem.strip_prefix(PREFIX) else {
-            return Err(err("the CA key is not sealed"));
+        Ok(CaMaterial {
+            cert_pem: m.cert_pem.clone(),
+            key_pem: self.open_text(m.cert_pem.as_bytes(), &m.key_pem)?,
+        })
+    }
+
+    /// Seal any short secret (an ACL token's SecretID) bound to `aad`, which must be given
+    /// again to open it: a sealed value moved to another record does not open.
+    pub fn seal_text(&self, aad: &[u8], plain: &str) -> Result<String, CaError> {
+        let mut nonce = [0u8; NONCE_LEN];
+        SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| err("no randomness"))?;
+        let mut data = plain.as_bytes().to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut data,
+            )
+            .map_err(|_| err("sealing failed"))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&data);
+        Ok(format!(
+            "{PREFIX}{}",
+            base64::engine::general_purpose::STANDARD.encode(out)
+        ))
+    }
+
+    /// Open what [`Sealer::seal_text`] sealed with the same `aad`.
+    pub fn open_text(&self, aad: &[u8], sealed: &str) -> Result<String, CaError> {
+        let Some(b64) = sealed.strip_prefix(PREFIX) else {
+            return Err(err("the value is not sealed"));
         };
         let raw = base64::engine::general_purpose::STANDARD
             .decode(b64.trim())
-            .map_err(|_| err("sealed CA key is not base64"))?;
+            .map_err(|_| err("sealed value is not base64"))?;
         if raw.len() < NONCE_LEN {
-            return Err(err("sealed CA key is truncated"));
+            return Err(err("sealed value is truncated"));
         }
         let (nonce, rest) = raw.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| err("bad nonce"))?;
         let mut data = rest.to_vec();
         let plain = self
             .key
-            .open_in_place(nonce, Aad::from(m.cert_pem.as_bytes()), &mut data)
+            .open_in_place(nonce, Aad::from(aad), &mut data)
             .map_err(|_| {
-                err("the CA key does not open with this secret (wrong --ca-key-secret-file?)")
+                err("the sealed value does not open with this secret (wrong --ca-key-secret-file?)")
             })?;
-        let key_pem = String::from_utf8(plain.to_vec()).map_err(|_| err("CA key is not text"))?;
-        Ok(CaMaterial {
-            cert_pem: m.cert_pem.clone(),
-            key_pem,
-        })
+        String::from_utf8(plain.to_vec()).map_err(|_| err("sealed value is not text"))
     }
 }
 

@@ -1,25 +1,34 @@
-//! ACL tokens (DESIGN §9), on with `--acl-enabled`: `/v1/acl/bootstrap`, `/v1/acl/token`
-//! (create; read and delete by accessor id), `/v1/acl/tokens`, `/v1/acl/token/self`. Tokens
-//! may expire (Consul's `ExpirationTime` / `ExpirationTTL`). Who may call what is decided in
-//! [`super::authz`].
+//! ACL tokens (DESIGN §9), Consul's way, on with `--acl-enabled`: `/v1/acl/bootstrap`,
+//! `/v1/acl/token` (create, with chosen IDs or not), `/v1/acl/token/<accessor>` (read,
+//! update, delete), `/v1/acl/token/<accessor>/clone`, `/v1/acl/token/self`,
+//! `/v1/acl/tokens` (with `?policy=`, `?role=`, `?authmethod=`, `?servicename=`). Tokens link
+//! policies and roles, carry service and node identities and templated policies, may be
+//! local and may expire. Policies, roles and auth methods are in `acl_objects.rs` and
+//! `acl_methods.rs`; what a token may do is decided in `acl_resolve.rs`. Every `/v1/acl/*`
+//! route answers 401 while ACLs are off, as Consul does.
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
-use axum::http::HeaderMap;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
-use lucid_core::wire::acl::{PolicyLink, ServiceIdentity, TokenView};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use lucid_core::acl::{Access, Resource};
+use lucid_core::acl_request::{self, is_uuid, Link, TokenRequest};
+use lucid_core::ErrorCode;
 use rand::Rng;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::authz::{denied, secret_of};
+use super::acl_resolve::{self as resolve, ANONYMOUS_ID};
+use super::authz::{caller_of, denied, secret_of, Caller};
 use super::error::ApiError;
-use super::extract::ApiBody;
+use super::extract::{ApiBody, Incoming};
 use super::ApiState;
-use crate::store::acl::{AclToken, TokenKind};
-use crate::types::Command;
+use crate::store::acl::{AclKind, AclObject, AclToken};
+use crate::types::{Command, CommandResult};
 
 /// ACL settings of this node.
 #[derive(Debug, Clone, Default)]
@@ -27,6 +36,8 @@ pub struct AclSettings {
     pub enabled: bool,
     /// `--acl-bootstrap-token`: the initial management secret.
     pub bootstrap_secret: Option<String>,
+    /// Seals token secrets so they can be shown back (`--ca-key-secret-file`).
+    pub sealer: Option<Arc<lucid_tls::seal::Sealer>>,
 }
 
 /// A random UUID-shaped id (Consul's accessor and secret ids look like this).
@@ -48,31 +59,156 @@ pub fn hash(secret: &str) -> String {
     lucid_tls::sha256_hex(secret.as_bytes())
 }
 
-/// Consul's bounds on `ExpirationTTL` (its `acl.token_min_expiration_ttl` / `max` defaults).
+/// Consul's bounds on a token's lifetime (its `acl.token_min_expiration_ttl` / `max`).
 const MIN_TTL: i64 = 60;
 const MAX_TTL: i64 = 24 * 3600;
 
-/// `ExpirationTime` (RFC 3339) or `ExpirationTTL` (a duration), at most one, to unix seconds.
-fn expiry(v: &Value, now: i64) -> Result<Option<i64>, ApiError> {
-    let at = v["ExpirationTime"].as_str();
-    let ttl = v["ExpirationTTL"].as_str();
-    let at = match (at, ttl) {
-        (None, None) => return Ok(None),
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "Expiration TTL and Expiration Time cannot both be set",
-            ))
+/// Every ACL route, 401 while ACLs are off.
+pub(super) fn routes(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
+    use super::{acl_methods as methods, acl_objects as objects};
+    Router::new()
+        .route("/v1/acl/bootstrap", put(bootstrap))
+        .route("/v1/acl/token", put(create))
+        .route("/v1/acl/tokens", get(list))
+        .route("/v1/acl/token/self", get(token_self))
+        .route(
+            "/v1/acl/token/{accessor}",
+            get(read).put(update).delete(delete),
+        )
+        .route("/v1/acl/token/{accessor}/clone", put(clone))
+        .route("/v1/acl/policies", get(objects::policies))
+        .route("/v1/acl/policy", put(objects::policy_create))
+        .route(
+            "/v1/acl/policy/{id}",
+            get(objects::policy_read)
+                .put(objects::policy_update)
+                .delete(objects::policy_delete),
+        )
+        .route("/v1/acl/policy/name/{name}", get(objects::policy_by_name))
+        .route("/v1/acl/roles", get(objects::roles))
+        .route("/v1/acl/role", put(objects::role_create))
+        .route(
+            "/v1/acl/role/{id}",
+            get(objects::role_read)
+                .put(objects::role_update)
+                .delete(objects::role_delete),
+        )
+        .route("/v1/acl/role/name/{name}", get(objects::role_by_name))
+        .route("/v1/acl/templated-policies", get(objects::templates))
+        .route(
+            "/v1/acl/templated-policy/name/{*name}",
+            get(objects::template_read),
+        )
+        .route(
+            "/v1/acl/templated-policy/preview/{*name}",
+            post(objects::template_preview),
+        )
+        .route("/v1/acl/auth-methods", get(methods::list))
+        .route("/v1/acl/auth-method", put(methods::create))
+        .route(
+            "/v1/acl/auth-method/{name}",
+            get(methods::read)
+                .put(methods::update)
+                .delete(methods::delete),
+        )
+        .route("/v1/acl/binding-rules", get(methods::rules))
+        .route("/v1/acl/binding-rule", put(methods::rule_create))
+        .route(
+            "/v1/acl/binding-rule/{id}",
+            get(methods::rule_read)
+                .put(methods::rule_update)
+                .delete(methods::rule_delete),
+        )
+        .route("/v1/acl/login", post(methods::login))
+        .route("/v1/acl/logout", post(methods::logout))
+        .route_layer(middleware::from_fn_with_state(state, only_when_enabled))
+}
+
+async fn only_when_enabled(State(api): State<Arc<ApiState>>, req: Request, next: Next) -> Response {
+    if api.acl.enabled {
+        return next.run(req).await;
+    }
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        ErrorCode::SecurityPolicyViolation,
+        "ACL support disabled (start the registry with --acl-enabled)",
+    )
+    .into_response()
+}
+
+/// A write refused on the applied state: its reason, as a 400.
+pub(super) fn refused(r: &CommandResult, otherwise: &str) -> ApiError {
+    let why = r
+        .detail
+        .as_ref()
+        .and_then(|d| d["Error"].as_str())
+        .unwrap_or(otherwise);
+    ApiError::bad_request(why)
+}
+
+/// A path ID that must be a UUID: anything else is a 400, not "not found" (Consul's UUID
+/// index; clients rely on the difference).
+pub(super) fn uuid_path(id: &str, what: &str) -> Result<(), ApiError> {
+    if id.is_empty() {
+        return Err(ApiError::bad_request(format!("Missing {what}")));
+    }
+    if !is_uuid(id) {
+        return Err(ApiError::bad_request(format!(
+            "{what} {id:?} is not a valid UUID"
+        )));
+    }
+    Ok(())
+}
+
+/// Policy links by ID or name to IDs; each must exist.
+pub(super) fn policy_ids(api: &ApiState, links: &[Link]) -> Result<Vec<String>, ApiError> {
+    let mut out: Vec<String> = Vec::new();
+    for l in links {
+        let id = match l {
+            Link::Id(id) => resolve::policy(api, id)?.map(|p| p.id).ok_or_else(|| {
+                ApiError::bad_request(format!("No such ACL policy with ID {id:?}"))
+            })?,
+            Link::Name(n) => resolve::policy_id(api, n)?.ok_or_else(|| {
+                ApiError::bad_request(format!("No such ACL policy with name {n:?}"))
+            })?,
+        };
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&id)) {
+            out.push(id);
         }
-        (Some(t), None) => {
+    }
+    Ok(out)
+}
+
+fn role_ids(api: &ApiState, links: &[Link]) -> Result<Vec<String>, ApiError> {
+    let st = &api.node.state;
+    let mut out: Vec<String> = Vec::new();
+    for l in links {
+        let id = match l {
+            Link::Id(id) => st
+                .acl_role(id)?
+                .map(|r| r.id)
+                .ok_or_else(|| ApiError::bad_request(format!("No such ACL role with ID {id:?}")))?,
+            Link::Name(n) => st.acl_role_id(n)?.ok_or_else(|| {
+                ApiError::bad_request(format!("No such ACL role with name {n:?}"))
+            })?,
+        };
+        if !out.iter().any(|o| o.eq_ignore_ascii_case(&id)) {
+            out.push(id);
+        }
+    }
+    Ok(out)
+}
+
+/// `ExpirationTime` or now + `ExpirationTTL`, within Consul's bounds.
+fn expiry(req: &TokenRequest, now: i64) -> Result<Option<i64>, ApiError> {
+    let at = match (&req.expiration_time, req.expiration_ttl) {
+        (None, None) => return Ok(None),
+        (Some(t), _) => {
             time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
                 .map_err(|e| ApiError::bad_request(format!("ExpirationTime {t:?}: {e}")))?
                 .unix_timestamp()
         }
-        (None, Some(d)) => {
-            let d = lucid_core::duration::parse_duration(d)
-                .map_err(|e| ApiError::bad_request(format!("ExpirationTTL {d:?}: {e}")))?;
-            now.saturating_add(d.as_secs() as i64)
-        }
+        (None, Some(d)) => now.saturating_add(d.as_secs() as i64),
     };
     let left = at - now;
     if !(MIN_TTL..=MAX_TTL).contains(&left) {
@@ -83,50 +219,61 @@ fn expiry(v: &Value, now: i64) -> Result<Option<i64>, ApiError> {
     Ok(Some(at))
 }
 
-fn token_json(t: &AclToken, secret: Option<&str>) -> TokenView {
-    let policy = |name: &str| {
-        vec![PolicyLink {
-            name: name.to_owned(),
-        }]
-    };
-    let (policies, service_identities) = match &t.kind {
-        TokenKind::Management => (policy("global-management"), Vec::new()),
-        TokenKind::ReadOnly => (policy("read-only"), Vec::new()),
-        TokenKind::Service { name } => (
-            Vec::new(),
-            vec![ServiceIdentity {
-                service_name: name.clone(),
-            }],
-        ),
-    };
-    TokenView {
-        accessor_id: t.accessor_id.clone(),
-        create_index: t.create_index,
-        description: t.description.clone(),
-        expiration_time: t.expires_at.map(super::ca::rfc3339),
-        policies,
-        secret_id: secret.map(str::to_owned),
-        service_identities,
-    }
+/// The links, identities and flags of a token request, checked against the state.
+fn token_from(api: &ApiState, req: &TokenRequest, base: AclToken) -> Result<AclToken, ApiError> {
+    Ok(AclToken {
+        description: req.description.clone(),
+        policies: policy_ids(api, &req.policies)?,
+        roles: role_ids(api, &req.roles)?,
+        service_identities: req.service_identities.clone(),
+        node_identities: req.node_identities.clone(),
+        templated_policies: req.templated_policies.clone(),
+        local: req.local,
+        ..base
+    })
 }
 
-fn acl_off() -> ApiError {
-    ApiError::bad_request("ACL support is disabled (start the registry with --acl-enabled)")
+/// Store `t` (new or replacing) and answer it as stored, its secret shown.
+async fn store(api: &ApiState, t: AclToken, create: bool) -> Result<Response, ApiError> {
+    let r = api
+        .node
+        .write(Command::AclSet {
+            object: AclObject::Token(t.clone()),
+            create,
+        })
+        .await?;
+    if !r.ok {
+        return Err(refused(&r, "the token was not stored"));
+    }
+    let stored = api
+        .node
+        .state
+        .acl_token(&t.accessor_id)?
+        .unwrap_or(AclToken {
+            create_index: r.index,
+            modify_index: r.index,
+            ..t
+        });
+    Ok(Json(resolve::view(api, &stored, true)?).into_response())
+}
+
+fn body_token(body: &ApiBody) -> Result<TokenRequest, ApiError> {
+    let v: Value = body.json()?;
+    acl_request::token(&v).map_err(|e| ApiError::bad_request(format!("Token decoding failed: {e}")))
 }
 
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
 pub async fn bootstrap(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
-    if !api.acl.enabled {
-        return Err(acl_off());
-    }
     let secret = new_id();
+    let accessor = new_id();
     let token = AclToken {
-        accessor_id: new_id(),
+        secret_sealed: resolve::seal(&api, &accessor, &secret),
+        accessor_id: accessor,
         secret_hash: hash(&secret),
         description: "Bootstrap Token (Global Management)".into(),
-        kind: TokenKind::Management,
-        create_index: 0,
-        expires_at: None,
+        policies: vec![lucid_core::acl::GLOBAL_MANAGEMENT_ID.into()],
+        create_time: lucid_core::unix_now(),
+        ..AclToken::default()
     };
     let r = api
         .node
@@ -139,148 +286,227 @@ pub async fn bootstrap(State(api): State<Arc<ApiState>>) -> Result<Response, Api
     }
     let stored = AclToken {
         create_index: r.index,
+        modify_index: r.index,
         ..token
     };
-    Ok(Json(token_json(&stored, Some(&secret))).into_response())
+    let mut view = resolve::view(&api, &stored, false)?;
+    view.secret_id = Some(secret);
+    Ok(Json(view).into_response())
 }
 
-/// `PUT /v1/acl/token`: `{Description, ServiceIdentities: [{ServiceName}]}` or
-/// `{Policies: [{Name: "global-management" | "read-only"}]}`, optional `SecretID`.
+/// `PUT /v1/acl/token`: a new token; `AccessorID` and `SecretID` may be chosen (UUIDs).
 pub async fn create(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
-    if !api.acl.enabled {
-        return Err(acl_off());
-    }
-    let v: Value = body.json()?;
-    let kind = match (v["ServiceIdentities"].as_array(), v["Policies"].as_array()) {
-        (Some(ids), None) if ids.len() == 1 => {
-            let name = ids[0]["ServiceName"].as_str().unwrap_or_default();
-            if !lucid_core::catalog::valid_service_name(name) {
-                return Err(ApiError::bad_request(format!(
-                    "ServiceIdentities[0].ServiceName {name:?} is not a service name"
-                )));
-            }
-            TokenKind::Service {
-                name: name.to_owned(),
-            }
-        }
-        (None, Some(p)) if p.len() == 1 => match p[0]["Name"].as_str() {
-            Some("global-management") => TokenKind::Management,
-            Some("read-only") => TokenKind::ReadOnly,
-            other => {
-                return Err(ApiError::bad_request(format!(
-                    "policy {other:?} is not global-management or read-only"
-                )))
-            }
-        },
-        _ => {
-            return Err(ApiError::bad_request(
-                "give exactly one of ServiceIdentities: [{ServiceName}] or Policies: [{Name}]",
-            ))
-        }
-    };
-    let secret = match v["SecretID"].as_str() {
-        Some(s) if s.len() >= 16 => s.to_owned(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "SecretID must be at least 16 characters",
-            ))
-        }
-        None => new_id(),
-    };
-    let token = AclToken {
-        accessor_id: new_id(),
+    let req = body_token(&body)?;
+    let accessor = req.accessor_id.clone().unwrap_or_else(new_id);
+    let secret = req.secret_id.clone().unwrap_or_else(new_id);
+    let now = lucid_core::unix_now();
+    let base = AclToken {
+        secret_sealed: resolve::seal(&api, &accessor, &secret),
+        accessor_id: accessor,
         secret_hash: hash(&secret),
-        description: v["Description"].as_str().unwrap_or_default().to_owned(),
-        kind,
-        create_index: 0,
-        expires_at: expiry(&v, lucid_core::unix_now())?,
+        create_time: now,
+        expires_at: expiry(&req, now)?,
+        ..AclToken::default()
     };
-    let r = api
-        .node
-        .write(Command::AclTokenCreate {
-            token: token.clone(),
-        })
-        .await?;
-    if !r.ok {
-        return Err(ApiError::conflict("a token with this SecretID exists"));
+    let t = token_from(&api, &req, base)?;
+    store(&api, t, true).await
+}
+
+/// The stored token `accessor`, the anonymous one included; `None` for a valid UUID that
+/// names no token.
+fn existing(api: &ApiState, accessor: &str) -> Result<Option<AclToken>, ApiError> {
+    uuid_path(accessor, "token AccessorID")?;
+    if accessor.eq_ignore_ascii_case(ANONYMOUS_ID) {
+        return resolve::anonymous(api).map(Some);
     }
-    let stored = AclToken {
-        create_index: r.index,
-        ..token
-    };
-    Ok(Json(token_json(&stored, Some(&secret))).into_response())
+    Ok(api.node.state.acl_token(accessor)?)
 }
 
-/// `GET /v1/acl/tokens`: every token, without secrets.
-pub async fn list(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError> {
-    let tokens = api.node.state.acl_tokens()?;
-    Ok(Json(
-        tokens
-            .iter()
-            .map(|t| token_json(t, None))
-            .collect::<Vec<_>>(),
-    )
-    .into_response())
-}
-
-/// `GET /v1/acl/token/<accessor>` (management).
-pub async fn read(
+/// `PUT /v1/acl/token/<accessor>`: replace what the token links and says. Its secret,
+/// locality and expiry stay (Consul refuses to change them).
+pub async fn update(
     State(api): State<Arc<ApiState>>,
     Path(accessor): Path<String>,
+    body: ApiBody,
 ) -> Result<Response, ApiError> {
-    match api.node.state.acl_token(&accessor)? {
-        Some(t) => Ok(Json(token_json(&t, None)).into_response()),
-        None => Err(ApiError::not_found(format!(
-            "no token with AccessorID {accessor:?}"
-        ))),
+    let req = body_token(&body)?;
+    if let Some(a) = &req.accessor_id {
+        if !a.eq_ignore_ascii_case(&accessor) {
+            return Err(ApiError::bad_request(
+                "Token Accessor ID in URL and payload do not match",
+            ));
+        }
     }
-}
-
-/// `DELETE /v1/acl/token/<accessor>` (management): `true`, as Consul answers.
-pub async fn delete(
-    State(api): State<Arc<ApiState>>,
-    Path(accessor): Path<String>,
-) -> Result<Response, ApiError> {
-    if !api.acl.enabled {
-        return Err(acl_off());
+    let old = existing(&api, &accessor)?
+        .ok_or_else(|| ApiError::not_found(format!("Cannot find token {accessor:?}")))?;
+    if let Some(s) = &req.secret_id {
+        if hash(s) != old.secret_hash {
+            return Err(ApiError::bad_request(
+                "Changing a tokens SecretID is not permitted",
+            ));
+        }
     }
-    let r = api
-        .node
-        .write(Command::AclTokenDelete {
-            accessor_id: accessor.clone(),
-        })
-        .await?;
-    if !r.ok {
-        return Err(ApiError::not_found(format!(
-            "no token with AccessorID {accessor:?}"
+    if req.local != old.local {
+        return Err(ApiError::bad_request(format!(
+            "cannot toggle local mode of {accessor}"
         )));
     }
+    if (req.expiration_time.is_some() || req.expiration_ttl.is_some())
+        && expiry(&req, lucid_core::unix_now()).ok().flatten() != old.expires_at
+    {
+        return Err(ApiError::bad_request(format!(
+            "Cannot change expiration time of {accessor}"
+        )));
+    }
+    // The anonymous token is stored the first time an operator gives it something.
+    let first =
+        old.accessor_id == ANONYMOUS_ID && api.node.state.acl_token(ANONYMOUS_ID)?.is_none();
+    let t = token_from(&api, &req, old)?;
+    store(&api, t, first).await
+}
+
+/// `PUT /v1/acl/token/<accessor>/clone` `{"Description"}`: a new token with the same links.
+pub async fn clone(
+    State(api): State<Arc<ApiState>>,
+    Path(accessor): Path<String>,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
+    let old = existing(&api, &accessor)?.ok_or_else(|| denied("ACL not found"))?;
+    if !old.auth_method.is_empty() {
+        return Err(ApiError::bad_request(
+            "Cannot clone a token created from an auth method",
+        ));
+    }
+    let description = if body.0.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let v: Value = body.json()?;
+        let o = v
+            .as_object()
+            .ok_or_else(|| ApiError::bad_request("the body must be a JSON object"))?;
+        o.iter()
+            .find(|(k, _)| lucid_core::fold_key(k) == "description")
+            .and_then(|(_, d)| d.as_str().map(str::to_owned))
+    };
+    let (accessor, secret) = (new_id(), new_id());
+    let t = AclToken {
+        secret_sealed: resolve::seal(&api, &accessor, &secret),
+        accessor_id: accessor,
+        secret_hash: hash(&secret),
+        description: description.unwrap_or_else(|| old.description.clone()),
+        create_time: lucid_core::unix_now(),
+        create_index: 0,
+        modify_index: 0,
+        ..old
+    };
+    store(&api, t, true).await
+}
+
+fn may_see_secrets(caller: &Caller) -> bool {
+    caller
+        .authorizer()
+        .allowed(Resource::Acl, "", Access::Write)
+}
+
+/// `GET /v1/acl/tokens`: every live token (the anonymous one too), filtered by at most one
+/// of `?policy=`, `?role=`, `?authmethod=`, `?servicename=` (direct links only).
+pub async fn list(
+    State(api): State<Arc<ApiState>>,
+    caller: Caller,
+    req: Incoming,
+) -> Result<Response, ApiError> {
+    let p = &req.params;
+    let filters: Vec<(&str, &str)> = ["policy", "role", "authmethod", "servicename"]
+        .into_iter()
+        .filter_map(|k| p.get(k).filter(|v| !v.is_empty()).map(|v| (k, v)))
+        .collect();
+    if filters.len() > 1 {
+        return Err(ApiError::bad_request(
+            "can only filter by one of policy, role, serviceName, or methodName at a time",
+        ));
+    }
+    let now = lucid_core::unix_now();
+    let mut tokens = api.node.state.acl_tokens()?;
+    if !tokens.iter().any(|t| t.accessor_id == ANONYMOUS_ID) {
+        tokens.push(resolve::anonymous(&api)?);
+    }
+    tokens.retain(|t| !t.expired(now));
+    if let Some((k, v)) = filters.first() {
+        tokens.retain(|t| match *k {
+            "policy" => t.links_policy(v),
+            "role" => t.roles.iter().any(|r| r.eq_ignore_ascii_case(v)),
+            "authmethod" => t.auth_method == *v,
+            _ => t.service_identities.iter().any(|s| s.service_name == *v),
+        });
+    }
+    tokens.sort_by_key(|t| t.accessor_id.to_ascii_lowercase());
+    let show = may_see_secrets(&caller);
+    let out = tokens
+        .iter()
+        .map(|t| resolve::view(&api, t, show))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Json(out).into_response())
+}
+
+/// `GET /v1/acl/token/<accessor>`: a token, its secret shown to who may write ACLs. A valid
+/// UUID that names no token is `403 ACL not found`, as Consul answers.
+pub async fn read(
+    State(api): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(accessor): Path<String>,
+) -> Result<Response, ApiError> {
+    let t = existing(&api, &accessor)?
+        .filter(|t| !t.expired(lucid_core::unix_now()))
+        .ok_or_else(|| denied("ACL not found"))?;
+    Ok(Json(resolve::view(&api, &t, may_see_secrets(&caller))?).into_response())
+}
+
+/// `DELETE /v1/acl/token/<accessor>`: `true`, also when there was none. The anonymous token
+/// and the caller's own token cannot be deleted.
+pub async fn delete(
+    State(api): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(accessor): Path<String>,
+) -> Result<Response, ApiError> {
+    uuid_path(&accessor, "token AccessorID")?;
+    if accessor.eq_ignore_ascii_case(ANONYMOUS_ID) {
+        return Err(ApiError::bad_request(
+            "Delete operation not permitted on the anonymous token",
+        ));
+    }
+    if caller
+        .accessor()
+        .is_some_and(|a| a.eq_ignore_ascii_case(&accessor))
+    {
+        return Err(ApiError::bad_request(
+            "Deletion of the request's authorization token is not permitted",
+        ));
+    }
+    api.node
+        .write(Command::AclDelete {
+            kind: AclKind::Token,
+            id: accessor,
+        })
+        .await?;
     Ok(Json(true).into_response())
 }
 
-/// `GET /v1/acl/token/self`.
+/// `GET /v1/acl/token/self`: the token whose secret the request carries, secret included.
 pub async fn token_self(
     State(api): State<Arc<ApiState>>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let secret = secret_of(&headers).ok_or_else(|| denied("no token"))?;
-    let now = lucid_core::unix_now();
-    match api
-        .node
-        .state
-        .acl_token_by_hash(&hash(&secret))?
-        .filter(|t| !t.expired(now))
-    {
-        Some(t) => Ok(Json(token_json(&t, None)).into_response()),
-        None if api.acl.bootstrap_secret.as_deref() == Some(secret.as_str()) => {
-            Ok(Json(json!({"Description": "--acl-bootstrap-token", "Policies": [{"Name": "global-management"}]})).into_response())
-        }
-        None => Err(denied("ACL not found")),
-    }
+    let secret = secret_of(&headers).ok_or_else(|| denied("ACL not found"))?;
+    // Resolving the caller checks the token exists and is live.
+    caller_of(&api, &headers)?;
+    let t = resolve::by_secret(&api, &secret)?.ok_or_else(|| denied("ACL not found"))?;
+    let mut view = resolve::view(&api, &t, false)?;
+    view.secret_id = Some(secret);
+    Ok(Json(view).into_response())
 }
 
 /// While this node leads, make sure the `--acl-bootstrap-token` secret is a stored
-/// management token.
+/// management token: Consul's initial management token.
 pub(crate) async fn ensure_bootstrap(api: Arc<ApiState>, stop: CancellationToken) {
     let Some(secret) = api.acl.bootstrap_secret.clone().filter(|_| api.acl.enabled) else {
         return;
@@ -290,14 +516,7 @@ pub(crate) async fn ensure_bootstrap(api: Arc<ApiState>, stop: CancellationToken
         if api.node.is_leader()
             && matches!(api.node.state.acl_token_by_hash(&hash(&secret)), Ok(None))
         {
-            let token = AclToken {
-                accessor_id: new_id(),
-                secret_hash: hash(&secret),
-                description: "Bootstrap Token (--acl-bootstrap-token)".into(),
-                kind: TokenKind::Management,
-                create_index: 0,
-                expires_at: None,
-            };
+            let token = resolve::initial_management(&hash(&secret));
             // The flag's token is the bootstrap: PUT /v1/acl/bootstrap is refused after it.
             let cmd = match api.node.state.acl_bootstrapped() {
                 Ok(false) => Command::AclBootstrap { token },

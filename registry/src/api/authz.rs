@@ -14,23 +14,30 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use lucid_core::acl::{Access, Authorizer, Resource};
 use lucid_core::ErrorCode;
 
+use super::agent::NODE;
 use super::error::ApiError;
 use super::limits::Key;
 use super::ApiState;
-use crate::store::acl::TokenKind;
 
-/// The caller of one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// No token (or ACLs on and none sent).
-    Anonymous,
-    /// A management token, or any request while ACLs are off.
-    Management,
-    ReadOnly,
-    /// A token with one service identity.
-    Service(String),
+/// The caller of one request: what its token may do.
+#[derive(Clone)]
+pub struct Caller {
+    authz: Arc<Authorizer>,
+    /// The token's accessor; `None` while ACLs are off.
+    accessor: Option<String>,
+    anonymous: bool,
+}
+
+impl std::fmt::Debug for Caller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Caller")
+            .field("accessor", &self.accessor)
+            .field("anonymous", &self.anonymous)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) fn denied(why: impl Into<String>) -> ApiError {
@@ -41,27 +48,100 @@ pub(crate) fn denied(why: impl Into<String>) -> ApiError {
     )
 }
 
+fn resource_name(r: Resource) -> &'static str {
+    match r {
+        Resource::Acl => "acl",
+        Resource::Agent => "agent",
+        Resource::Event => "event",
+        Resource::Intention => "intention",
+        Resource::Key => "key",
+        Resource::Keyring => "keyring",
+        Resource::Node => "node",
+        Resource::Operator => "operator",
+        Resource::Mesh => "mesh",
+        Resource::Peering => "peering",
+        Resource::Query => "query",
+        Resource::Service => "service",
+        Resource::Session => "session",
+    }
+}
+
+fn access_name(a: Access) -> &'static str {
+    match a {
+        Access::Read => "read",
+        Access::List => "list",
+        Access::Write => "write",
+    }
+}
+
 impl Caller {
-    /// May this caller act for `service` (register, deregister, update checks, sign)?
-    pub fn act_for(&self, service: &str) -> Result<(), ApiError> {
-        match self {
-            Caller::Management => Ok(()),
-            Caller::Service(own) if own == service => Ok(()),
-            Caller::Service(_) => Err(denied(format!(
-                "this token may not act for service {service:?}"
-            ))),
-            Caller::ReadOnly => Err(denied("a read-only token cannot write")),
-            Caller::Anonymous => Err(denied("this endpoint needs an ACL token")),
+    /// Any request while ACLs are off.
+    pub fn unrestricted() -> Caller {
+        Caller {
+            authz: Arc::new(Authorizer::manage_all()),
+            accessor: None,
+            anonymous: false,
         }
     }
 
+    /// A request the layer did not see: nothing allowed.
+    fn nobody() -> Caller {
+        Caller {
+            authz: Arc::new(Authorizer::new(&[], lucid_core::acl::Default::Deny)),
+            accessor: None,
+            anonymous: true,
+        }
+    }
+
+    /// May this caller do `access` on `resource` named `segment`? The refusal names the
+    /// permission missing, as Consul's does.
+    pub fn allows(
+        &self,
+        resource: Resource,
+        segment: &str,
+        access: Access,
+    ) -> Result<(), ApiError> {
+        if self.authz.allowed(resource, segment, access) {
+            return Ok(());
+        }
+        let who = match (&self.accessor, self.anonymous) {
+            (_, true) | (None, _) => "the anonymous token".to_owned(),
+            (Some(a), false) => format!("token with AccessorID '{a}'"),
+        };
+        let on = if segment.is_empty() {
+            String::new()
+        } else {
+            format!(" on {segment:?}")
+        };
+        Err(denied(format!(
+            "{who} lacks permission '{}:{}'{on}",
+            resource_name(resource),
+            access_name(access)
+        )))
+    }
+
+    /// May this caller act for `service` (register, deregister, update checks, sign)?
+    pub fn act_for(&self, service: &str) -> Result<(), ApiError> {
+        self.allows(Resource::Service, service, Access::Write)
+    }
+
+    /// May do anything: ACL write is the power to mint any token.
     pub fn is_management(&self) -> bool {
-        *self == Caller::Management
+        self.authz.allowed(Resource::Acl, "", Access::Write)
     }
 
     /// May see cluster topology (peer addresses)? Any valid token may.
     pub fn is_known(&self) -> bool {
-        *self != Caller::Anonymous
+        !self.anonymous
+    }
+
+    /// The token's accessor (`None` while ACLs are off).
+    pub fn accessor(&self) -> Option<&str> {
+        self.accessor.as_deref()
+    }
+
+    pub fn authorizer(&self) -> &Authorizer {
+        &self.authz
     }
 }
 
@@ -69,12 +149,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
-        // The layer always inserts one; a route outside it is treated as anonymous.
+        // The layer always inserts one; a route outside it may do nothing.
         Ok(parts
             .extensions
             .get::<Caller>()
             .cloned()
-            .unwrap_or(Caller::Anonymous))
+            .unwrap_or_else(Caller::nobody))
     }
 }
 
@@ -93,30 +173,56 @@ pub(crate) fn secret_of(headers: &HeaderMap) -> Option<String> {
 /// What a route needs before its handler runs.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Need {
+    /// Anyone, even with an unknown token (status, health, bootstrap, login).
     Open,
-    Read,
-    Manage,
-    /// Management or a service token; the handler decides which service it acts for.
+    /// The handler decides, on the value it parsed and will act on (a service name, a key,
+    /// an event name): one parser per request.
     Scoped,
+    /// One rule decided here: a resource without a name (acl, operator, keyring), or named by
+    /// the route alone (this agent's node).
+    Rule(Resource, Access),
+    /// Reads of the catalog as a whole: every service readable.
+    ReadAll,
 }
 
 /// Decided on the method and the matched route shape only; anything not listed needs
-/// management.
+/// `acl = "write"` (management).
 pub(crate) fn need(method: &Method, path: &str) -> Need {
+    use Access::{Read, Write};
     let seg: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let read = *method == Method::GET || *method == Method::HEAD;
+    let rw = if read { Read } else { Write };
     match (read, seg.as_slice()) {
         // As in Consul, status is not ACL-protected (load balancers and orchestration read
         // it); `/status` hides peer addresses from anonymous callers.
         (_, ["health"]) | (true, ["status"]) | (true, ["v1", "status", _]) => Need::Open,
-        (false, ["v1", "acl", "bootstrap"]) => Need::Open,
-        (true, ["v1", "acl", "token", "self"]) => Need::Read,
-        (true, ["v1", "acl", "tokens"])
-        | (true, ["v1", "acl", "token", _])
-        | (true, ["certificates"])
-        | (true, ["v1", "snapshot"]) => Need::Manage,
+        (false, ["v1", "acl", "bootstrap" | "login" | "logout"]) => Need::Open,
+        // The secret itself is the credential.
+        (true, ["v1", "acl", "token", "self"]) => Need::Scoped,
+        (false, ["v1", "acl", "templated-policy", "preview", ..]) => {
+            Need::Rule(Resource::Acl, Read)
+        }
+        (_, ["v1", "acl", ..]) => Need::Rule(Resource::Acl, rw),
+        (_, ["v1", "snapshot"]) | (true, ["certificates"]) => Need::Rule(Resource::Acl, Write),
+        (_, ["v1", "operator", "keyring"]) => Need::Rule(Resource::Keyring, rw),
+        (_, ["v1", "operator", ..]) | (_, ["v1", "connect", "ca", "configuration"]) => {
+            Need::Rule(Resource::Operator, rw)
+        }
+        (false, ["v1", "agent", "force-leave", ..]) => Need::Rule(Resource::Operator, Write),
+        (true, ["v1", "agent", "self" | "metrics" | "monitor" | "members" | "host"]) => {
+            Need::Rule(Resource::Agent, Read)
+        }
+        (false, ["v1", "agent", "reload" | "leave" | "token", ..]) => {
+            Need::Rule(Resource::Agent, Write)
+        }
+        (false, ["v1", "agent", "maintenance"]) => Need::Rule(Resource::Node, Write),
+        (_, ["v1", "session", ..]) => Need::Rule(Resource::Session, rw),
+        (true, ["v1", "event", "list"]) => Need::Rule(Resource::Event, Read),
+        (_, ["v1", "kv", ..]) | (false, ["v1", "txn"]) | (false, ["v1", "event", "fire", _]) => {
+            Need::Scoped
+        }
         (true, ["v1", "agent", "connect", "ca", "leaf", _]) => Need::Scoped,
-        (true, _) => Need::Read,
+        (true, _) => Need::ReadAll,
         (false, ["v1", "agent", "service", "register"])
         | (false, ["v1", "catalog", "register"])
         | (false, ["services", "register"])
@@ -125,42 +231,34 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
         | (false, ["v1", "agent", "check", "pass" | "warn" | "fail" | "update", _]) => Need::Scoped,
         (false, ["certificates", _]) if *method == Method::POST => Need::Scoped,
         (false, ["services", _]) if *method == Method::DELETE => Need::Scoped,
-        (false, ["v1", "agent", "connect", "authorize"]) => Need::Read,
+        (false, ["v1", "agent", "connect", "authorize"]) => Need::ReadAll,
         // Consul's POST form only carries compile options: still a read.
-        (false, ["v1", "discovery-chain", _]) if *method == Method::POST => Need::Read,
-        _ => Need::Manage,
-    }
-}
-
-fn token_for(api: &ApiState, secret: &str) -> Result<Option<TokenKind>, ApiError> {
-    let hashed = super::acl::hash(secret);
-    if let Some(boot) = &api.acl.bootstrap_secret {
-        if lucid_tls::constant_time_eq(super::acl::hash(boot).as_bytes(), hashed.as_bytes()) {
-            return Ok(Some(TokenKind::Management));
+        (false, ["v1", "discovery-chain", _]) if *method == Method::POST => Need::ReadAll,
+        (false, ["v1", "connect", "intentions", ..]) | (false, ["v1", "connect", "policy"]) => {
+            Need::Rule(Resource::Intention, Write)
         }
+        _ => Need::Rule(Resource::Acl, Write),
     }
-    let now = lucid_core::unix_now();
-    Ok(api
-        .node
-        .state
-        .acl_token_by_hash(&hashed)?
-        .filter(|t| !t.expired(now))
-        .map(|t| t.kind))
 }
 
 /// Resolve the caller of a request (used by the layer, and by `/v1/acl/token/self`).
 pub(crate) fn caller_of(api: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
     if !api.acl.enabled {
-        return Ok(Caller::Management);
+        return Ok(Caller::unrestricted());
     }
-    let Some(secret) = secret_of(headers) else {
-        return Ok(Caller::Anonymous);
+    let token = match secret_of(headers) {
+        None => super::acl_resolve::anonymous(api)?,
+        Some(secret) => {
+            super::acl_resolve::by_secret(api, &secret)?.ok_or_else(|| denied("ACL not found"))?
+        }
     };
-    Ok(match token_for(api, &secret)? {
-        None => return Err(denied("ACL not found")),
-        Some(TokenKind::Management) => Caller::Management,
-        Some(TokenKind::ReadOnly) => Caller::ReadOnly,
-        Some(TokenKind::Service { name }) => Caller::Service(name),
+    let anonymous = token
+        .accessor_id
+        .eq_ignore_ascii_case(super::acl_resolve::ANONYMOUS_ID);
+    Ok(Caller {
+        authz: Arc::new(super::acl_resolve::authorizer(api, &token)?),
+        accessor: Some(token.accessor_id),
+        anonymous,
     })
 }
 
@@ -171,7 +269,7 @@ pub async fn enforce(State(api): State<Arc<ApiState>>, mut req: Request, next: N
     let caller = match caller_of(&api, req.headers()) {
         Ok(c) => c,
         // An unknown token on an open route (a health probe with a stale token) is anonymous.
-        Err(_) if need == Need::Open => Caller::Anonymous,
+        Err(_) if need == Need::Open => Caller::nobody(),
         Err(e) => return e.into_response(),
     };
     if let Err(e) = admit(&caller, need) {
@@ -213,59 +311,132 @@ fn signs(method: &Method, path: &str) -> bool {
 }
 
 fn admit(caller: &Caller, need: Need) -> Result<(), ApiError> {
-    match (need, caller) {
-        (Need::Open, _) | (_, Caller::Management) => Ok(()),
-        (_, Caller::Anonymous) => Err(denied("this endpoint needs an ACL token")),
-        (Need::Read, _) => Ok(()),
-        (Need::Manage, _) => Err(denied("this needs a management token")),
-        (Need::Scoped, Caller::ReadOnly) => Err(denied("a read-only token cannot write")),
-        (Need::Scoped, Caller::Service(_)) => Ok(()),
+    match need {
+        Need::Open | Need::Scoped => Ok(()),
+        // Named by the route alone: this agent's node; the rest have no name.
+        Need::Rule(r, a) => match r {
+            Resource::Agent | Resource::Node | Resource::Session => caller.allows(r, NODE, a),
+            _ => caller.allows(r, "", a),
+        },
+        Need::ReadAll if caller.authz.read_all(Resource::Service) => Ok(()),
+        Need::ReadAll => Err(denied(
+            "reading the catalog needs service:read on every service (service_prefix \"\")",
+        )),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use lucid_core::acl::{parse, service_identity_rules, Default};
+
     use super::*;
 
-    #[test]
-    fn routes_need_what_design_says() {
-        let g = Method::GET;
-        let p = Method::PUT;
-        assert_eq!(need(&g, "/health"), Need::Open);
-        assert_eq!(need(&g, "/metrics"), Need::Read);
-        assert_eq!(need(&g, "/status"), Need::Open);
-        assert_eq!(need(&g, "/v1/status/leader"), Need::Open);
-        assert_eq!(need(&g, "/v1/kv/a"), Need::Read);
-        assert_eq!(need(&p, "/v1/kv/a"), Need::Manage);
-        assert_eq!(need(&p, "/v1/agent/service/register"), Need::Scoped);
-        assert_eq!(need(&Method::POST, "/v1/connect/ca/sign"), Need::Scoped);
-        assert_eq!(need(&p, "/v1/agent/check/pass/c1"), Need::Scoped);
-        assert_eq!(need(&p, "/v1/agent/check/register"), Need::Manage);
-        assert_eq!(need(&p, "/v1/agent/service/deregister/w1"), Need::Scoped);
-        assert_eq!(
-            need(&Method::DELETE, "/v1/connect/ca/certs/ab"),
-            Need::Manage
-        );
-        assert_eq!(need(&Method::DELETE, "/v1/acl/token/x"), Need::Manage);
-        assert_eq!(need(&g, "/v1/acl/tokens"), Need::Manage);
-        assert_eq!(need(&p, "/v1/acl/bootstrap"), Need::Open);
-        assert_eq!(need(&Method::POST, "/v1/operator/raft/join"), Need::Manage);
-        assert_eq!(need(&g, "/v1/agent/connect/ca/leaf/web"), Need::Scoped);
-        assert_eq!(need(&Method::POST, "/v1/discovery-chain/web"), Need::Read);
-        assert_eq!(need(&p, "/v1/connect/ca/configuration"), Need::Manage);
-        assert_eq!(need(&p, "/v1/event/fire/deploy"), Need::Manage);
+    fn caller(rules: &[&str]) -> Caller {
+        let policies: Vec<_> = rules.iter().map(|r| parse(r).unwrap()).collect();
+        Caller {
+            authz: Arc::new(Authorizer::new(&policies, Default::Deny)),
+            accessor: Some("acc".into()),
+            anonymous: false,
+        }
     }
 
     #[test]
-    fn scoped_callers_act_only_for_their_service() {
-        let web = Caller::Service("web".into());
+    fn routes_need_what_design_says() {
+        use Access::{Read, Write};
+        let g = Method::GET;
+        let p = Method::PUT;
+        assert_eq!(need(&g, "/health"), Need::Open);
+        assert_eq!(need(&g, "/metrics"), Need::ReadAll);
+        assert_eq!(need(&g, "/status"), Need::Open);
+        assert_eq!(need(&g, "/v1/status/leader"), Need::Open);
+        assert_eq!(need(&g, "/v1/kv/a"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/kv/a"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/txn"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/agent/service/register"), Need::Scoped);
+        assert_eq!(need(&Method::POST, "/v1/connect/ca/sign"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/agent/check/pass/c1"), Need::Scoped);
+        assert_eq!(
+            need(&p, "/v1/agent/check/register"),
+            Need::Rule(Resource::Acl, Write)
+        );
+        assert_eq!(need(&p, "/v1/agent/service/deregister/w1"), Need::Scoped);
+        assert_eq!(
+            need(&Method::DELETE, "/v1/connect/ca/certs/ab"),
+            Need::Rule(Resource::Acl, Write)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/v1/acl/token/x"),
+            Need::Rule(Resource::Acl, Write)
+        );
+        assert_eq!(need(&g, "/v1/acl/tokens"), Need::Rule(Resource::Acl, Read));
+        assert_eq!(need(&g, "/v1/acl/token/self"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/acl/bootstrap"), Need::Open);
+        assert_eq!(need(&Method::POST, "/v1/acl/login"), Need::Open);
+        assert_eq!(need(&g, "/v1/snapshot"), Need::Rule(Resource::Acl, Write));
+        assert_eq!(
+            need(&Method::POST, "/v1/operator/raft/join"),
+            Need::Rule(Resource::Operator, Write)
+        );
+        assert_eq!(
+            need(&g, "/v1/operator/raft/configuration"),
+            Need::Rule(Resource::Operator, Read)
+        );
+        assert_eq!(
+            need(&Method::DELETE, "/v1/operator/keyring"),
+            Need::Rule(Resource::Keyring, Write)
+        );
+        assert_eq!(need(&g, "/v1/agent/connect/ca/leaf/web"), Need::Scoped);
+        assert_eq!(
+            need(&Method::POST, "/v1/discovery-chain/web"),
+            Need::ReadAll
+        );
+        assert_eq!(
+            need(&p, "/v1/connect/ca/configuration"),
+            Need::Rule(Resource::Operator, Write)
+        );
+        assert_eq!(need(&p, "/v1/event/fire/deploy"), Need::Scoped);
+        assert_eq!(
+            need(&p, "/v1/session/create"),
+            Need::Rule(Resource::Session, Write)
+        );
+        assert_eq!(
+            need(&p, "/v1/agent/reload"),
+            Need::Rule(Resource::Agent, Write)
+        );
+        assert_eq!(need(&p, "/v1/config"), Need::Rule(Resource::Acl, Write));
+    }
+
+    #[test]
+    fn callers_are_held_to_their_rules() {
+        let web = caller(&[&service_identity_rules("web")]);
         assert!(web.act_for("web").is_ok());
-        assert!(web.act_for("db").is_err());
-        assert!(Caller::Management.act_for("db").is_ok());
-        assert!(Caller::ReadOnly.act_for("web").is_err());
-        assert!(admit(&Caller::ReadOnly, Need::Scoped).is_err());
-        assert!(admit(&Caller::Anonymous, Need::Read).is_err());
-        assert!(admit(&web, Need::Manage).is_err());
-        assert!(admit(&web, Need::Scoped).is_ok());
+        assert!(web.act_for("web-sidecar-proxy").is_ok());
+        let e = web.act_for("db").unwrap_err();
+        assert!(
+            e.message.contains("service:write") && e.message.contains("db"),
+            "{}",
+            e.message
+        );
+        assert!(!web.is_management());
+        assert!(admit(&web, Need::ReadAll).is_ok());
+        assert!(admit(&web, Need::Rule(Resource::Operator, Access::Read)).is_err());
+
+        let ro = caller(&[lucid_core::acl::global_read_only_rules()]);
+        assert!(ro.act_for("web").is_err());
+        assert!(admit(&ro, Need::ReadAll).is_ok());
+        assert!(admit(&ro, Need::Rule(Resource::Agent, Access::Read)).is_ok());
+        assert!(admit(&ro, Need::Rule(Resource::Agent, Access::Write)).is_err());
+
+        let admin = caller(&[lucid_core::acl::global_management_rules()]);
+        assert!(admin.is_management() && admin.act_for("db").is_ok());
+
+        let kv = caller(&["key_prefix \"app/\" { policy = \"write\" }"]);
+        assert!(admit(&kv, Need::ReadAll).is_err());
+        assert!(kv.allows(Resource::Key, "app/x", Access::Write).is_ok());
+        assert!(kv.allows(Resource::Key, "other", Access::Read).is_err());
+
+        assert!(admit(&Caller::nobody(), Need::ReadAll).is_err());
+        assert!(admit(&Caller::nobody(), Need::Open).is_ok());
+        assert!(Caller::unrestricted().is_management());
     }
 }

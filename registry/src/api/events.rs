@@ -11,9 +11,11 @@ use axum::response::Response;
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use lucid_core::acl::{Access, Resource};
 use serde_json::{json, Value};
 
 use super::agent::{DATACENTER, NODE};
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::{ApiBody, Incoming, Params};
 use super::read::{self, Blocking};
@@ -40,6 +42,7 @@ fn event_json(e: &UserEvent) -> Value {
 /// `PUT /v1/event/fire/<name>[?node=&service=&tag=]`, the body its payload.
 pub async fn fire(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
     params: Params,
     body: ApiBody,
@@ -49,6 +52,7 @@ pub async fn fire(
             "an event needs a name of 1-128 characters",
         ));
     }
+    caller.allows(Resource::Event, &name, Access::Write)?;
     if body.0.len() > MAX_PAYLOAD {
         return Err(ApiError::too_large(format!(
             "the payload is {} bytes; the limit is {MAX_PAYLOAD}",

@@ -11,7 +11,9 @@ use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use lucid_client::KvPair;
+use lucid_core::acl::{Access, Resource};
 
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::{ApiBody, Incoming, Params};
 use super::read::{self, Blocking};
@@ -62,6 +64,7 @@ enum Found {
 
 pub async fn get(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     path: Option<Path<String>>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
@@ -76,10 +79,17 @@ pub async fn get(
         params.flag("recurse"),
         params.get("raw").is_some(),
     );
+    // One key: key:read on it, refused even when it does not exist (as Consul does). A
+    // listing: only the keys the caller may read, none of the others.
+    if !keys && !recurse {
+        caller.allows(Resource::Key, &key, Access::Read)?;
+    }
+    let readable = |k: &str| caller.authorizer().allowed(Resource::Key, k, Access::Read);
     let state = &node.state;
     let (index, found) = read::block_on(node, read::Watch::Kv(&key), blocking, || {
         if keys {
-            let (i, ks) = state.kv_keys(&key, separator.as_deref())?;
+            let (i, mut ks) = state.kv_keys(&key, separator.as_deref())?;
+            ks.retain(|k| readable(k));
             Ok((
                 i,
                 if ks.is_empty() {
@@ -90,7 +100,11 @@ pub async fn get(
             ))
         } else if recurse {
             let (i, list) = state.kv_list(&key)?;
-            let pairs: Vec<KvPair> = list.into_iter().map(|(k, e)| pair(k, e)).collect();
+            let pairs: Vec<KvPair> = list
+                .into_iter()
+                .filter(|(k, _)| readable(k))
+                .map(|(k, e)| pair(k, e))
+                .collect();
             Ok((
                 i,
                 if pairs.is_empty() {
@@ -131,6 +145,7 @@ pub async fn get(
 
 pub async fn put(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     path: Option<Path<String>>,
     params: Params,
     body: ApiBody,
@@ -140,6 +155,7 @@ pub async fn put(
         return Err(ApiError::bad_request("missing key name"));
     }
     check_key(&key)?;
+    caller.allows(Resource::Key, &key, Access::Write)?;
     let lock = match (params.get("acquire"), params.get("release")) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -190,11 +206,30 @@ pub async fn put(
 
 pub async fn delete(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     path: Option<Path<String>>,
     params: Params,
 ) -> Result<Response, ApiError> {
     let key = key_of(path);
     let recurse = params.flag("recurse");
+    // A recursive delete needs write on the prefix and on every rule under it.
+    let may = if recurse {
+        caller.authorizer().key_write_prefix(&key)
+    } else {
+        caller
+            .authorizer()
+            .allowed(Resource::Key, &key, Access::Write)
+    };
+    if !may {
+        return Err(super::authz::denied(format!(
+            "this token lacks permission 'key:write' on {key:?}{}",
+            if recurse {
+                " and every key under it"
+            } else {
+                ""
+            }
+        )));
+    }
     if key.is_empty() && !recurse {
         return Err(ApiError::bad_request(
             "missing key name (use ?recurse to delete every key)",

@@ -12,9 +12,12 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use lucid_core::acl::{Access, Resource};
 use lucid_core::fold_key;
 use serde_json::{json, Map, Value};
 
+use super::agent::NODE;
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::ApiBody;
 use super::kv::{MAX_KEY, MAX_VALUE};
@@ -170,7 +173,55 @@ fn op(v: &Value, n: usize) -> Result<TxnOp, ApiError> {
 }
 
 /// `PUT /v1/txn`.
-pub async fn txn(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
+/// Every operation is held to the rule its kind of request would be: keys to key rules
+/// (a tree delete to write on the whole prefix), sessions to session rules on this node,
+/// services and checks to their owning service.
+fn authorize(api: &ApiState, caller: &Caller, ops: &[TxnOp]) -> Result<(), ApiError> {
+    use KvVerb::*;
+    let authz = caller.authorizer();
+    for o in ops {
+        match o {
+            TxnOp::Kv { verb, key, .. } => match verb {
+                Get | GetTree | CheckIndex | CheckSession | CheckNotExists => {
+                    caller.allows(Resource::Key, key, Access::Read)?
+                }
+                Set | Cas | Lock | Unlock | Delete | DeleteCas => {
+                    caller.allows(Resource::Key, key, Access::Write)?
+                }
+                DeleteTree if authz.key_write_prefix(key) => {}
+                DeleteTree => {
+                    return Err(super::authz::denied(format!(
+                        "this token lacks permission 'key:write' on {key:?} and every key under it"
+                    )))
+                }
+            },
+            TxnOp::Session { .. } => caller.allows(Resource::Session, NODE, Access::Write)?,
+            TxnOp::Service {
+                registration: Some(r),
+                ..
+            } => caller.act_for(&r.instance.name)?,
+            TxnOp::Service { verb, id, .. } => match verb {
+                CatalogVerb::Get => caller
+                    .allows(Resource::Service, "", Access::Read)
+                    .or_else(|_| super::agent::owns_instance(api, caller, id))?,
+                _ => super::agent::owns_instance(api, caller, id)?,
+            },
+            TxnOp::Check { .. } if caller.is_management() => {}
+            TxnOp::Check { .. } => {
+                return Err(super::authz::denied(
+                    "check operations need a management token",
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn txn(
+    State(api): State<Arc<ApiState>>,
+    caller: Caller,
+    body: ApiBody,
+) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let list = v
         .as_array()
@@ -186,6 +237,7 @@ pub async fn txn(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Resp
         .enumerate()
         .map(|(n, v)| op(v, n))
         .collect::<Result<Vec<_>, _>>()?;
+    authorize(&api, &caller, &ops)?;
     for o in &ops {
         match o {
             TxnOp::Check { check: Some(c), .. } => {

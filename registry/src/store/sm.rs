@@ -81,6 +81,10 @@ fn apply_command(
             false,
             Some(serde_json::json!({"Error": format!("invalid session {session:?}")})),
         )),
+        Command::AclSet { object, create } => Ok(match acl::set(batch, object, create, index)? {
+            Ok(()) => (true, None),
+            Err(why) => (false, Some(serde_json::json!({ "Error": why }))),
+        }),
         other => apply_plain(batch, other, index).map(|ok| (ok, None)),
     }
 }
@@ -205,7 +209,12 @@ fn apply_plain(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<b
         Command::CaInit { material } => ca::init_root(batch, &material),
         Command::AclBootstrap { token } => acl::bootstrap(batch, token, index),
         Command::AclTokenCreate { token } => acl::create(batch, token, index),
-        Command::AclTokenDelete { accessor_id } => acl::delete(batch, &accessor_id),
+        Command::AclTokenDelete { accessor_id } => {
+            acl::delete(batch, acl::AclKind::Token, &accessor_id)
+        }
+        Command::AclDelete { kind, id } => acl::delete(batch, kind, &id),
+        // Handled by `apply_command`.
+        Command::AclSet { .. } => Ok(false),
         Command::IntentionSet {
             intention,
             create_only,

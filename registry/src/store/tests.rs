@@ -150,9 +150,8 @@ async fn a_backup_of_every_record_kind_restores() {
             accessor_id: "acc-1".into(),
             secret_hash: "ab".repeat(32),
             description: "web".into(),
-            kind: acl::TokenKind::Service { name: "web".into() },
-            create_index: 0,
-            expires_at: None,
+            kind: Some(acl::TokenKind::Service { name: "web".into() }),
+            ..acl::AclToken::default()
         },
     });
     cmds.push(Command::SessionCreate {
@@ -289,9 +288,8 @@ async fn a_snapshot_install_removes_what_was_deleted_meanwhile() {
         accessor_id: "acc-1".into(),
         secret_hash: "cd".repeat(32),
         description: String::new(),
-        kind: acl::TokenKind::ReadOnly,
-        create_index: 0,
-        expires_at: None,
+        kind: Some(acl::TokenKind::ReadOnly),
+        ..acl::AclToken::default()
     };
     sm.apply(vec![
         entry(1, set("k", "v", None)),

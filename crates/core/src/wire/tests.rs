@@ -196,6 +196,7 @@ fn ca_and_token_answers_keep_their_names() {
         create_index: 4,
         description: "d".into(),
         policies: vec![PolicyLink {
+            id: "00000000-0000-0000-0000-000000000001".into(),
             name: "global-management".into(),
         }],
         secret_id: Some("s".into()),
@@ -203,12 +204,17 @@ fn ca_and_token_answers_keep_their_names() {
     };
     assert_eq!(
         bytes(&management),
-        r#"{"AccessorID":"a","CreateIndex":4,"Description":"d","Policies":[{"Name":"global-management"}],"SecretID":"s"}"#
+        concat!(
+            r#"{"AccessorID":"a","SecretID":"s","Description":"d","#,
+            r#""Policies":[{"ID":"00000000-0000-0000-0000-000000000001","Name":"global-management"}],"#,
+            r#""Local":false,"CreateIndex":4,"ModifyIndex":0}"#
+        )
     );
     assert_eq!(management.kind(), "global-management");
     let service = TokenView {
         service_identities: vec![ServiceIdentity {
             service_name: "web".into(),
+            ..ServiceIdentity::default()
         }],
         ..TokenView::default()
     };

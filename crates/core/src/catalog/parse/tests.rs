@@ -165,9 +165,10 @@ fn bad_registrations_name_the_field() {
             json!({"name": "web", "checks": [{"ttl": "5s"}, {"grpc": "x:1", "interval": "1s"}]}),
             "Checks[1].grpc",
         ),
+        // Script checks parse (the registry decides whether they may run).
         (
-            json!({"name": "web", "checks": [{"args": ["/bin/true"], "interval": "10s"}]}),
-            "Checks[0].args",
+            json!({"name": "web", "checks": [{"args": "/bin/true", "interval": "10s"}]}),
+            "Checks[0].Args",
         ),
         (
             json!({"name": "web", "checks": [{"interval": "10s"}]}),
