@@ -1,6 +1,7 @@
 -- POST /v3/kv/put (etcd's JSON gateway) with key bench/<thread>-<n> and a 100-byte value.
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-local function b64(data)
+-- Global: etcd_txn.lua reuses it.
+function b64(data)
   return ((data:gsub(".", function(x)
     local r, b = "", x:byte()
     for i = 8, 1, -1 do r = r .. (b % 2 ^ i - b % 2 ^ (i - 1) > 0 and "1" or "0") end

@@ -16,7 +16,7 @@ Mapping from the original Docker/Consul setup:
   "performance": {"raft_multiplier": 1}, "enable_script_checks": true}``
   -> ``lucid-registry --dev --data-dir <tmp> --http-addr 127.0.0.1:<p>
   --raft-addr 127.0.0.1:0 --dns-addr 127.0.0.1:0``.
-  (Lucid has no switch for script checks; the dev agent had them enabled.)
+  (The dev agent had script checks enabled: so does `--enable-script-checks`.)
 * ACL variant: ``"primary_datacenter": "dc1", "acl": {"enabled": true,
   "tokens": {"initial_management": uuid4().hex}}`` -> ``--acl-enabled
   --acl-bootstrap-token <uuid4().hex>`` (32 chars, >= the 16 lucid needs).
