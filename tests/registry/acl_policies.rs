@@ -352,3 +352,238 @@ async fn policies_decide_key_by_key_and_take_effect_at_once() -> anyhow::Result<
     assert_eq!(st, StatusCode::NOT_FOUND);
     Ok(())
 }
+
+/// Findings of the ACL review, each reproduced as the attacker sent it: a service token
+/// holds only its own service through every door (transactions, proxies, sidecars,
+/// deregistration), denied keys stay hidden from transactions, a stored policy cannot shadow
+/// a built-in name, event lists are filtered, per-service reads need only that service.
+#[tokio::test]
+async fn every_door_holds_a_service_token_to_its_own_service() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let secret_file = dir.path().join("ca.secret");
+    std::fs::write(&secret_file, "a-cluster-secret-of-enough-length")?;
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &[
+            "--acl-enabled",
+            "--acl-bootstrap-token",
+            BOOT,
+            "--ca-key-secret-file",
+            secret_file.to_str().unwrap(),
+        ],
+    )
+    .await?;
+    let mgmt = node.client().with_token(BOOT);
+    lucid_tests::wait::until(
+        "the flag token stored",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
+            Ok((st == StatusCode::OK).then_some(()))
+        },
+    )
+    .await?;
+    let reg = |c: &RegistryClient, body: Value| {
+        let c = c.clone();
+        async move { call(&c, Method::PUT, "/v1/agent/service/register", body).await }
+    };
+    ok(
+        reg(
+            &mgmt,
+            json!({"ID": "db-1", "Name": "db", "Address": "10.0.0.5", "Port": 5432}),
+        )
+        .await?,
+        "db",
+    );
+    ok(
+        reg(
+            &mgmt,
+            json!({"ID": "dbx-sidecar-proxy", "Name": "db-sidecar-proxy", "Kind": "connect-proxy",
+            "Address": "10.0.0.8", "Port": 21000, "Proxy": {"DestinationServiceName": "db"}}),
+        )
+        .await?,
+        "db's proxy",
+    );
+    let (_, web) = token(
+        &mgmt,
+        json!({"ServiceIdentities": [{"ServiceName": "web"}]}),
+    )
+    .await?;
+
+    // Transactions: no takeover of db-1, no check aimed at the registry's loopback.
+    let takeover = json!([{"Service": {"Verb": "set", "Service": {"ID": "db-1", "Service": "web", "Address": "10.0.0.7", "Port": 1}}}]);
+    let (st, v) = call(&web, Method::PUT, "/v1/txn", takeover).await?;
+    assert!(st.is_client_error(), "txn takeover: {st} {v}");
+    let forged = json!([{"Service": {"Verb": "set", "Service": {"ID": "web-10", "Service": "web", "Address": "10.0.0.7", "Port": 1,
+        "Checks": [{"CheckID": "c10", "HTTP": "http://127.0.0.1:1/admin", "Method": "DELETE", "Interval": "10s"}]}}}]);
+    let (st, v) = call(&web, Method::PUT, "/v1/txn", forged).await?;
+    assert!(st.is_client_error(), "txn check forgery: {st} {v}");
+    // A proxy for db, alone or as a sidecar, is db's to register; nothing is left behind.
+    denied(
+        reg(&web, json!({"ID": "evil-proxy", "Name": "web", "Kind": "connect-proxy", "Address": "10.0.0.66",
+            "Port": 21000, "Proxy": {"DestinationServiceName": "db"}})).await?,
+        "a proxy for db",
+    );
+    denied(
+        reg(
+            &web,
+            json!({"ID": "web-2", "Name": "web", "Address": "10.0.0.67", "Port": 80,
+            "Connect": {"SidecarService": {"Proxy": {"DestinationServiceName": "db"}}}}),
+        )
+        .await?,
+        "a sidecar for db",
+    );
+    // Deregistering its own instance does not take db's proxy with it.
+    ok(
+        reg(
+            &web,
+            json!({"ID": "dbx", "Name": "web", "Address": "10.0.0.9", "Port": 80}),
+        )
+        .await?,
+        "web dbx",
+    );
+    ok(
+        call(
+            &web,
+            Method::PUT,
+            "/v1/agent/service/deregister/dbx",
+            Value::Null,
+        )
+        .await?,
+        "deregister",
+    );
+    let services = ok(
+        call(&mgmt, Method::GET, "/v1/agent/services", Value::Null).await?,
+        "services",
+    );
+    let ids: Vec<&String> = services.as_object().unwrap().keys().collect();
+    assert_eq!(ids, ["db-1", "dbx-sidecar-proxy"], "{services}");
+    assert_eq!(services["db-1"]["Service"], "db");
+    let (_, connect) = call(&mgmt, Method::GET, "/v1/health/connect/db", Value::Null).await?;
+    assert_eq!(
+        connect.as_array().map(Vec::len),
+        Some(1),
+        "only db's own proxy: {connect}"
+    );
+
+    // A get-tree leaves out what a deny covers.
+    for k in ["app/a", "app/secret"] {
+        ok(
+            call(&mgmt, Method::PUT, &format!("/v1/kv/{k}"), json!(k)).await?,
+            k,
+        );
+    }
+    let kv = policy(
+        &mgmt,
+        "kv",
+        "key_prefix \"app/\" { policy = \"write\" }\nkey \"app/secret\" { policy = \"deny\" }",
+    )
+    .await?;
+    let (_, kvt) = token(&mgmt, json!({"Policies": [{"ID": kv}]})).await?;
+    let v = ok(
+        call(
+            &kvt,
+            Method::PUT,
+            "/v1/txn",
+            json!([{"KV": {"Verb": "get-tree", "Key": "app/"}}]),
+        )
+        .await?,
+        "get-tree",
+    );
+    let keys: Vec<&str> = v["Results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["KV"]["Key"].as_str())
+        .collect();
+    assert_eq!(keys, ["app/a"], "{v}");
+
+    // A stored policy cannot take the name that means the built-in read-only policy.
+    let (st, v) = call(
+        &mgmt,
+        Method::PUT,
+        "/v1/acl/policy",
+        json!({"Name": "read-only", "Rules": "key_prefix \"public/\" { policy = \"read\" }"}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+
+    // Events: a deny hides one by name; a prefix-scoped token lists its own.
+    for e in ["x-deploy", "secret-deploy"] {
+        ok(
+            call(
+                &mgmt,
+                Method::PUT,
+                &format!("/v1/event/fire/{e}"),
+                Value::Null,
+            )
+            .await?,
+            e,
+        );
+    }
+    let ev = policy(
+        &mgmt,
+        "ev",
+        "event_prefix \"\" { policy = \"read\" }\nevent \"secret-deploy\" { policy = \"deny\" }",
+    )
+    .await?;
+    let (_, evt) = token(&mgmt, json!({"Policies": [{"ID": ev}]})).await?;
+    let v = ok(
+        call(&evt, Method::GET, "/v1/event/list", Value::Null).await?,
+        "events",
+    );
+    let names: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["Name"].as_str())
+        .collect();
+    assert_eq!(names, ["x-deploy"]);
+
+    // One service's reader reads that service (not the whole catalog).
+    let one = policy(&mgmt, "db-read", "service \"db\" { policy = \"read\" }").await?;
+    let (_, dbr) = token(&mgmt, json!({"Policies": [{"ID": one}]})).await?;
+    ok(
+        call(&dbr, Method::GET, "/v1/health/service/db", Value::Null).await?,
+        "db's health",
+    );
+    denied(
+        call(&dbr, Method::GET, "/v1/health/service/web", Value::Null).await?,
+        "web's health",
+    );
+
+    // The anonymous token updated the way the consul CLI does (the whole token sent back).
+    let v = ok(
+        call(
+            &mgmt,
+            Method::PUT,
+            "/v1/acl/token/00000000-0000-0000-0000-000000000002",
+            json!({"AccessorID": "00000000-0000-0000-0000-000000000002", "SecretID": "anonymous",
+                   "Description": "Anonymous Token", "Policies": [{"ID": one}]}),
+        )
+        .await?,
+        "anonymous update",
+    );
+    assert_eq!(v["Policies"][0]["Name"], "db-read");
+
+    // A UUID secret is one secret whatever its case.
+    let (_, _) = token(
+        &mgmt,
+        json!({"SecretID": "abcdef01-2345-6789-abcd-ef0123456789", "Policies": [{"ID": one}]}),
+    )
+    .await?;
+    let upper = RegistryClient::new(&node.http).with_token("ABCDEF01-2345-6789-ABCD-EF0123456789");
+    ok(
+        call(&upper, Method::GET, "/v1/health/service/db", Value::Null).await?,
+        "upper-case secret",
+    );
+    let (st, v) = call(
+        &mgmt,
+        Method::PUT,
+        "/v1/acl/token",
+        json!({"SecretID": "ABCDEF01-2345-6789-ABCD-EF0123456789"}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "the same secret twice: {v}");
+    Ok(())
+}

@@ -251,10 +251,13 @@ fn templated_policies(o: &Obj<'_>) -> Result<Vec<TemplatedPolicy>, BodyError> {
     Ok(out)
 }
 
-/// Parse a token body. Checks on the body alone: IDs are UUIDs and not reserved, a local
-/// token names no datacenters for its service identities, at most one of `ExpirationTime`
-/// and `ExpirationTTL`, and a TTL above zero.
-pub fn token(body: &Value) -> Result<TokenRequest, BodyError> {
+/// Parse a token body. Checks on the body alone: a new token's IDs (`creating`) are UUIDs
+/// and not reserved, a local token names no datacenters for its service identities, at most
+/// one of `ExpirationTime` and `ExpirationTTL`, and a TTL above zero. An update may repeat
+/// the token's own IDs whatever they are (the anonymous token's secret is `anonymous`, the
+/// initial management token's whatever the operator chose): the registry compares them
+/// with the stored token.
+pub fn token(body: &Value, creating: bool) -> Result<TokenRequest, BodyError> {
     let o = Obj::new(body, String::new())?;
     o.only(&[
         "accessorid",
@@ -282,19 +285,24 @@ pub fn token(body: &Value) -> Result<TokenRequest, BodyError> {
             "AuthMethod field is disallowed outside of Login",
         ));
     }
-    for f in ["AccessorID", "SecretID"] {
-        if let Some(v) = id(&o, f)? {
-            if v.to_ascii_lowercase().starts_with(RESERVED_PREFIX) {
-                return Err(bad(
-                    f,
-                    format!("UUIDs with the prefix {RESERVED_PREFIX:?} are reserved"),
-                ));
-            }
+    let chosen = |f: &str| -> Result<Option<String>, BodyError> {
+        if !creating {
+            return Ok(Some(string(&o, f)?).filter(|v| !v.is_empty()));
         }
-    }
+        let v = id(&o, f)?;
+        if v.as_ref()
+            .is_some_and(|v| v.to_ascii_lowercase().starts_with(RESERVED_PREFIX))
+        {
+            return Err(bad(
+                f,
+                format!("UUIDs with the prefix {RESERVED_PREFIX:?} are reserved"),
+            ));
+        }
+        Ok(v)
+    };
     let req = TokenRequest {
-        accessor_id: id(&o, "AccessorID")?,
-        secret_id: id(&o, "SecretID")?,
+        accessor_id: chosen("AccessorID")?,
+        secret_id: chosen("SecretID")?,
         description: string(&o, "Description")?,
         policies: links(&o, "Policies")?,
         roles: links(&o, "Roles")?,

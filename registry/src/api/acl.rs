@@ -54,8 +54,12 @@ pub fn new_id() -> String {
     )
 }
 
-/// SHA-256 of a secret, lower-case hex.
+/// SHA-256 of a secret, lower-case hex. A UUID-shaped secret is hashed lower-cased: Consul
+/// compares them without case, so `ABC...` and `abc...` must be one secret, not two tokens.
 pub fn hash(secret: &str) -> String {
+    if is_uuid(secret) {
+        return lucid_tls::sha256_hex(secret.to_ascii_lowercase().as_bytes());
+    }
     lucid_tls::sha256_hex(secret.as_bytes())
 }
 
@@ -257,9 +261,10 @@ async fn store(api: &ApiState, t: AclToken, create: bool) -> Result<Response, Ap
     Ok(Json(resolve::view(api, &stored, true)?).into_response())
 }
 
-fn body_token(body: &ApiBody) -> Result<TokenRequest, ApiError> {
+fn body_token(body: &ApiBody, creating: bool) -> Result<TokenRequest, ApiError> {
     let v: Value = body.json()?;
-    acl_request::token(&v).map_err(|e| ApiError::bad_request(format!("Token decoding failed: {e}")))
+    acl_request::token(&v, creating)
+        .map_err(|e| ApiError::bad_request(format!("Token decoding failed: {e}")))
 }
 
 /// `PUT /v1/acl/bootstrap`: the first management token, once.
@@ -296,7 +301,7 @@ pub async fn bootstrap(State(api): State<Arc<ApiState>>) -> Result<Response, Api
 
 /// `PUT /v1/acl/token`: a new token; `AccessorID` and `SecretID` may be chosen (UUIDs).
 pub async fn create(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Response, ApiError> {
-    let req = body_token(&body)?;
+    let req = body_token(&body, true)?;
     let accessor = req.accessor_id.clone().unwrap_or_else(new_id);
     let secret = req.secret_id.clone().unwrap_or_else(new_id);
     let now = lucid_core::unix_now();
@@ -312,14 +317,19 @@ pub async fn create(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<R
     store(&api, t, true).await
 }
 
-/// The stored token `accessor`, the anonymous one included; `None` for a valid UUID that
-/// names no token.
+/// The live token `accessor`, the anonymous one included; `None` for a valid UUID that
+/// names no token or an expired one (an expired token is gone in all but storage).
 fn existing(api: &ApiState, accessor: &str) -> Result<Option<AclToken>, ApiError> {
     uuid_path(accessor, "token AccessorID")?;
     if accessor.eq_ignore_ascii_case(ANONYMOUS_ID) {
         return resolve::anonymous(api).map(Some);
     }
-    Ok(api.node.state.acl_token(accessor)?)
+    let now = lucid_core::unix_now();
+    Ok(api
+        .node
+        .state
+        .acl_token(accessor)?
+        .filter(|t| !t.expired(now)))
 }
 
 /// `PUT /v1/acl/token/<accessor>`: replace what the token links and says. Its secret,
@@ -329,7 +339,7 @@ pub async fn update(
     Path(accessor): Path<String>,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
-    let req = body_token(&body)?;
+    let req = body_token(&body, false)?;
     if let Some(a) = &req.accessor_id {
         if !a.eq_ignore_ascii_case(&accessor) {
             return Err(ApiError::bad_request(

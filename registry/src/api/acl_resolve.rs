@@ -115,7 +115,7 @@ pub(crate) fn policy(api: &ApiState, id: &str) -> Result<Option<PolicyView>, Api
 /// A policy's ID by name. `read-only` is the name lucid's tokens used for the built-in
 /// read-only policy before Consul's policies existed; it still names it.
 pub(crate) fn policy_id(api: &ApiState, name: &str) -> Result<Option<String>, ApiError> {
-    if name == "read-only" {
+    if name == crate::store::acl::LEGACY_READ_ONLY {
         return Ok(Some(rules::GLOBAL_READ_ONLY_ID.into()));
     }
     if let Some((id, _)) = BUILTIN_POLICIES.iter().find(|(_, n)| *n == name) {

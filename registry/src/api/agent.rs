@@ -50,6 +50,10 @@ pub async fn register_service(
     let sidecar =
         lucid_core::catalog::parse_sidecar_service(&v, &registration.instance).map_err(refused)?;
     let replace_checks = params.flag("replace-existing-checks");
+    // Both are authorised before either is written: a refused sidecar leaves nothing behind.
+    if let Some(side) = &sidecar {
+        super::register::vet(&api, &caller, side)?;
+    }
     let mut res = super::register::register(&api, &caller, registration, replace_checks).await?;
     if let Some(side) = sidecar {
         res = super::register::register(&api, &caller, side, replace_checks).await?;
@@ -106,10 +110,21 @@ pub async fn deregister_service(
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     owns_instance(&api, &caller, &id)?;
-    // A sidecar Consul registered with the service goes with it.
+    // A sidecar Consul registered with the service goes with it: only one that fronts this
+    // very instance (another service's proxy may carry the same id pattern).
     let sidecar = format!("{id}-sidecar-proxy");
     if let Some((side, _)) = api.node.state.instance_entry(&sidecar)? {
-        if side.extras.kind == "connect-proxy" {
+        let fronts = side
+            .extras
+            .proxy
+            .as_ref()
+            .and_then(|p| p.get("DestinationServiceID"))
+            .and_then(|d| d.as_str())
+            == Some(id.as_str());
+        if side.extras.kind == "connect-proxy"
+            && fronts
+            && owns_instance(&api, &caller, &sidecar).is_ok()
+        {
             let cmd = Command::CatalogDeregister {
                 service_id: sidecar,
                 at_ms: crate::types::now_ms(),

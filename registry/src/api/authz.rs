@@ -217,7 +217,10 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
         }
         (false, ["v1", "agent", "maintenance"]) => Need::Rule(Resource::Node, Write),
         (_, ["v1", "session", ..]) => Need::Rule(Resource::Session, rw),
-        (true, ["v1", "event", "list"]) => Need::Rule(Resource::Event, Read),
+        // Filtered per event, per service, per check: the handler reads what it lists.
+        (true, ["v1", "event", "list"])
+        | (true, ["v1", "health", "service" | "checks" | "connect", _])
+        | (true, ["v1", "catalog", "service" | "connect", _]) => Need::Scoped,
         (_, ["v1", "kv", ..]) | (false, ["v1", "txn"]) | (false, ["v1", "event", "fire", _]) => {
             Need::Scoped
         }
@@ -395,6 +398,9 @@ mod tests {
             Need::Rule(Resource::Operator, Write)
         );
         assert_eq!(need(&p, "/v1/event/fire/deploy"), Need::Scoped);
+        assert_eq!(need(&g, "/v1/event/list"), Need::Scoped);
+        assert_eq!(need(&g, "/v1/health/service/web"), Need::Scoped);
+        assert_eq!(need(&g, "/v1/catalog/services"), Need::ReadAll);
         assert_eq!(
             need(&p, "/v1/session/create"),
             Need::Rule(Resource::Session, Write)

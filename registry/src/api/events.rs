@@ -80,8 +80,18 @@ pub async fn fire(
 }
 
 /// `GET /v1/event/list[?name=]`: the kept events, oldest first, blocking on the newest.
-pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Response, ApiError> {
+pub async fn list(
+    State(api): State<Arc<ApiState>>,
+    caller: Caller,
+    req: Incoming,
+) -> Result<Response, ApiError> {
     let name = req.params.get("name").map(str::to_owned);
+    // Only the events the caller may read (`event` rules by name), as Consul filters.
+    let readable = |n: &str| {
+        caller
+            .authorizer()
+            .allowed(Resource::Event, n, Access::Read)
+    };
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
     let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
@@ -89,7 +99,7 @@ pub async fn list(State(api): State<Arc<ApiState>>, req: Incoming) -> Result<Res
         let index = events.last().map_or(1, |e| e.ltime);
         let out: Vec<Value> = events
             .iter()
-            .filter(|e| name.as_deref().is_none_or(|n| e.name == n))
+            .filter(|e| name.as_deref().is_none_or(|n| e.name == n) && readable(&e.name))
             .map(event_json)
             .collect();
         Ok((index, out))

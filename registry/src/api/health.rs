@@ -6,10 +6,12 @@ use std::sync::Arc;
 
 use axum::extract::{Path, State};
 use axum::response::Response;
+use lucid_core::acl::{Access, Resource};
 use lucid_core::catalog::{Check, CheckStatus};
 use lucid_core::wire::catalog::{AgentService, CatalogService, HealthCheck, Node, ServiceEntry};
 
 use super::agent::{DATACENTER, NODE};
+use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::Incoming;
 use super::filter;
@@ -86,12 +88,17 @@ fn serves(i: &lucid_core::catalog::Instance, service: &str) -> bool {
 
 /// Instances (with their checks) that pass `?tag=` and `?passing`. A `?peer=` names a
 /// cluster peering, and there are none: nothing is imported from one, so nothing matches.
+///
+/// With ACLs on, reading one service needs `service:read` on it (not on every service, as
+/// the catalog-wide reads do).
 async fn select(
     api: &ApiState,
+    caller: &Caller,
     name: &str,
     req: &Incoming,
     of: Of,
 ) -> Result<(u64, ServiceEntries), ApiError> {
+    caller.allows(Resource::Service, name, Access::Read)?;
     let blocking = Blocking::from_params(&req.params)?;
     let tags: Vec<String> = req.params.all("tag").map(str::to_owned).collect();
     let passing = req.params.flag("passing");
@@ -136,19 +143,21 @@ async fn select(
 
 pub async fn health_service(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    health_of(&api, &name, &req, Of::Service).await
+    health_of(&api, &caller, &name, &req, Of::Service).await
 }
 
 /// `GET /v1/health/connect/<service>`.
 pub async fn health_connect(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    health_of(&api, &name, &req, Of::Connect).await
+    health_of(&api, &caller, &name, &req, Of::Connect).await
 }
 
 /// `GET /v1/health/ingress/<service>`: ingress gateways in front of the service. Lucid has no
@@ -174,12 +183,13 @@ pub async fn health_ingress(
 
 async fn health_of(
     api: &ApiState,
+    caller: &Caller,
     name: &str,
     req: &Incoming,
     of: Of,
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(req, filter::check_service_node())?;
-    let (index, entries) = select(api, name, req, of).await?;
+    let (index, entries) = select(api, caller, name, req, of).await?;
     let node = node(api);
     let out: Vec<ServiceEntry> = entries
         .iter()
@@ -199,29 +209,32 @@ async fn health_of(
 
 pub async fn catalog_service(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    catalog_of(&api, &name, &req, Of::Service).await
+    catalog_of(&api, &caller, &name, &req, Of::Service).await
 }
 
 /// `GET /v1/catalog/connect/<service>`.
 pub async fn catalog_connect(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
-    catalog_of(&api, &name, &req, Of::Connect).await
+    catalog_of(&api, &caller, &name, &req, Of::Connect).await
 }
 
 async fn catalog_of(
     api: &ApiState,
+    caller: &Caller,
     name: &str,
     req: &Incoming,
     of: Of,
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(req, filter::service_node())?;
-    let (index, entries) = select(api, name, req, of).await?;
+    let (index, entries) = select(api, caller, name, req, of).await?;
     let node = node(api);
     let out: Vec<CatalogService> = entries
         .iter()
@@ -234,11 +247,12 @@ async fn catalog_of(
 /// `GET /v1/health/checks/<service>`: the service's checks, blocking on its index.
 pub async fn health_checks(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(name): Path<String>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(&req, filter::health_check())?;
-    let (index, entries) = select(&api, &name, &req, Of::Service).await?;
+    let (index, entries) = select(&api, &caller, &name, &req, Of::Service).await?;
     let out: Vec<HealthCheck> = entries
         .iter()
         .flat_map(|(i, checks)| {

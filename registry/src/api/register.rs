@@ -20,6 +20,42 @@ use super::error::ApiError;
 use super::ApiState;
 use crate::types::{Command, CommandResult};
 
+/// Everything a registration must pass before it is written, whichever endpoint or
+/// transaction carries it: `service:write` on its name and, for a `connect-proxy`, on the
+/// service it fronts (else a token could put its own endpoints into another service's mesh
+/// answers); script checks only where enabled; a service token's checks aimed at its own
+/// instance; no other service's instance id, no other instance's check id.
+pub(super) fn vet(
+    api: &ApiState,
+    caller: &Caller,
+    registration: &Registration,
+) -> Result<(), ApiError> {
+    let inst = &registration.instance;
+    caller.act_for(&inst.name)?;
+    if inst.extras.kind == "connect-proxy" {
+        let destination = inst
+            .extras
+            .proxy
+            .as_ref()
+            .and_then(|p| p.get("DestinationServiceName"))
+            .and_then(|d| d.as_str())
+            .unwrap_or_default();
+        if destination.is_empty() {
+            return Err(ApiError::bad_request(
+                "a connect-proxy registration needs Proxy.DestinationServiceName",
+            ));
+        }
+        caller.act_for(destination)?;
+    }
+    scripts_allowed(api, &registration.checks)?;
+    if !caller.is_management() {
+        checks_own_instance(api, registration)?;
+    }
+    // Refuse before writing what the state machine would refuse anyway (it re-checks at
+    // apply time, so a concurrent registration cannot slip between the two).
+    taken(api, registration, !caller.is_management())
+}
+
 /// Authorise and write a parsed registration.
 pub(super) async fn register(
     api: &ApiState,
@@ -27,15 +63,8 @@ pub(super) async fn register(
     registration: Registration,
     replace_checks: bool,
 ) -> Result<CommandResult, ApiError> {
-    caller.act_for(&registration.instance.name)?;
-    scripts_allowed(api, &registration.checks)?;
-    if !caller.is_management() {
-        checks_own_instance(api, &registration)?;
-    }
+    vet(api, caller, &registration)?;
     let id = registration.instance.id.clone();
-    // Refuse before writing what the state machine would refuse anyway (it re-checks at
-    // apply time, so a concurrent registration cannot slip between the two).
-    taken(api, &registration, !caller.is_management())?;
     let res = api
         .node
         .write(Command::CatalogRegister {

@@ -142,6 +142,8 @@ fn op(v: &Value, n: usize) -> Result<TxnOp, ApiError> {
                 verb,
                 id,
                 registration,
+                // Set by `authorize` from the caller.
+                keep_owner: true,
             })
         }
         "check" => {
@@ -176,10 +178,10 @@ fn op(v: &Value, n: usize) -> Result<TxnOp, ApiError> {
 /// Every operation is held to the rule its kind of request would be: keys to key rules
 /// (a tree delete to write on the whole prefix), sessions to session rules on this node,
 /// services and checks to their owning service.
-fn authorize(api: &ApiState, caller: &Caller, ops: &[TxnOp]) -> Result<(), ApiError> {
+fn authorize(api: &ApiState, caller: &Caller, ops: &mut [TxnOp]) -> Result<(), ApiError> {
     use KvVerb::*;
     let authz = caller.authorizer();
-    for o in ops {
+    for o in ops.iter_mut() {
         match o {
             TxnOp::Kv { verb, key, .. } => match verb {
                 Get | GetTree | CheckIndex | CheckSession | CheckNotExists => {
@@ -196,10 +198,16 @@ fn authorize(api: &ApiState, caller: &Caller, ops: &[TxnOp]) -> Result<(), ApiEr
                 }
             },
             TxnOp::Session { .. } => caller.allows(Resource::Session, NODE, Access::Write)?,
+            // The same checks as every registration endpoint, and the owner kept at apply
+            // time for anyone but management.
             TxnOp::Service {
                 registration: Some(r),
+                keep_owner,
                 ..
-            } => caller.act_for(&r.instance.name)?,
+            } => {
+                super::register::vet(api, caller, r)?;
+                *keep_owner = !caller.is_management();
+            }
             TxnOp::Service { verb, id, .. } => match verb {
                 CatalogVerb::Get => caller
                     .allows(Resource::Service, "", Access::Read)
@@ -232,22 +240,15 @@ pub async fn txn(
             list.len()
         )));
     }
-    let ops = list
+    let mut ops = list
         .iter()
         .enumerate()
         .map(|(n, v)| op(v, n))
         .collect::<Result<Vec<_>, _>>()?;
-    authorize(&api, &caller, &ops)?;
+    authorize(&api, &caller, &mut ops)?;
     for o in &ops {
-        match o {
-            TxnOp::Check { check: Some(c), .. } => {
-                super::register::scripts_allowed(&api, std::slice::from_ref(c))?
-            }
-            TxnOp::Service {
-                registration: Some(r),
-                ..
-            } => super::register::scripts_allowed(&api, &r.checks)?,
-            _ => {}
+        if let TxnOp::Check { check: Some(c), .. } = o {
+            super::register::scripts_allowed(&api, std::slice::from_ref(c))?
         }
     }
     let res = api
@@ -257,9 +258,19 @@ pub async fn txn(
             now_ms: now_ms(),
         })
         .await?;
-    let answer = res
+    let mut answer = res
         .detail
         .unwrap_or_else(|| json!({"Results": null, "Errors": null}));
+    // A get-tree answers the whole subtree: leave out what the caller may not read, as
+    // Consul filters transaction results.
+    if let Some(results) = answer.get_mut("Results").and_then(Value::as_array_mut) {
+        results.retain(|r| {
+            r.get("KV")
+                .and_then(|kv| kv.get("Key"))
+                .and_then(Value::as_str)
+                .is_none_or(|k| caller.authorizer().allowed(Resource::Key, k, Access::Read))
+        });
+    }
     let status = if res.ok {
         StatusCode::OK
     } else {

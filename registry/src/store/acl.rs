@@ -39,6 +39,10 @@ pub const BUILTIN_POLICIES: [(&str, &str); 2] = [
     ),
 ];
 
+/// The name lucid's read-only tokens linked before Consul's policies existed; it still
+/// names the built-in read-only policy, so no stored policy may take it.
+pub const LEGACY_READ_ONLY: &str = "read-only";
+
 /// What a token stored before policies existed could do; read back as the built-in policy
 /// or service identity it became.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,10 +285,12 @@ fn set_named<T: Serialize + serde::de::DeserializeOwned>(
         (None, false) => return Ok(Err(format!("cannot find {what} {id}"))),
         _ => {}
     }
+    let reserved = what == "policy"
+        && (BUILTIN_POLICIES.iter().any(|(_, n)| *n == name) || name == LEGACY_READ_ONLY);
     if owner
         .as_deref()
         .is_some_and(|o| !o.eq_ignore_ascii_case(id))
-        || BUILTIN_POLICIES.iter().any(|(_, n)| *n == name) && what == "policy"
+        || reserved
     {
         return Ok(Err(format!(
             "Invalid {}: A {} with Name {name:?} already exists",

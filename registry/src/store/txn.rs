@@ -62,6 +62,10 @@ pub enum TxnOp {
         /// The service id (`get`, `delete`).
         id: String,
         registration: Option<Registration>,
+        /// Refuse a `set` that would take another service's instance id (anyone but
+        /// management); absent in entries written before it existed.
+        #[serde(default)]
+        keep_owner: bool,
     },
     Check {
         verb: CatalogVerb,
@@ -295,16 +299,17 @@ fn other(
             verb,
             id,
             registration,
+            keep_owner,
         } => match (verb, registration) {
             (CatalogVerb::Set, Some(reg)) => {
                 let reg = reg.clone();
                 let id = reg.instance.id.clone();
-                if catalog::register(batch, reg, false, false, index)? {
+                if catalog::register(batch, reg, false, *keep_owner, index)? {
                     let i = catalog::instance(batch, &id)?;
                     Ok(i.iter().map(|i| service_json(i, index)).collect())
                 } else {
                     Err(format!(
-                        "failed to set service {id:?}: its checks belong to another instance"
+                        "failed to set service {id:?}: its id or its checks belong to another service or instance"
                     ))
                 }
             }

@@ -280,8 +280,18 @@ fn scalar(items: &[Item], key: &str, context: &str) -> Result<Option<String>, Ru
 fn block_rules(items: &[Item], b: &Block) -> Result<Vec<RawRule>, RulesError> {
     let mut out = Vec::new();
     for it in matching(items, b.key) {
-        if let [_, label, ..] = it.keys.as_slice() {
-            out.push(rule(b, label, &it.val, it.at)?);
+        match it.keys.as_slice() {
+            [_, label] => out.push(rule(b, label, &it.val, it.at)?),
+            // `key "a" "b" { ... }` would be a rule on `a` for a reader who skims; Consul
+            // refuses it, so say so rather than guess.
+            [_, label, extra, ..] => {
+                let msg = format!(
+                    "{} {label:?} {extra:?}: a rule takes one label, as in {} \"<name>\" {{ policy = \"read\" }}",
+                    b.key, b.key
+                );
+                return Err(shape_error(it.at, msg));
+            }
+            _ => {}
         }
     }
     for it in matching(items, b.key).filter(|i| i.keys.len() == 1) {

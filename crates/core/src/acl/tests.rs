@@ -591,6 +591,10 @@ fn bad_rules_are_refused_with_what_is_wrong() {
     );
     parse_err(r#"key = "x""#, "key: expected labelled rules");
     parse_err(
+        r#"key "a" "b" { policy = "write" }"#,
+        r#"key "a" "b": a rule takes one label"#,
+    );
+    parse_err(
         r#"service "web" = { policy = "read" }"#,
         "nested object expected: LBRACE got: ASSIGN",
     );

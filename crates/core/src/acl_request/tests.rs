@@ -17,24 +17,40 @@ fn uuids_are_checked_by_shape_and_keep_their_case() {
     ] {
         assert!(!is_uuid(bad), "{bad}");
     }
-    let t = token(&json!({"AccessorID": "00000000-DEAD-BEEF-0000-000000000000"})).unwrap();
+    let t = token(
+        &json!({"AccessorID": "00000000-DEAD-BEEF-0000-000000000000"}),
+        true,
+    )
+    .unwrap();
     assert_eq!(
         t.accessor_id.as_deref(),
         Some("00000000-DEAD-BEEF-0000-000000000000")
     );
-    assert!(token(&json!({"AccessorID": "unknown"})).is_err());
+    assert!(token(&json!({"AccessorID": "unknown"}), true).is_err());
 }
 
 #[test]
 fn reserved_ids_cannot_be_chosen() {
-    let e = token(&json!({"AccessorID": "00000000-0000-0000-0000-000000000002"})).unwrap_err();
+    let e = token(
+        &json!({"AccessorID": "00000000-0000-0000-0000-000000000002"}),
+        true,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("reserved"), "{e}");
-    assert!(token(&json!({"SecretID": "00000000-0000-0000-0000-000000000001"})).is_err());
+    assert!(token(
+        &json!({"SecretID": "00000000-0000-0000-0000-000000000001"}),
+        true
+    )
+    .is_err());
 }
 
 #[test]
 fn a_token_may_have_nothing_but_an_id() {
-    let t = token(&json!({"SecretID": "DEADBEEF-0000-0000-0000-000000000000"})).unwrap();
+    let t = token(
+        &json!({"SecretID": "DEADBEEF-0000-0000-0000-000000000000"}),
+        true,
+    )
+    .unwrap();
     assert_eq!(t.description, "");
     assert!(t.policies.is_empty() && t.service_identities.is_empty());
 }
@@ -49,7 +65,7 @@ fn token_links_identities_and_templates() {
         "NodeIdentities": [{"NodeName": "deaf", "Datacenter": "dc1"}],
         "TemplatedPolicies": [{"TemplateName": "builtin/service", "TemplateVariables": {"Name": "my-service"}}],
         "ExpirationTTL": "10m",
-    }))
+    }), true)
     .unwrap();
     assert_eq!(
         t.policies,
@@ -112,7 +128,7 @@ fn bad_tokens_are_refused_with_the_field() {
         (json!([1]), "object"),
     ];
     for (body, want) in cases {
-        let e = token(&body).unwrap_err().to_string();
+        let e = token(&body, true).unwrap_err().to_string();
         assert!(e.contains(want), "{body}: {e}");
     }
 }
@@ -147,4 +163,16 @@ fn policies_roles_methods_and_rules_parse() {
         binding_rule(&json!({"AuthMethod": "m", "BindType": "user", "BindName": "x"})).is_err()
     );
     assert!(binding_rule(&json!({"BindType": "service", "BindName": "x"})).is_err());
+}
+
+#[test]
+fn an_update_may_repeat_the_tokens_own_ids() {
+    let body =
+        json!({"AccessorID": "00000000-0000-0000-0000-000000000002", "SecretID": "anonymous"});
+    assert!(
+        token(&body, true).is_err(),
+        "reserved and not a UUID on create"
+    );
+    let t = token(&body, false).unwrap();
+    assert_eq!(t.secret_id.as_deref(), Some("anonymous"));
 }
