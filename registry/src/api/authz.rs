@@ -48,32 +48,6 @@ pub(crate) fn denied(why: impl Into<String>) -> ApiError {
     )
 }
 
-fn resource_name(r: Resource) -> &'static str {
-    match r {
-        Resource::Acl => "acl",
-        Resource::Agent => "agent",
-        Resource::Event => "event",
-        Resource::Intention => "intention",
-        Resource::Key => "key",
-        Resource::Keyring => "keyring",
-        Resource::Node => "node",
-        Resource::Operator => "operator",
-        Resource::Mesh => "mesh",
-        Resource::Peering => "peering",
-        Resource::Query => "query",
-        Resource::Service => "service",
-        Resource::Session => "session",
-    }
-}
-
-fn access_name(a: Access) -> &'static str {
-    match a {
-        Access::Read => "read",
-        Access::List => "list",
-        Access::Write => "write",
-    }
-}
-
 impl Caller {
     /// Any request while ACLs are off.
     pub fn unrestricted() -> Caller {
@@ -115,8 +89,8 @@ impl Caller {
         };
         Err(denied(format!(
             "{who} lacks permission '{}:{}'{on}",
-            resource_name(resource),
-            access_name(access)
+            resource.as_str(),
+            access.as_str()
         )))
     }
 
