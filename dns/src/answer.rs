@@ -75,7 +75,7 @@ pub fn resolve(
             let set = std::str::from_utf8(service)
                 .ok()
                 .and_then(|s| zone.service(s));
-            let mut eps: Vec<&Endpoint> = set
+            let eps: Vec<&Endpoint> = set
                 .map(|s| {
                     s.endpoints
                         .iter()
@@ -84,30 +84,65 @@ pub fn resolve(
                         .collect()
                 })
                 .unwrap_or_default();
-            if eps.is_empty() {
-                // Consul's behaviour: no usable instance is NXDOMAIN, not an empty answer.
-                nxdomain(zone, origin)
-            } else {
-                eps.shuffle(rng);
-                let mut a = Answer::default();
-                for ep in eps {
-                    match qtype {
-                        RecordType::A | RecordType::AAAA | RecordType::ANY => {
-                            push_addr(&mut a.answers, owner, ep.ip, qtype, ttl)
-                        }
-                        RecordType::SRV => push_srv(&mut a, owner, ep, ttl),
-                        _ => {}
-                    }
-                }
-                if a.answers.is_empty() {
-                    nodata(zone, origin)
-                } else {
-                    a
-                }
-            }
+            endpoints(zone, origin, owner, qtype, eps, ttl, rng)
         }
+        Lookup::Query { origin, name } => match zone.query(&name) {
+            // DNS has no mesh endpoints and no peers; the node has no meta to match.
+            Some(Ok(q))
+                if !q.service.connect
+                    && q.service.peer.is_empty()
+                    && q.service.node_meta.is_empty() =>
+            {
+                let s = &q.service;
+                let eps: Vec<&Endpoint> = zone
+                    .service(&s.service.to_ascii_lowercase())
+                    .map(|set| {
+                        set.endpoints
+                            .iter()
+                            .map(|e| &**e)
+                            .filter(|e| s.status_ok(e.status) && s.admits(&e.tags, &e.service_meta))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let ttl = q.dns_ttl_secs().unwrap_or(ttl);
+                endpoints(zone, origin, owner, qtype, eps, ttl, rng)
+            }
+            _ => nxdomain(zone, origin),
+        },
     };
     Some(answer)
+}
+
+/// The records for a set of endpoints, shuffled: NXDOMAIN when there is none (Consul's
+/// behaviour: no usable instance is not an empty answer), NODATA when none has the type.
+fn endpoints(
+    zone: &Zone,
+    origin: Origin,
+    owner: &Name,
+    qtype: RecordType,
+    mut eps: Vec<&Endpoint>,
+    ttl: u32,
+    rng: &mut impl Rng,
+) -> Answer {
+    if eps.is_empty() {
+        return nxdomain(zone, origin);
+    }
+    eps.shuffle(rng);
+    let mut a = Answer::default();
+    for ep in eps {
+        match qtype {
+            RecordType::A | RecordType::AAAA | RecordType::ANY => {
+                push_addr(&mut a.answers, owner, ep.ip, qtype, ttl)
+            }
+            RecordType::SRV => push_srv(&mut a, owner, ep, ttl),
+            _ => {}
+        }
+    }
+    if a.answers.is_empty() {
+        nodata(zone, origin)
+    } else {
+        a
+    }
 }
 
 fn nxdomain(zone: &Zone, origin: Origin) -> Answer {

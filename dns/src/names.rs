@@ -1,5 +1,6 @@
 //! What a query name asks for: a service (optionally by tag), an SRV-style service name, an
-//! instance, the zone apex, or nothing we know, in our zone or in Consul's `service.consul`.
+//! instance, a prepared query (`<name>.query`), the zone apex, or nothing we know, in our
+//! zone or in Consul's `service.consul` / `query.consul`.
 
 use hickory_proto::rr::LowerName;
 
@@ -25,6 +26,8 @@ pub enum Lookup<'a> {
     },
     /// `<id>.instance`: the id's labels joined with dots.
     Instance { origin: Origin, id: String },
+    /// `<name>.query`: a prepared query's ID or name (its labels joined with dots).
+    Query { origin: Origin, name: String },
     /// In a zone we serve, but not a name we have.
     Unknown(Origin),
     /// Not ours: refuse or forward.
@@ -45,6 +48,10 @@ pub fn classify<'a>(name: &'a LowerName, zone: &[Vec<u8>]) -> Lookup<'a> {
         Some([rel @ .., last]) if *last == b"service" => match rel {
             [] => Lookup::Unknown(Origin::Consul),
             _ => service_form(rel, Origin::Consul),
+        },
+        Some([rel @ .., last]) if *last == b"query" && !rel.is_empty() => Lookup::Query {
+            origin: Origin::Consul,
+            name: joined(rel),
         },
         Some(_) => Lookup::Unknown(Origin::Consul),
         None => Lookup::Outside,
@@ -68,18 +75,25 @@ fn strip_suffix<'l, 'a, L: AsRef<[u8]>>(
 fn within<'a>(rel: &[&'a [u8]], origin: Origin) -> Lookup<'a> {
     match rel {
         [] => Lookup::Apex(origin),
-        [id @ .., last] if *last == b"instance" && !id.is_empty() => {
-            let id: Vec<String> = id
-                .iter()
-                .map(|l| String::from_utf8_lossy(l).into_owned())
-                .collect();
-            Lookup::Instance {
-                origin,
-                id: id.join("."),
-            }
-        }
+        [id @ .., last] if *last == b"instance" && !id.is_empty() => Lookup::Instance {
+            origin,
+            id: joined(id),
+        },
+        [name @ .., last] if *last == b"query" && !name.is_empty() => Lookup::Query {
+            origin,
+            name: joined(name),
+        },
         _ => service_form(rel, origin),
     }
+}
+
+/// Labels joined with dots, as the name was written.
+fn joined(labels: &[&[u8]]) -> String {
+    let parts: Vec<String> = labels
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    parts.join(".")
 }
 
 fn service_form<'a>(rel: &[&'a [u8]], origin: Origin) -> Lookup<'a> {
@@ -153,6 +167,16 @@ mod tests {
         assert_eq!(classify(&n, &z), Lookup::Unknown(Origin::Ours));
         let n = name("instance.lucid.internal.");
         assert_eq!(classify(&n, &z), svc(Origin::Ours, "instance", None));
+        let n = name("redis.primary.query.lucid.internal.");
+        assert_eq!(
+            classify(&n, &z),
+            Lookup::Query {
+                origin: Origin::Ours,
+                name: "redis.primary".into()
+            }
+        );
+        let n = name("query.lucid.internal.");
+        assert_eq!(classify(&n, &z), svc(Origin::Ours, "query", None));
     }
 
     #[test]
@@ -164,6 +188,16 @@ mod tests {
         assert_eq!(classify(&n, &z), svc(Origin::Consul, "web", Some("v2")));
         let n = name("_web._tcp.service.consul.");
         assert_eq!(classify(&n, &z), svc(Origin::Consul, "web", None));
+        let n = name("geo-db-x.query.consul.");
+        assert_eq!(
+            classify(&n, &z),
+            Lookup::Query {
+                origin: Origin::Consul,
+                name: "geo-db-x".into()
+            }
+        );
+        let n = name("query.consul.");
+        assert_eq!(classify(&n, &z), Lookup::Unknown(Origin::Consul));
         let n = name("node1.node.consul.");
         assert_eq!(classify(&n, &z), Lookup::Unknown(Origin::Consul));
         let n = name("consul.");

@@ -3,7 +3,7 @@
 //! hold `Arc`s, so a change to one service copies pointers, not records) and are published
 //! with one atomic swap, so a query never sees half a change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -11,6 +11,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::rr::rdata::SOA;
 use hickory_proto::rr::{Name, RData, Record};
 use lucid_core::catalog::{CheckStatus, Instance};
+use lucid_core::query::{PreparedQuery, QueryTable, RenderError};
 
 /// Settings the zone is built with.
 #[derive(Debug, Clone)]
@@ -76,6 +77,8 @@ pub struct Endpoint {
     pub tags: Vec<String>,
     /// Meta as `k=v` strings for TXT.
     pub meta: Vec<String>,
+    /// All of the meta, for prepared queries' `ServiceMeta`.
+    pub service_meta: BTreeMap<String, String>,
     pub status: CheckStatus,
 }
 
@@ -114,6 +117,7 @@ impl Endpoint {
                 .filter(|(k, _)| cfg.txt_meta.as_ref().is_none_or(|keys| keys.contains(k)))
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect(),
+            service_meta: inst.meta.clone(),
             status,
         }
     }
@@ -168,6 +172,8 @@ pub struct Zone {
     index: u64,
     services: HashMap<String, Arc<ServiceSet>>,
     instances: HashMap<Arc<str>, Arc<Endpoint>>,
+    /// Prepared queries, for `<query>.query.<domain>`.
+    queries: Arc<QueryTable>,
     soa: Record,
     consul_soa: Record,
 }
@@ -185,6 +191,7 @@ impl Zone {
             index: 0,
             services: HashMap::new(),
             instances: HashMap::new(),
+            queries: Arc::default(),
         }
     }
 
@@ -208,6 +215,18 @@ impl Zone {
 
     pub fn instance(&self, lower_id: &str) -> Option<&Endpoint> {
         self.instances.get(lower_id).map(|e| &**e)
+    }
+
+    /// The prepared query `asked` names (by ID, name or template prefix), rendered for it.
+    pub fn query(&self, asked: &str) -> Option<Result<PreparedQuery, RenderError>> {
+        self.queries.resolve(asked)
+    }
+
+    /// This zone with `queries` as its prepared queries.
+    pub fn with_queries(&self, queries: QueryTable) -> Zone {
+        let mut z = self.at(self.index, self.services.clone(), self.instances.clone());
+        z.queries = Arc::new(queries);
+        z
     }
 
     /// The SOA for negative answers in our zone, or in `consul.` when `consul` is set.
@@ -315,6 +334,7 @@ impl Zone {
             index,
             services,
             instances,
+            queries: self.queries.clone(),
         }
     }
 }

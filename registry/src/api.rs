@@ -25,6 +25,7 @@ mod kv;
 pub mod limits;
 mod native;
 mod operator;
+mod query;
 pub mod read;
 mod register;
 mod session;
@@ -170,6 +171,13 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/session/node/{node}", get(session::node))
         .route("/v1/session/list", get(session::list))
         .route("/v1/event/list", get(events::list))
+        .route("/v1/query", get(query::list).post(query::create))
+        .route(
+            "/v1/query/{id}",
+            get(query::get).put(query::update).delete(query::delete),
+        )
+        .route("/v1/query/{id}/execute", get(query::execute))
+        .route("/v1/query/{id}/explain", get(query::explain))
         .route(
             "/v1/operator/autopilot/configuration",
             get(autopilot::get_config).put(autopilot::put_config),

@@ -1,11 +1,12 @@
-//! Keeps the DNS zone equal to the local replica's catalog: waits for the state machine to
-//! report changed instances, re-reads only those, and swaps the new zone in. No timer: a
-//! change is in DNS as soon as it is applied on this node.
+//! Keeps the DNS zone equal to the local replica's catalog and prepared queries: waits for
+//! the state machine to report changed instances (or queries), re-reads only those, and swaps
+//! the new zone in. No timer: a change is in DNS as soon as it is applied on this node.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use lucid_core::catalog::{Check, CheckStatus};
+use lucid_core::query::QueryTable;
 use lucid_dns::{InstanceChange, ServiceInput, Zone, ZoneHandle};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +45,10 @@ fn whole_catalog(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
     Ok(zone.rebuilt(index, services))
 }
 
+fn with_queries(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
+    Ok(zone.with_queries(QueryTable::new(state.queries()?.1)))
+}
+
 fn some_instances(
     state: &StateReader,
     zone: &Zone,
@@ -62,7 +67,7 @@ fn some_instances(
 /// The zone for the catalog as it is now (so DNS never starts out empty).
 pub(crate) fn initial(state: &StateReader, cfg: lucid_dns::ZoneConfig) -> ZoneHandle {
     let empty = Zone::new(cfg);
-    match whole_catalog(state, &empty) {
+    match whole_catalog(state, &empty).and_then(|z| with_queries(state, &z)) {
         Ok(zone) => ZoneHandle::new(zone),
         Err(e) => {
             tracing::error!(error = %e, "cannot read the catalog for DNS; starting empty");
@@ -80,9 +85,15 @@ pub(crate) async fn follow(state: StateReader, handle: ZoneHandle, stop: Cancell
         };
         let current = handle.load();
         let next = if change.all {
-            whole_catalog(&state, &current)
+            whole_catalog(&state, &current).and_then(|z| with_queries(&state, &z))
         } else {
-            some_instances(&state, &current, change.instances)
+            some_instances(&state, &current, change.instances).and_then(|z| {
+                if change.queries {
+                    with_queries(&state, &z)
+                } else {
+                    Ok(z)
+                }
+            })
         };
         match next {
             Ok(zone) => {

@@ -102,6 +102,14 @@ pub enum Command {
     EventFire {
         event: crate::store::events::UserEvent,
     },
+    /// `POST /v1/query` (`create`) or `PUT /v1/query/<id>`; `CommandResult::detail` carries
+    /// `{"Error": ...}` when refused (a name taken, an unknown session).
+    QuerySet {
+        query: lucid_core::query::PreparedQuery,
+        create: bool,
+    },
+    /// `DELETE /v1/query/<id>` (`ok: false` when there is none).
+    QueryDelete { id: String },
     /// `PUT /v1/txn`: every operation or none; `CommandResult::detail` carries Consul's
     /// `{"Results": [...]}` or `{"Errors": [...]}`.
     Txn {

@@ -99,6 +99,26 @@ expect("ttl_warn drops it from passing=True", c.health.service("worker", passing
 c.agent.check.ttl_fail("service:w-1")
 expect("ttl_fail makes it critical", c.agent.checks()["service:w-1"]["Status"] == "critical")
 
+# --- prepared queries (py-consul always sends a name_prefix_match template) --------------------
+q = c.query.create("db", name="db-near", onlypassing=True, ttl="10s")
+expect("query.create answers an ID", len(q["ID"]) == 36)
+expect("query.get shows the definition", c.query.get(q["ID"])[0]["Service"]["Service"] == "db")
+expect("query.list lists it", [x["ID"] for x in c.query.list()] == [q["ID"]])
+r = c.query.execute("db-near")
+expect("execute by name answers the healthy instance with the query's TTL",
+       [n["Service"]["ID"] for n in r["Nodes"]] == ["db-1"] and r["DNS"]["TTL"] == "10s")
+expect("execute by ID answers the same", len(c.query.execute(q["ID"])["Nodes"]) == 1)
+try:
+    c.query.create("web", name="db-near")
+    expect("a second query with a taken name is refused", False)
+except consul.ConsulException as e:
+    expect("a second query with a taken name is refused", "aliases an existing query name" in str(e))
+c.query.update(q["ID"], "worker", name="db-near", onlypassing=True)
+expect("after update it selects the critical worker: nobody", c.query.execute("db-near")["Nodes"] == [])
+expect("explain shows the rendered query", c.query.explain("db-near")["Query"]["Service"]["Service"] == "worker")
+c.query.delete(q["ID"])
+expect("query.delete removes it", c.query.list() == [])
+
 c.agent.service.deregister("web-1")
 expect("deregister removes the instance", "web-1" not in c.agent.services())
 expect("deregister removes its checks", "service:web-1" not in c.agent.checks())

@@ -18,6 +18,7 @@ mod limits;
 mod operator;
 mod partition;
 mod pyconsul;
+mod query;
 mod restore;
 mod sessions;
 mod trust;

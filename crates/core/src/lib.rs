@@ -8,6 +8,7 @@
 //! - [`intention`]: who may call whom; the platform's planeIsolation policy as intentions.
 //! - [`filter`]: Consul's `?filter=` expressions (go-bexpr), checked against a schema.
 //! - [`session`]: Consul's session create body.
+//! - [`query`]: Consul's prepared queries: the definition, name lookup, templates.
 //! - [`grpc`]: gRPC status codes, their names in config entries, their HTTP equivalents.
 //! - [`error`]: the platform's `LUCID_ERR_<n>` codes and the JSON error envelope.
 //! - [`conn_limit`]: caps on connections per listener and per peer address.
@@ -27,6 +28,7 @@ pub mod filter;
 pub mod grpc;
 pub mod intention;
 mod obj;
+pub mod query;
 pub mod session;
 pub mod wire;
 

@@ -294,3 +294,61 @@ fn long_meta_is_split_into_dns_strings() {
     assert!(parts.iter().all(|p| p.len() <= 255));
     assert_eq!(parts.concat(), "é".repeat(200));
 }
+
+#[test]
+fn prepared_queries_answer_by_name_id_and_template() {
+    use lucid_core::query::{parse, QueryTable};
+    let mk = |id: &str, body: serde_json::Value| {
+        let mut q = parse(&body).unwrap();
+        q.id = id.into();
+        q
+    };
+    let z = zone(false).with_queries(QueryTable::new(vec![
+        mk(
+            "0b3c-id",
+            serde_json::json!({"Name": "web-v1", "Service": {"Service": "web", "Tags": ["v1", "!v2"],
+                "OnlyPassing": true}, "DNS": {"TTL": "30s"}}),
+        ),
+        mk(
+            "tpl",
+            serde_json::json!({"Name": "svc-", "Template": {"Type": "name_prefix_match"},
+                "Service": {"Service": "${name.suffix}"}}),
+        ),
+        mk(
+            "meta",
+            serde_json::json!({"Name": "web-meta", "Service": {"Service": "web",
+                "ServiceMeta": {"version": "9"}}}),
+        ),
+    ]));
+    let a = ask(&z, "web-v1.query.lucid.internal.", RecordType::A).unwrap();
+    assert_eq!(ips(&a), ["10.0.0.1"], "tagged, passing only");
+    assert!(a.answers.iter().all(|r| r.ttl == 30), "the query's TTL");
+    let a = ask(&z, "web-v1.query.lucid.internal.", RecordType::AAAA).unwrap();
+    assert_eq!(ips(&a), ["fd00::6"]);
+    let a = ask(&z, "0b3c-id.query.consul.", RecordType::A).unwrap();
+    assert_eq!(ips(&a), ["10.0.0.1"], "by ID, in Consul's zone");
+    let a = ask(&z, "svc-web.query.lucid.internal.", RecordType::A).unwrap();
+    assert_eq!(
+        ips(&a),
+        ["10.0.0.1", "10.0.0.2"],
+        "a template renders the service"
+    );
+    assert!(a.answers.iter().all(|r| r.ttl == 0), "the zone's TTL");
+    let a = ask(&z, "svc-db.query.lucid.internal.", RecordType::SRV).unwrap();
+    assert_eq!(a.answers.len(), 1);
+    for (name, why) in [
+        (
+            "web-meta.query.lucid.internal.",
+            "no instance has version 9",
+        ),
+        ("svc-nothing.query.lucid.internal.", "no such service"),
+        ("nope.query.lucid.internal.", "no such query"),
+    ] {
+        let a = ask(&z, name, RecordType::A).unwrap();
+        assert_eq!(a.rcode, ResponseCode::NXDomain, "{why}");
+        assert!(a.soa.is_some());
+    }
+    // Without queries the same name is simply unknown.
+    let a = ask(&zone(false), "web-v1.query.lucid.internal.", RecordType::A).unwrap();
+    assert_eq!(a.rcode, ResponseCode::NXDomain);
+}

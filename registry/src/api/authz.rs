@@ -199,6 +199,8 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
             Need::Scoped
         }
         (true, ["v1", "agent", "connect", "ca", "leaf", _]) => Need::Scoped,
+        // Decided per query (its name) and per answer (the service it reads).
+        (_, ["v1", "query", ..]) => Need::Scoped,
         (true, _) => Need::ReadAll,
         (false, ["v1", "agent", "service", "register"])
         | (false, ["v1", "catalog", "register"])
@@ -220,13 +222,18 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
 
 /// Resolve the caller of a request (used by the layer, and by `/v1/acl/token/self`).
 pub(crate) fn caller_of(api: &ApiState, headers: &HeaderMap) -> Result<Caller, ApiError> {
+    caller_with(api, secret_of(headers).as_deref())
+}
+
+/// The caller a secret makes (`None`: the anonymous token); unrestricted while ACLs are off.
+pub(crate) fn caller_with(api: &ApiState, secret: Option<&str>) -> Result<Caller, ApiError> {
     if !api.acl.enabled {
         return Ok(Caller::unrestricted());
     }
-    let token = match secret_of(headers) {
+    let token = match secret {
         None => super::acl_resolve::anonymous(api)?,
         Some(secret) => {
-            super::acl_resolve::by_secret(api, &secret)?.ok_or_else(|| denied("ACL not found"))?
+            super::acl_resolve::by_secret(api, secret)?.ok_or_else(|| denied("ACL not found"))?
         }
     };
     let anonymous = token
@@ -384,6 +391,9 @@ mod tests {
             Need::Rule(Resource::Agent, Write)
         );
         assert_eq!(need(&p, "/v1/config"), Need::Rule(Resource::Acl, Write));
+        assert_eq!(need(&Method::POST, "/v1/query"), Need::Scoped);
+        assert_eq!(need(&g, "/v1/query/q/execute"), Need::Scoped);
+        assert_eq!(need(&Method::DELETE, "/v1/query/q"), Need::Scoped);
     }
 
     #[test]

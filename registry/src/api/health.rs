@@ -19,7 +19,7 @@ use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::catalog::ServiceEntries;
 
-fn node(api: &ApiState) -> Node {
+pub(super) fn node(api: &ApiState) -> Node {
     let addr = api
         .node
         .me
@@ -66,7 +66,7 @@ pub async fn catalog_services(
 
 /// Which instances a service read is about.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Of {
+pub(super) enum Of {
     /// The service's own instances (`/v1/{health,catalog}/service/<s>`).
     Service,
     /// What a mesh client dials to reach it (`/v1/{health,catalog}/connect/<s>`): proxies
@@ -109,25 +109,7 @@ async fn select(
         Of::Connect => read::Watch::All,
     };
     read::block_on(&api.node, watch, blocking, || {
-        let (index, all) = match of {
-            Of::Service => state.service(name)?,
-            Of::Connect => {
-                let (index, instances, checks) = state.catalog()?;
-                let entries = instances
-                    .into_iter()
-                    .filter(|i| serves(i, name))
-                    .map(|i| {
-                        let own = checks
-                            .iter()
-                            .filter(|c| c.service_id == i.id)
-                            .cloned()
-                            .collect();
-                        (i, own)
-                    })
-                    .collect();
-                (index, entries)
-            }
-        };
+        let (index, all) = instances_of(state, name, of)?;
         if peered {
             return Ok((index, Vec::new()));
         }
@@ -181,6 +163,49 @@ pub async fn health_ingress(
     ))
 }
 
+/// Every instance `of` service `name` with its checks, and the index they are at.
+pub(super) fn instances_of(
+    state: &crate::store::StateReader,
+    name: &str,
+    of: Of,
+) -> Result<(u64, ServiceEntries), crate::store::state::StateError> {
+    match of {
+        Of::Service => state.service(name),
+        Of::Connect => {
+            let (index, instances, checks) = state.catalog()?;
+            let entries = instances
+                .into_iter()
+                .filter(|i| serves(i, name))
+                .map(|i| {
+                    let own = checks
+                        .iter()
+                        .filter(|c| c.service_id == i.id)
+                        .cloned()
+                        .collect();
+                    (i, own)
+                })
+                .collect();
+            Ok((index, entries))
+        }
+    }
+}
+
+/// One instance as `/v1/health/service` shows it: node, service, the node's serfHealth and
+/// the instance's checks.
+pub(super) fn service_entry(
+    node: &Node,
+    i: &lucid_core::catalog::Instance,
+    checks: &[Check],
+) -> ServiceEntry {
+    let mut cs = vec![HealthCheck::serf_health(NODE)];
+    cs.extend(checks.iter().map(|c| HealthCheck::new(c, Some(i), NODE)));
+    ServiceEntry {
+        checks: cs,
+        node: node.clone(),
+        service: AgentService::new(i, DATACENTER),
+    }
+}
+
 async fn health_of(
     api: &ApiState,
     caller: &Caller,
@@ -193,15 +218,7 @@ async fn health_of(
     let node = node(api);
     let out: Vec<ServiceEntry> = entries
         .iter()
-        .map(|(i, checks)| {
-            let mut cs = vec![HealthCheck::serf_health(NODE)];
-            cs.extend(checks.iter().map(|c| HealthCheck::new(c, Some(i), NODE)));
-            ServiceEntry {
-                checks: cs,
-                node: node.clone(),
-                service: AgentService::new(i, DATACENTER),
-            }
-        })
+        .map(|(i, checks)| service_entry(&node, i, checks))
         .collect();
     let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))

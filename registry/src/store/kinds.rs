@@ -6,7 +6,7 @@
 //! exported, cleared or restored.
 
 use super::state::{be_u64, KvEntry, StateError, KV_INDEX, KV_PREFIX, TOMB_PREFIX};
-use super::{acl, ca, catalog, config, events, intentions, sessions, settings};
+use super::{acl, ca, catalog, config, events, intentions, queries, sessions, settings};
 
 /// A record rewritten for a restore at an index; `None` drops it.
 type Restamp = fn(&[u8], Vec<u8>, u64) -> Result<Option<Vec<u8>>, StateError>;
@@ -142,6 +142,13 @@ pub(crate) const KINDS: &[Kind] = &[
         restamp: keep,
         indexes: &[],
     },
+    Kind {
+        name: "prepared queries",
+        owns: queries::is_query_key,
+        check: queries::check_record,
+        restamp: queries::restamp,
+        indexes: &[queries::QUERY_INDEX],
+    },
 ];
 
 /// The kind that owns `k`, if any.
@@ -184,6 +191,8 @@ mod tests {
             b"o:x",
             b"u:x",
             events::EVENT_INDEX,
+            b"y:x",
+            queries::QUERY_INDEX,
         ];
         for s in samples {
             let owners = KINDS.iter().filter(|k| (k.owns)(s)).count();

@@ -229,6 +229,7 @@ pub(crate) fn destroy(
         batch.insert(KV_INDEX.to_vec(), index.to_be_bytes().to_vec());
     }
     batch.remove(session_key(id));
+    super::queries::session_gone(batch, id, index)?;
     bump(batch, index);
     Ok(true)
 }

@@ -13,7 +13,7 @@ use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
-use super::{acl, ca, catalog, config, events, intentions, sessions, settings, txn};
+use super::{acl, ca, catalog, config, events, intentions, queries, sessions, settings, txn};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -85,6 +85,12 @@ fn apply_command(
             Ok(()) => (true, None),
             Err(why) => (false, Some(serde_json::json!({ "Error": why }))),
         }),
+        Command::QuerySet { query, create } => {
+            Ok(match queries::set(batch, query, create, index)? {
+                Ok(()) => (true, None),
+                Err(why) => (false, Some(serde_json::json!({ "Error": why }))),
+            })
+        }
         other => apply_plain(batch, other, index).map(|ok| (ok, None)),
     }
 }
@@ -214,7 +220,8 @@ fn apply_plain(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<b
         }
         Command::AclDelete { kind, id } => acl::delete(batch, kind, &id),
         // Handled by `apply_command`.
-        Command::AclSet { .. } => Ok(false),
+        Command::AclSet { .. } | Command::QuerySet { .. } => Ok(false),
+        Command::QueryDelete { id } => queries::delete(batch, &id, index),
         Command::IntentionSet {
             intention,
             create_only,
@@ -324,6 +331,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let touched = std::mem::take(&mut batch.touched);
         let touched_instances = std::mem::take(&mut batch.touched_instances);
         let touched_kv = std::mem::take(&mut batch.touched_kv);
+        let touched_queries = batch.touched_queries;
         batch
             .commit(&self.reader)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
@@ -331,6 +339,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.reader.publish_services(&touched, last.index);
         self.reader.publish_instances(touched_instances);
         self.reader.publish_kv(&touched_kv, restored, last.index);
+        if touched_queries {
+            self.reader.publish_queries();
+        }
         if restored {
             self.reader.publish_all_services(last.index);
         }

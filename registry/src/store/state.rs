@@ -131,6 +131,8 @@ pub struct CatalogChange {
     /// (service, instance id): the instance changed, was removed from that service, or moved
     /// out of it.
     pub instances: std::collections::BTreeSet<(String, String)>,
+    /// The prepared queries changed.
+    pub queries: bool,
 }
 
 #[derive(Default)]
@@ -284,6 +286,18 @@ impl StateReader {
         self.changes.wake.notify_one();
     }
 
+    /// Report the prepared queries as changed to the change feed's consumer.
+    pub(crate) fn publish_queries(&self) {
+        let mut pending = self
+            .changes
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        pending.queries = true;
+        drop(pending);
+        self.changes.wake.notify_one();
+    }
+
     /// Wait for the next catalog change and take everything changed since the last call
     /// (changes that arrive meanwhile coalesce). The first call reports `all`. Meant for one
     /// consumer: the DNS zone builder.
@@ -295,7 +309,7 @@ impl StateReader {
                     .pending
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner);
-                if pending.all || !pending.instances.is_empty() {
+                if pending.all || pending.queries || !pending.instances.is_empty() {
                     return std::mem::take(&mut *pending);
                 }
             }
@@ -479,6 +493,7 @@ pub(crate) struct Checkpoint {
     touched: std::collections::BTreeSet<String>,
     touched_instances: std::collections::BTreeSet<(String, String)>,
     touched_kv: std::collections::BTreeSet<Vec<u8>>,
+    touched_queries: bool,
 }
 
 /// Pending changes to the state tree with read-your-writes, committed as one atomic batch.
@@ -491,6 +506,8 @@ pub(crate) struct StateBatch<'a> {
     pub(crate) touched_instances: std::collections::BTreeSet<(String, String)>,
     /// KV keys this batch wrote or deleted, for waking only the watchers of their prefixes.
     pub(crate) touched_kv: std::collections::BTreeSet<Vec<u8>>,
+    /// A prepared query was written or deleted (DNS answers `.query.` names from them).
+    pub(crate) touched_queries: bool,
 }
 
 impl<'a> StateBatch<'a> {
@@ -501,6 +518,7 @@ impl<'a> StateBatch<'a> {
             touched: std::collections::BTreeSet::new(),
             touched_instances: std::collections::BTreeSet::new(),
             touched_kv: std::collections::BTreeSet::new(),
+            touched_queries: false,
         }
     }
 
@@ -557,6 +575,7 @@ impl<'a> StateBatch<'a> {
             touched: self.touched.clone(),
             touched_instances: self.touched_instances.clone(),
             touched_kv: self.touched_kv.clone(),
+            touched_queries: self.touched_queries,
         }
     }
 
@@ -565,6 +584,7 @@ impl<'a> StateBatch<'a> {
         self.touched = cp.touched;
         self.touched_instances = cp.touched_instances;
         self.touched_kv = cp.touched_kv;
+        self.touched_queries = cp.touched_queries;
     }
 
     /// Remove every data key (before a restore or a snapshot install).

@@ -200,6 +200,15 @@ async fn a_backup_of_every_record_kind_restores() {
             ltime: 0,
         },
     });
+    let mut query = lucid_core::query::parse(
+        &serde_json::json!({"Name": "web-fast", "Session": "s-1", "Service": {"Service": "web"}}),
+    )
+    .unwrap();
+    query.id = "q-1".into();
+    cmds.push(Command::QuerySet {
+        query,
+        create: true,
+    });
     let entries: Vec<_> = cmds
         .into_iter()
         .enumerate()
@@ -257,6 +266,7 @@ async fn a_backup_of_every_record_kind_restores() {
     assert_eq!(reader2.revoked_certs(0).unwrap().1.len(), 1);
     assert_eq!(reader2.intentions().unwrap().1.len(), 1);
     assert_eq!(reader2.acl_tokens().unwrap().len(), 1);
+    assert_eq!(reader2.queries().unwrap().1[0].session, "s-1");
     assert_eq!(reader2.ca_root().unwrap(), reader.ca_root().unwrap());
 }
 
@@ -1002,4 +1012,140 @@ async fn a_transaction_applies_every_operation_or_none() {
         3,
         "get + a tree of two"
     );
+}
+
+fn query(id: &str, body: serde_json::Value, create: bool) -> Command {
+    let mut query = lucid_core::query::parse(&body).unwrap();
+    query.id = id.into();
+    Command::QuerySet { query, create }
+}
+
+#[tokio::test]
+async fn prepared_queries_keep_names_unique_and_die_with_their_session() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    // The feed starts with "everything changed"; take that first.
+    let _ = reader.next_catalog_change().await;
+    let r = sm
+        .apply(vec![
+            entry(1, session("s-1", super::sessions::Behavior::Release, &[])),
+            entry(
+                2,
+                query(
+                    "q-1",
+                    json!({"Name": "Web", "Service": {"Service": "web"}}),
+                    true,
+                ),
+            ),
+            entry(
+                3,
+                query(
+                    "q-2",
+                    json!({"Name": "web", "Service": {"Service": "db"}}),
+                    true,
+                ),
+            ),
+            entry(
+                4,
+                query(
+                    "q-3",
+                    json!({"Name": "q-1", "Service": {"Service": "db"}}),
+                    true,
+                ),
+            ),
+            entry(
+                5,
+                query(
+                    "q-1",
+                    json!({"Name": "x", "Service": {"Service": "db"}}),
+                    true,
+                ),
+            ),
+            entry(
+                6,
+                query(
+                    "q-9",
+                    json!({"Name": "y", "Service": {"Service": "db"}}),
+                    false,
+                ),
+            ),
+            entry(
+                7,
+                query(
+                    "q-4",
+                    json!({"Session": "nope", "Service": {"Service": "db"}}),
+                    true,
+                ),
+            ),
+            entry(
+                8,
+                query(
+                    "q-5",
+                    json!({"Session": "s-1", "Service": {"Service": "db"}}),
+                    true,
+                ),
+            ),
+            entry(
+                9,
+                query(
+                    "q-1",
+                    json!({"Name": "Web", "Service": {"Service": "web2"}}),
+                    false,
+                ),
+            ),
+        ])
+        .await
+        .unwrap();
+    let oks: Vec<bool> = r.iter().map(|r| r.ok).collect();
+    assert_eq!(
+        oks,
+        [true, true, false, false, false, false, false, true, true]
+    );
+    let why = |i: usize| {
+        r[i].detail.as_ref().unwrap()["Error"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(why(2), "name 'web' aliases an existing query name");
+    assert_eq!(why(3), "name 'q-1' aliases an existing query id");
+    assert!(why(4).contains("in use"));
+    assert_eq!(why(5), "Cannot modify non-existent prepared query: 'q-9'");
+    assert_eq!(why(6), "invalid session \"nope\"");
+    let (index, qs) = reader.queries().unwrap();
+    assert_eq!(index, 9);
+    let q1 = qs.iter().find(|q| q.id == "q-1").unwrap();
+    assert_eq!((q1.create_index, q1.modify_index), (2, 9));
+    assert_eq!(q1.service.service, "web2");
+    // DNS hears about query changes.
+    assert!(reader.next_catalog_change().await.queries);
+    // The session goes: so does its query, and only it.
+    sm.apply(vec![entry(
+        10,
+        Command::SessionDestroy {
+            id: "s-1".into(),
+            now_ms: 1,
+        },
+    )])
+    .await
+    .unwrap();
+    let ids: Vec<String> = reader
+        .queries()
+        .unwrap()
+        .1
+        .into_iter()
+        .map(|q| q.id)
+        .collect();
+    assert_eq!(ids, ["q-1"]);
+    assert!(reader.next_catalog_change().await.queries);
+    let r = sm
+        .apply(vec![
+            entry(11, Command::QueryDelete { id: "q-1".into() }),
+            entry(12, Command::QueryDelete { id: "q-1".into() }),
+        ])
+        .await
+        .unwrap();
+    assert!(r[0].ok && !r[1].ok);
+    assert!(reader.queries().unwrap().1.is_empty());
 }
