@@ -97,9 +97,8 @@ pub fn resolve(
                 let eps: Vec<&Endpoint> = zone
                     .service(&s.service.to_ascii_lowercase())
                     .map(|set| {
-                        set.endpoints
-                            .iter()
-                            .map(|e| &**e)
+                        // Its own OnlyPassing decides, not the server's --dns-only-passing.
+                        set.all()
                             .filter(|e| s.status_ok(e.status) && s.admits(&e.tags, &e.service_meta))
                             .collect()
                     })

@@ -138,6 +138,11 @@ pub struct ServiceSet {
 }
 
 impl ServiceSet {
+    /// Every instance, whatever its health (a prepared query applies its own rule).
+    pub fn all(&self) -> impl Iterator<Item = &Endpoint> {
+        self.members.values().map(|e| &**e)
+    }
+
     fn new(members: Members, only_passing: bool) -> ServiceSet {
         let endpoints = members
             .values()

@@ -46,7 +46,8 @@ fn whole_catalog(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
 }
 
 fn with_queries(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
-    Ok(zone.with_queries(QueryTable::new(state.queries()?.1)))
+    let queries = state.queries()?.1.into_iter().map(|s| s.query).collect();
+    Ok(zone.with_queries(QueryTable::new(queries)))
 }
 
 fn some_instances(

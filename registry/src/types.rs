@@ -106,6 +106,10 @@ pub enum Command {
     /// `{"Error": ...}` when refused (a name taken, an unknown session).
     QuerySet {
         query: lucid_core::query::PreparedQuery,
+        /// The accessor of the token it runs with ("" for the caller's); the definition's
+        /// `Token` is never stored.
+        #[serde(default)]
+        token_accessor: String,
         create: bool,
     },
     /// `DELETE /v1/query/<id>` (`ok: false` when there is none).

@@ -84,7 +84,7 @@ http {
   access_log off;
   client_body_temp_path $W/$1/body; proxy_temp_path $W/$1/proxy;
   fastcgi_temp_path $W/$1/fcgi; uwsgi_temp_path $W/$1/uwsgi; scgi_temp_path $W/$1/scgi;
-  keepalive_requests 1000000; http2_max_requests 1000000;
+  keepalive_requests 1000000;
   $2
 }
 CONF

@@ -174,13 +174,47 @@ async fn queries_answer_over_http_and_dns_and_refuse_bad_definitions() -> anyhow
         call(
             &c,
             Method::GET,
-            "/v1/query/svc-web/execute?limit=0",
+            "/v1/query/web-v1/execute?limit=1",
             Value::Null,
         )
         .await?,
         "limit",
     );
-    assert_eq!(node_ids(&r), Vec::<String>::new());
+    assert_eq!(node_ids(&r).len(), 1);
+    let r = ok(
+        call(
+            &c,
+            Method::GET,
+            "/v1/query/svc-web/execute?limit=0",
+            Value::Null,
+        )
+        .await?,
+        "limit 0",
+    );
+    assert_eq!(
+        node_ids(&r),
+        ["web-2"],
+        "a limit of 0 is no limit, as in Consul"
+    );
+    let tpl = list
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|q| q["Name"] == "svc-")
+        .and_then(|q| q["ID"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    bad(
+        call(
+            &c,
+            Method::GET,
+            &format!("/v1/query/{tpl}/execute"),
+            Value::Null,
+        )
+        .await?,
+        "a template by ID",
+        "only be resolved up by name",
+    );
 
     // DNS answers the same names, with the query's TTL.
     dns_answers(&node.dns, "web-v1.query.lucid.internal.", &["10.2.0.1"]).await?;
@@ -335,9 +369,18 @@ const BOOT: &str = "query-test-bootstrap-0123456789";
 #[tokio::test]
 async fn query_rules_decide_who_writes_reads_and_what_an_execute_sees() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
+    // With a cluster secret, so management can be shown a query's token back.
+    let secret_file = dir.path().join("ca.secret");
+    std::fs::write(&secret_file, "a-cluster-secret-of-enough-length")?;
     let node = single_node_with(
         &dir.path().join("n1"),
-        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
+        &[
+            "--acl-enabled",
+            "--acl-bootstrap-token",
+            BOOT,
+            "--ca-key-secret-file",
+            secret_file.to_str().unwrap_or_default(),
+        ],
     )
     .await?;
     let mgmt = node.client().with_token(BOOT);
@@ -363,6 +406,7 @@ async fn query_rules_decide_who_writes_reads_and_what_an_execute_sees() -> anyho
     for rules in [
         r#"query_prefix "team-" { policy = "write" } service "web" { policy = "read" }"#,
         r#"service "db" { policy = "read" }"#,
+        r#"query_prefix "" { policy = "read" }"#,
     ] {
         let p = ok(
             call(
@@ -461,6 +505,79 @@ async fn query_rules_decide_who_writes_reads_and_what_an_execute_sees() -> anyho
     )
     .await?;
     assert_eq!(st, StatusCode::FORBIDDEN, "not the team's query");
+    // The query's token is kept by accessor: its secret is nowhere in a backup.
+    let backup = mgmt
+        .call(Method::GET, "/v1/snapshot", String::new())
+        .await?;
+    assert_eq!(backup.status, StatusCode::OK);
+    let mut blob = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&backup.body[..]),
+        &mut blob,
+    )?;
+    let has = |needle: &str| blob.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        has("ops-web"),
+        "the backup holds the query (so the next check means something)"
+    );
+    assert!(!has(&dbonly), "the query's secret is in the backup");
+    // A name in another spelling needs the lower-case name too: "TEAM-x" is not the team's.
+    let (st, _) = call(
+        &team,
+        Method::POST,
+        "/v1/query",
+        json!({"Name": "TEAM-x", "Service": {"Service": "web"}}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    // An unnamed query is listed to management only, and read by whoever holds its ID.
+    let s = ok(
+        call(&mgmt, Method::PUT, "/v1/session/create", json!({})).await?,
+        "session",
+    );
+    let unnamed = ok(
+        call(
+            &mgmt,
+            Method::POST,
+            "/v1/query",
+            json!({"Session": s["ID"], "Service": {"Service": "web"}}),
+        )
+        .await?,
+        "unnamed",
+    );
+    let uid = unnamed["ID"].as_str().unwrap_or_default();
+    let reader = node.client().with_token(&tokens[2]);
+    let list = ok(
+        call(&reader, Method::GET, "/v1/query", Value::Null).await?,
+        "reader list",
+    );
+    assert!(
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .all(|q| q["ID"] != uid),
+        "an unnamed query is not listed to query_prefix \"\" read: {list}"
+    );
+    assert!(
+        list.as_array().is_some_and(|l| l.len() == 2),
+        "the named ones are: {list}"
+    );
+    let got = ok(
+        call(
+            &reader,
+            Method::GET,
+            &format!("/v1/query/{uid}"),
+            Value::Null,
+        )
+        .await?,
+        "by ID",
+    );
+    assert_eq!(got[0]["ID"], uid);
+    let all = ok(
+        call(&mgmt, Method::GET, "/v1/query", Value::Null).await?,
+        "mgmt list",
+    );
+    assert!(all.as_array().into_iter().flatten().any(|q| q["ID"] == uid));
 
     // Execute needs no query rule; the answer is what the query's token (else the caller's)
     // may read.

@@ -24,7 +24,7 @@ pub const NAME_PREFIX_MATCH: &str = "name_prefix_match";
 
 /// A prepared query.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct PreparedQuery {
     #[serde(rename = "ID")]
     pub id: String,
@@ -43,7 +43,7 @@ pub struct PreparedQuery {
 
 /// What a query selects.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct ServiceQuery {
     pub service: String,
     pub failover: Failover,
@@ -65,7 +65,7 @@ pub struct ServiceQuery {
 /// Where to look when the local datacenter has no healthy instance. Kept as given: this
 /// cluster is one datacenter, so there is nowhere else to look (`Failovers` is always 0).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct Failover {
     #[serde(rename = "NearestN")]
     pub nearest_n: u64,
@@ -74,13 +74,14 @@ pub struct Failover {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct FailoverTarget {
     pub peer: String,
     pub datacenter: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct QueryDns {
     /// As given (`"10s"`); "" for the DNS server's own TTL.
     #[serde(rename = "TTL")]
@@ -88,7 +89,7 @@ pub struct QueryDns {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(default, rename_all = "PascalCase")]
 pub struct QueryTemplate {
     /// "" (not a template) or `name_prefix_match`.
     #[serde(rename = "Type")]
@@ -399,18 +400,21 @@ fn parse_service(s: &Obj<'_>) -> Result<ServiceQuery, BodyError> {
     })
 }
 
-/// Every query, for looking names up, with the templates' expressions compiled once (DNS
-/// resolves through this table on every `.query.` question).
-#[derive(Debug, Clone, Default)]
+/// A template's compiled `Regexp` (`None`: it has none), or why it does not compile.
+type Compiled = Result<Option<regex::Regex>, RenderError>;
+
+/// Every query, for looking names up. A template's expression is compiled the first time
+/// the template is used and kept (DNS resolves through one table for every `.query.`
+/// question; an HTTP execute compiles only the query it runs).
+#[derive(Debug, Default)]
 pub struct QueryTable {
     queries: Vec<PreparedQuery>,
-    /// Per query: its compiled `Regexp`, or why it does not compile.
-    regexes: Vec<Result<Option<regex::Regex>, RenderError>>,
+    regexes: Vec<std::sync::OnceLock<Compiled>>,
 }
 
 impl QueryTable {
     pub fn new(queries: Vec<PreparedQuery>) -> QueryTable {
-        let regexes = queries.iter().map(PreparedQuery::regex).collect();
+        let regexes = queries.iter().map(|_| std::sync::OnceLock::new()).collect();
         QueryTable { queries, regexes }
     }
 
@@ -422,7 +426,7 @@ impl QueryTable {
     /// case), then the template with the longest name that prefixes it (an unnamed template
     /// catches every name).
     pub fn find(&self, asked: &str) -> Option<&PreparedQuery> {
-        self.position(asked).map(|i| &self.queries[i])
+        self.position(asked).and_then(|i| self.queries.get(i))
     }
 
     fn position(&self, asked: &str) -> Option<usize> {
@@ -442,11 +446,18 @@ impl QueryTable {
             })
     }
 
-    /// [`QueryTable::find`], rendered for `asked`.
+    /// [`QueryTable::find`], rendered for `asked`. A template asked for by its ID is refused,
+    /// as Consul refuses it: there is no name to render it for.
     pub fn resolve(&self, asked: &str) -> Option<Result<PreparedQuery, RenderError>> {
         let i = self.position(asked)?;
-        Some(match &self.regexes[i] {
-            Ok(re) => self.queries[i].render_with(asked, re.as_ref()),
+        let (q, re) = (self.queries.get(i)?, self.regexes.get(i)?);
+        if q.is_template() && q.id == asked {
+            return Some(Err(RenderError(
+                "prepared query templates can only be resolved up by name, not by ID".into(),
+            )));
+        }
+        Some(match re.get_or_init(|| q.regex()) {
+            Ok(re) => q.render_with(asked, re.as_ref()),
             Err(e) => Err(e.clone()),
         })
     }

@@ -348,6 +348,17 @@ fn prepared_queries_answer_by_name_id_and_template() {
         assert_eq!(a.rcode, ResponseCode::NXDomain, "{why}");
         assert!(a.soa.is_some());
     }
+    // The query's own OnlyPassing decides, not the server's setting.
+    let strict = zone(true).with_queries(QueryTable::new(vec![mk(
+        "lax",
+        serde_json::json!({"Name": "web-any", "Service": {"Service": "web"}}),
+    )]));
+    let a = ask(&strict, "web-any.query.lucid.internal.", RecordType::A).unwrap();
+    assert_eq!(
+        ips(&a),
+        ["10.0.0.1", "10.0.0.2"],
+        "warning kept, critical never"
+    );
     // Without queries the same name is simply unknown.
     let a = ask(&zone(false), "web-v1.query.lucid.internal.", RecordType::A).unwrap();
     assert_eq!(a.rcode, ResponseCode::NXDomain);

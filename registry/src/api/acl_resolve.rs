@@ -198,7 +198,7 @@ pub(crate) fn authorizer(api: &ApiState, t: &AclToken) -> Result<Authorizer, Api
 
 /// The secret of `t`, when this node can give it back: the two whose secrets it knows, or a
 /// secret sealed under the cluster secret.
-fn secret(api: &ApiState, t: &AclToken) -> Option<String> {
+pub(crate) fn secret(api: &ApiState, t: &AclToken) -> Option<String> {
     if t.accessor_id.eq_ignore_ascii_case(ANONYMOUS_ID) {
         return Some(ANONYMOUS_SECRET.into());
     }

@@ -226,7 +226,7 @@ pub(crate) fn caller_of(api: &ApiState, headers: &HeaderMap) -> Result<Caller, A
 }
 
 /// The caller a secret makes (`None`: the anonymous token); unrestricted while ACLs are off.
-pub(crate) fn caller_with(api: &ApiState, secret: Option<&str>) -> Result<Caller, ApiError> {
+fn caller_with(api: &ApiState, secret: Option<&str>) -> Result<Caller, ApiError> {
     if !api.acl.enabled {
         return Ok(Caller::unrestricted());
     }
@@ -236,6 +236,14 @@ pub(crate) fn caller_with(api: &ApiState, secret: Option<&str>) -> Result<Caller
             super::acl_resolve::by_secret(api, secret)?.ok_or_else(|| denied("ACL not found"))?
         }
     };
+    caller_for(api, token)
+}
+
+/// The caller a resolved token makes.
+pub(crate) fn caller_for(
+    api: &ApiState,
+    token: crate::store::acl::AclToken,
+) -> Result<Caller, ApiError> {
     let anonymous = token
         .accessor_id
         .eq_ignore_ascii_case(super::acl_resolve::ANONYMOUS_ID);

@@ -10,6 +10,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lucid_core::format_duration;
 use serde_json::{json, Map, Value};
 
 use super::error::ApiError;
@@ -35,18 +36,6 @@ fn fixed() -> [(&'static str, Value); 5] {
     ]
 }
 
-/// A duration as Consul writes the ones it stores (`72h`, `90m`, `45s`).
-fn go_duration(d: Duration) -> String {
-    let s = d.as_secs();
-    if s.is_multiple_of(3600) {
-        format!("{}h", s / 3600)
-    } else if s.is_multiple_of(60) {
-        format!("{}m", s / 60)
-    } else {
-        format!("{s}s")
-    }
-}
-
 fn same(a: &Value, b: &Value) -> bool {
     match (a.as_str(), b.as_str()) {
         (Some(x), Some(y)) => {
@@ -65,7 +54,7 @@ pub async fn get(State(api): State<Arc<ApiState>>) -> Result<Response, ApiError>
     let leaf = set
         .as_ref()
         .and_then(|s| s.value.get(LEAF_TTL)?.as_str().map(str::to_owned))
-        .unwrap_or_else(|| go_duration(api.ca.default_leaf_ttl()));
+        .unwrap_or_else(|| format_duration(api.ca.default_leaf_ttl()));
     let mut config = Map::new();
     config.insert(LEAF_TTL.into(), json!(leaf));
     for (k, v) in fixed() {
@@ -121,7 +110,7 @@ pub async fn put(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Resp
                     "LeafCertTTL {text:?} must be between 1m and 8760h"
                 )));
             }
-            leaf = Some(go_duration(d));
+            leaf = Some(format_duration(d));
             continue;
         }
         match fixed()
@@ -137,7 +126,7 @@ pub async fn put(State(api): State<Arc<ApiState>>, body: ApiBody) -> Result<Resp
             None => return Err(ApiError::bad_request(format!("Config.{k}: unknown field"))),
         }
     }
-    let leaf = leaf.unwrap_or_else(|| go_duration(api.ca.default_leaf_ttl()));
+    let leaf = leaf.unwrap_or_else(|| format_duration(api.ca.default_leaf_ttl()));
     api.node
         .write(Command::SettingSet {
             name: SETTING.into(),
@@ -154,9 +143,9 @@ mod tests {
 
     #[test]
     fn durations_are_written_as_consul_stores_them() {
-        assert_eq!(go_duration(Duration::from_secs(72 * 3600)), "72h");
-        assert_eq!(go_duration(Duration::from_secs(90 * 60)), "90m");
-        assert_eq!(go_duration(Duration::from_secs(45)), "45s");
+        assert_eq!(format_duration(Duration::from_secs(72 * 3600)), "72h");
+        assert_eq!(format_duration(Duration::from_secs(90 * 60)), "90m");
+        assert_eq!(format_duration(Duration::from_secs(45)), "45s");
         assert!(same(&json!("8760h"), &json!("8760h0m0s")));
         assert!(same(&json!(256), &json!(256.0)));
         assert!(!same(&json!("ec"), &json!("rsa")));

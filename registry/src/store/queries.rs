@@ -1,8 +1,12 @@
-//! Prepared queries in the state tree: `y:<id>` (the definition with its indexes, as
-//! `lucid_core::query::PreparedQuery`) and `m:query_index`. Names are unique without case
-//! and may not be another query's ID; a query bound to a session goes when the session does.
+//! Prepared queries in the state tree: `y:<id>` (a [`StoredQuery`]: the definition with its
+//! indexes, and the accessor of the token it runs with) and `m:query_index`. Names are unique
+//! without case and may not be another query's ID; a query bound to a session goes when the
+//! session does. A query's token is kept by accessor, never as its secret: ACL secrets are
+//! stored hashed (and sealed), and a query must not be the one place one sits in the clear
+//! in the log, snapshots and backups.
 
 use lucid_core::query::PreparedQuery;
+use serde::{Deserialize, Serialize};
 
 use super::state::{be_u64, StateBatch, StateError, StateReader};
 
@@ -13,11 +17,20 @@ fn key(id: &str) -> Vec<u8> {
     [QUERY_PREFIX, id.as_bytes()].concat()
 }
 
-fn decode(raw: &[u8]) -> Result<PreparedQuery, StateError> {
+/// A query as stored: its `Token` always empty, the token's accessor beside it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StoredQuery {
+    pub query: PreparedQuery,
+    /// The accessor of the token the query runs with ("" for the caller's).
+    pub token_accessor: String,
+}
+
+fn decode(raw: &[u8]) -> Result<StoredQuery, StateError> {
     serde_json::from_slice(raw).map_err(|e| StateError::Corrupt(format!("prepared query: {e}")))
 }
 
-fn encode(q: &PreparedQuery) -> Result<Vec<u8>, StateError> {
+fn encode(q: &StoredQuery) -> Result<Vec<u8>, StateError> {
     serde_json::to_vec(q).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
@@ -39,8 +52,8 @@ pub(crate) fn restamp(k: &[u8], v: Vec<u8>, index: u64) -> Result<Option<Vec<u8>
         return Ok(Some(v));
     }
     let mut q = decode(&v)?;
-    q.create_index = index;
-    q.modify_index = index;
+    q.query.create_index = index;
+    q.query.modify_index = index;
     Ok(Some(encode(&q)?))
 }
 
@@ -48,7 +61,7 @@ fn all(batch: &StateBatch<'_>) -> Result<Vec<PreparedQuery>, StateError> {
     let mut out = Vec::new();
     for k in batch.keys_with_prefix(QUERY_PREFIX)? {
         if let Some(raw) = batch.get(&k)? {
-            out.push(decode(&raw)?);
+            out.push(decode(&raw)?.query);
         }
     }
     Ok(out)
@@ -64,6 +77,7 @@ fn changed(batch: &mut StateBatch<'_>, index: u64) {
 pub(crate) fn set(
     batch: &mut StateBatch<'_>,
     mut q: PreparedQuery,
+    token_accessor: String,
     create: bool,
     index: u64,
 ) -> Result<Result<(), String>, StateError> {
@@ -103,7 +117,13 @@ pub(crate) fn set(
     }
     q.create_index = old.map_or(index, |o| o.create_index);
     q.modify_index = index;
-    batch.insert(key(&q.id), encode(&q)?);
+    // Never the secret (see the module's header).
+    q.token.clear();
+    let stored = StoredQuery {
+        query: q,
+        token_accessor,
+    };
+    batch.insert(key(&stored.query.id), encode(&stored)?);
     changed(batch, index);
     Ok(Ok(()))
 }
@@ -134,7 +154,7 @@ pub(crate) fn session_gone(
 
 impl StateReader {
     /// Every prepared query, and the query index.
-    pub fn queries(&self) -> Result<(u64, Vec<PreparedQuery>), StateError> {
+    pub fn queries(&self) -> Result<(u64, Vec<StoredQuery>), StateError> {
         self.read_consistent(|| {
             let mut out = Vec::new();
             for item in self.tree().scan_prefix(QUERY_PREFIX) {

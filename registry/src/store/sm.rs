@@ -85,12 +85,16 @@ fn apply_command(
             Ok(()) => (true, None),
             Err(why) => (false, Some(serde_json::json!({ "Error": why }))),
         }),
-        Command::QuerySet { query, create } => {
-            Ok(match queries::set(batch, query, create, index)? {
+        Command::QuerySet {
+            query,
+            token_accessor,
+            create,
+        } => Ok(
+            match queries::set(batch, query, token_accessor, create, index)? {
                 Ok(()) => (true, None),
                 Err(why) => (false, Some(serde_json::json!({ "Error": why }))),
-            })
-        }
+            },
+        ),
         other => apply_plain(batch, other, index).map(|ok| (ok, None)),
     }
 }

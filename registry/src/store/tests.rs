@@ -207,6 +207,7 @@ async fn a_backup_of_every_record_kind_restores() {
     query.id = "q-1".into();
     cmds.push(Command::QuerySet {
         query,
+        token_accessor: "acc-1".into(),
         create: true,
     });
     let entries: Vec<_> = cmds
@@ -266,7 +267,11 @@ async fn a_backup_of_every_record_kind_restores() {
     assert_eq!(reader2.revoked_certs(0).unwrap().1.len(), 1);
     assert_eq!(reader2.intentions().unwrap().1.len(), 1);
     assert_eq!(reader2.acl_tokens().unwrap().len(), 1);
-    assert_eq!(reader2.queries().unwrap().1[0].session, "s-1");
+    let q = &reader2.queries().unwrap().1[0];
+    assert_eq!(
+        (q.query.session.as_str(), q.token_accessor.as_str()),
+        ("s-1", "acc-1")
+    );
     assert_eq!(reader2.ca_root().unwrap(), reader.ca_root().unwrap());
 }
 
@@ -1017,7 +1022,11 @@ async fn a_transaction_applies_every_operation_or_none() {
 fn query(id: &str, body: serde_json::Value, create: bool) -> Command {
     let mut query = lucid_core::query::parse(&body).unwrap();
     query.id = id.into();
-    Command::QuerySet { query, create }
+    Command::QuerySet {
+        query,
+        token_accessor: String::new(),
+        create,
+    }
 }
 
 #[tokio::test]
@@ -1115,7 +1124,7 @@ async fn prepared_queries_keep_names_unique_and_die_with_their_session() {
     assert_eq!(why(6), "invalid session \"nope\"");
     let (index, qs) = reader.queries().unwrap();
     assert_eq!(index, 9);
-    let q1 = qs.iter().find(|q| q.id == "q-1").unwrap();
+    let q1 = &qs.iter().find(|s| s.query.id == "q-1").unwrap().query;
     assert_eq!((q1.create_index, q1.modify_index), (2, 9));
     assert_eq!(q1.service.service, "web2");
     // DNS hears about query changes.
@@ -1135,7 +1144,7 @@ async fn prepared_queries_keep_names_unique_and_die_with_their_session() {
         .unwrap()
         .1
         .into_iter()
-        .map(|q| q.id)
+        .map(|s| s.query.id)
         .collect();
     assert_eq!(ids, ["q-1"]);
     assert!(reader.next_catalog_change().await.queries);

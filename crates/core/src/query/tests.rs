@@ -126,6 +126,9 @@ fn lookup_order_is_id_then_name_then_longest_template() {
         mk("id-other", "Other", "other", false),
     ]);
     assert_eq!(table.find("id-web").unwrap().id, "id-web");
+    let by_id = table.resolve("id-web").unwrap().unwrap_err().to_string();
+    assert!(by_id.contains("only be resolved up by name"), "{by_id}");
+    assert_eq!(table.resolve("id-webx").unwrap().unwrap().id, "id-webx");
     assert_eq!(table.find("WEB-X").unwrap().id, "id-webx");
     assert_eq!(table.find("other").unwrap().id, "id-other");
     let r = table.resolve("web-east").unwrap().unwrap();
