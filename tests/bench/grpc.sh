@@ -11,7 +11,7 @@
 # Reports p50/p99/p99.9 at fixed rates, the maximum calls/s (closed loop), and CPU seconds of
 # both proxies of a path per 10,000 calls.
 #
-#   tests/bench/grpc.sh          # RATES="1000 3000" DURATION=10 CONNS=8 CONCURRENCY=64 SIZE=256
+#   tests/bench/grpc.sh          # RATES="1000 3000" DURATION=10 CONNS=8 CONCURRENCY=64 SIZE=256 PROXY_WORKERS=1
 #   SMOKE=1 tests/bench/grpc.sh  # a few seconds, debug build: CI keeps it from rotting
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -23,6 +23,7 @@ CONNS=${CONNS:-8}
 CONCURRENCY=${CONCURRENCY:-64}
 SIZE=${SIZE:-256}
 NGINX_WORKERS=${NGINX_WORKERS:-2}
+PROXY_WORKERS=${PROXY_WORKERS:-1}
 PROFILE=release
 if [ -n "${SMOKE:-}" ]; then RATES=200; DURATION=2; PROFILE=debug; fi
 
@@ -56,10 +57,10 @@ pids+=($!)
 wait_for 100 curl -sf "http://127.0.0.1:$APP/health"
 
 "$BIN/lucid-proxy" --service ledger --app-port "$APP" --registry "http://$HTTP" --inbound-addr "127.0.0.1:${P[4]}" \
-  --outbound-addr "127.0.0.1:${P[5]}" --admin-addr "127.0.0.1:${P[6]}" 2>>"$W/b.log" &
+  --outbound-addr "127.0.0.1:${P[5]}" --admin-addr "127.0.0.1:${P[6]}" --workers "$PROXY_WORKERS" 2>>"$W/b.log" &
 B_PID=$!; pids+=($B_PID)
 "$BIN/lucid-proxy" --service web --app-port "$APP" --registry "http://$HTTP" --inbound-addr "127.0.0.1:${P[7]}" \
-  --outbound-addr "127.0.0.1:${P[8]}" --admin-addr "127.0.0.1:${P[9]}" 2>>"$W/a.log" &
+  --outbound-addr "127.0.0.1:${P[8]}" --admin-addr "127.0.0.1:${P[9]}" --workers "$PROXY_WORKERS" 2>>"$W/a.log" &
 A_PID=$!; pids+=($A_PID)
 wait_for 300 curl -sf "http://127.0.0.1:${P[6]}/ready"
 wait_for 300 curl -sf "http://127.0.0.1:${P[9]}/ready"
@@ -157,4 +158,4 @@ for path in direct lucid nginx; do
   echo "| $path | $(field "$r" 6) | $(field "$r" 4) | $(field "$r" 2) | $cpu |"
 done
 echo
-echo "unary calls of $SIZE bytes over $CONNS h2c connections; commit $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, $(nginx -v 2>&1 | sed 's/.*\///') with $NGINX_WORKERS workers each, lucid-proxy --workers 1 each, $PROFILE build"
+echo "unary calls of $SIZE bytes over $CONNS h2c connections; commit $(git -C "$root" rev-parse --short HEAD), $(nproc) cores, $(nginx -v 2>&1 | sed 's/.*\///') with $NGINX_WORKERS workers each, lucid-proxy --workers $PROXY_WORKERS each, $PROFILE build"
