@@ -587,3 +587,180 @@ async fn every_door_holds_a_service_token_to_its_own_service() -> anyhow::Result
     assert_eq!(st, StatusCode::BAD_REQUEST, "the same secret twice: {v}");
     Ok(())
 }
+
+/// Consul's rules for checks, catalog deregistration and coordinates: a service token
+/// registers, deregisters and removes checks and instances of its own service only (a new
+/// check vetted like a registration's: no probe of the registry's host, no other instance's
+/// check id), node-level checks stay management's, and a coordinate needs `node:write` on its
+/// node. Each of the allowed calls was refused before (acl:write only).
+#[tokio::test]
+async fn checks_and_deregistration_need_write_on_their_own_service() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
+    )
+    .await?;
+    let mgmt = node.client().with_token(BOOT);
+    lucid_tests::wait::until(
+        "the flag token stored",
+        std::time::Duration::from_secs(10),
+        || async {
+            let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
+            Ok((st == StatusCode::OK).then_some(()))
+        },
+    )
+    .await?;
+    for body in [
+        json!({"ID": "db-1", "Name": "db", "Address": "10.0.0.5", "Port": 5432}),
+        json!({"ID": "web-1", "Name": "web", "Address": "10.0.0.7", "Port": 80}),
+        json!({"ID": "web-2", "Name": "web", "Address": "10.0.0.8", "Port": 80}),
+    ] {
+        ok(
+            call(&mgmt, Method::PUT, "/v1/agent/service/register", body).await?,
+            "register",
+        );
+    }
+    ok(
+        call(
+            &mgmt,
+            Method::PUT,
+            "/v1/agent/check/register",
+            json!({"CheckID": "db-ttl", "Name": "db", "ServiceID": "db-1", "TTL": "60s"}),
+        )
+        .await?,
+        "db's check",
+    );
+    let (_, web) = token(
+        &mgmt,
+        json!({"ServiceIdentities": [{"ServiceName": "web"}]}),
+    )
+    .await?;
+    let put = |c: &RegistryClient, path: &str, body: Value| {
+        let (c, path) = (c.clone(), path.to_owned());
+        async move { call(&c, Method::PUT, &path, body).await }
+    };
+
+    // Checks: its own instance's, vetted; nobody else's; no node-level ones.
+    ok(
+        put(
+            &web,
+            "/v1/agent/check/register",
+            json!({"CheckID": "web-ttl", "Name": "t", "ServiceID": "web-1", "TTL": "60s"}),
+        )
+        .await?,
+        "a TTL check on its own instance",
+    );
+    ok(
+        put(
+            &web,
+            "/v1/agent/check/register",
+            json!({"CheckID": "web-http", "Name": "h",
+            "ServiceID": "web-1", "HTTP": "http://10.0.0.7:80/health", "Interval": "30s"}),
+        )
+        .await?,
+        "an HTTP check on its own instance's address",
+    );
+    for (body, what) in [
+        (
+            json!({"CheckID": "w-ssrf", "Name": "h", "ServiceID": "web-1",
+            "HTTP": "http://127.0.0.1:1/admin", "Interval": "30s"}),
+            "a probe of the registry's host",
+        ),
+        (
+            json!({"CheckID": "w-db", "Name": "t", "ServiceID": "db-1", "TTL": "60s"}),
+            "a check on db",
+        ),
+        (
+            json!({"CheckID": "w-node", "Name": "t", "TTL": "60s"}),
+            "a node-level check",
+        ),
+        (
+            json!({"CheckID": "w-none", "Name": "t", "ServiceID": "web-404", "TTL": "60s"}),
+            "no such instance",
+        ),
+    ] {
+        denied(put(&web, "/v1/agent/check/register", body).await?, what);
+    }
+    let (st, v) = put(
+        &web,
+        "/v1/agent/check/register",
+        json!({"CheckID": "db-ttl", "Name": "t", "ServiceID": "web-1", "TTL": "60s"}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::CONFLICT, "db's check id: {v}");
+    ok(
+        put(&web, "/v1/agent/check/deregister/web-http", Value::Null).await?,
+        "its own check away",
+    );
+    denied(
+        put(&web, "/v1/agent/check/deregister/db-ttl", Value::Null).await?,
+        "db's check away",
+    );
+
+    // Catalog deregistration: its own instance and check only.
+    for (body, what) in [
+        (json!({"Node": "lucid", "CheckID": "db-ttl"}), "db's check"),
+        (
+            json!({"Node": "lucid", "ServiceID": "db-1"}),
+            "db's instance",
+        ),
+    ] {
+        denied(put(&web, "/v1/catalog/deregister", body).await?, what);
+    }
+    ok(
+        put(
+            &web,
+            "/v1/catalog/deregister",
+            json!({"Node": "lucid", "CheckID": "web-ttl"}),
+        )
+        .await?,
+        "its own check",
+    );
+    ok(
+        put(
+            &web,
+            "/v1/catalog/deregister",
+            json!({"Node": "lucid", "ServiceID": "web-2"}),
+        )
+        .await?,
+        "its own instance",
+    );
+    let services = ok(
+        call(&mgmt, Method::GET, "/v1/agent/services", Value::Null).await?,
+        "s",
+    );
+    let mut ids: Vec<&String> = services
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    ids.sort();
+    assert_eq!(ids, ["db-1", "web-1"]);
+    let checks = ok(
+        call(&mgmt, Method::GET, "/v1/agent/checks", Value::Null).await?,
+        "c",
+    );
+    let ids: Vec<&String> = checks
+        .as_object()
+        .map(|o| o.keys().collect())
+        .unwrap_or_default();
+    assert_eq!(ids, ["db-ttl"], "{checks}");
+
+    // Coordinates: node:write on the node.
+    let coord = |n: &str| json!({"Node": n, "Coord": {"Vec": [0.1, 0.2], "Error": 1.5, "Adjustment": 0.0, "Height": 1e-5}});
+    denied(
+        put(&web, "/v1/coordinate/update", coord("n9")).await?,
+        "web on n9",
+    );
+    let p = policy(&mgmt, "n9", "node \"n9\" { policy = \"write\" }").await?;
+    let (_, n9) = token(&mgmt, json!({"Policies": [{"ID": p}]})).await?;
+    ok(
+        put(&n9, "/v1/coordinate/update", coord("n9")).await?,
+        "n9 on n9",
+    );
+    denied(
+        put(&n9, "/v1/coordinate/update", coord("n8")).await?,
+        "n9 on n8",
+    );
+    Ok(())
+}

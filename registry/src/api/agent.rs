@@ -90,8 +90,9 @@ pub(super) fn owns_instance(api: &ApiState, caller: &Caller, id: &str) -> Result
     }
 }
 
-/// Same, for the instance owning check `id`.
-fn owns_check(api: &ApiState, caller: &Caller, id: &str) -> Result<(), ApiError> {
+/// Same, for the instance owning check `id`. A node-level check stays management's: its
+/// probe may point anywhere from the registry's host.
+pub(super) fn owns_check(api: &ApiState, caller: &Caller, id: &str) -> Result<(), ApiError> {
     path_id(id)?;
     if caller.is_management() {
         return Ok(());
@@ -139,22 +140,47 @@ pub async fn deregister_service(
     write(&api, cmd, &format!("unknown service ID {id:?}")).await
 }
 
+/// `PUT /v1/agent/check/register`. A check on a service instance needs `service:write` on
+/// that service and passes every check a registration's checks pass (`register::vet`: its
+/// probe aimed at the instance itself, no script, no other instance's check id), as Consul
+/// asks `service:write`; a node-level check needs management.
 pub async fn register_check(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let check = parse_check(&v).map_err(refused)?;
     super::register::scripts_allowed(&api, std::slice::from_ref(&check))?;
+    if !caller.is_management() {
+        let owner = api
+            .node
+            .state
+            .instance_entry(&check.service_id)?
+            .filter(|_| !check.service_id.is_empty())
+            .map(|(instance, _)| instance)
+            .ok_or_else(|| {
+                super::authz::denied(
+                    "a check on no instance of this token's services needs acl:write",
+                )
+            })?;
+        let reg = lucid_core::catalog::Registration {
+            instance: owner,
+            checks: vec![check.clone()],
+        };
+        super::register::vet(&api, &caller, &reg)?;
+    }
     let missing = format!("check names unknown service ID {:?}", check.service_id);
     write(&api, Command::CheckRegister { check }, &missing).await
 }
 
+/// `PUT /v1/agent/check/deregister/<id>`: `service:write` on the check's service.
 pub async fn deregister_check(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    path_id(&id)?;
+    owns_check(&api, &caller, &id)?;
     let cmd = Command::CheckDeregister {
         check_id: id.clone(),
         at_ms: crate::types::now_ms(),

@@ -203,7 +203,9 @@ pub(crate) fn need(method: &Method, path: &str) -> Need {
         (_, ["v1", "query", ..]) => Need::Scoped,
         (true, _) => Need::ReadAll,
         (false, ["v1", "agent", "service", "register"])
-        | (false, ["v1", "catalog", "register"])
+        | (false, ["v1", "catalog", "register" | "deregister"])
+        | (false, ["v1", "agent", "check", "register" | "deregister", ..])
+        | (false, ["v1", "coordinate", "update"])
         | (false, ["services", "register"])
         | (false, ["v1", "connect", "ca", "sign"])
         | (false, ["v1", "agent", "service", "deregister" | "maintenance", _])
@@ -347,10 +349,10 @@ mod tests {
         assert_eq!(need(&p, "/v1/agent/service/register"), Need::Scoped);
         assert_eq!(need(&Method::POST, "/v1/connect/ca/sign"), Need::Scoped);
         assert_eq!(need(&p, "/v1/agent/check/pass/c1"), Need::Scoped);
-        assert_eq!(
-            need(&p, "/v1/agent/check/register"),
-            Need::Rule(Resource::Acl, Write)
-        );
+        assert_eq!(need(&p, "/v1/agent/check/register"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/agent/check/deregister/c1"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/catalog/deregister"), Need::Scoped);
+        assert_eq!(need(&p, "/v1/coordinate/update"), Need::Scoped);
         assert_eq!(need(&p, "/v1/agent/service/deregister/w1"), Need::Scoped);
         assert_eq!(
             need(&Method::DELETE, "/v1/connect/ca/certs/ab"),

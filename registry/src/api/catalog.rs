@@ -1,6 +1,7 @@
 //! Consul's `/v1/catalog/register` and `/v1/catalog/deregister`. The registry is one logical
-//! node, so the node fields are accepted and ignored; services go through the same parser and
-//! commands as agent registration.
+//! node, so the node fields are accepted and ignored; services go through the same parser,
+//! checks and commands as agent registration, and a deregistration needs `service:write` on
+//! what it removes, as the agent's does.
 
 use std::sync::Arc;
 
@@ -44,11 +45,16 @@ pub async fn register(
 
 pub async fn deregister(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
     let target = parse_catalog_deregistration(&v)
         .map_err(|e| ApiError::bad_request(format!("invalid deregistration: {e}")))?;
+    match &target {
+        CatalogTarget::Service(id) => super::agent::owns_instance(&api, &caller, id)?,
+        CatalogTarget::Check(id) => super::agent::owns_check(&api, &caller, id)?,
+    }
     match target {
         CatalogTarget::Service(id) => {
             let missing = format!("unknown service ID {id:?}");

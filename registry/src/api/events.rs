@@ -163,9 +163,10 @@ pub async fn node(
 }
 
 /// `PUT /v1/coordinate/update` `{"Node", "Segment", "Coord": {"Vec", "Error", "Adjustment",
-/// "Height"}}`.
+/// "Height"}}`, with `node:write` on the node.
 pub async fn update(
     State(api): State<Arc<ApiState>>,
+    caller: Caller,
     body: ApiBody,
 ) -> Result<Json<bool>, ApiError> {
     let v: Value = body.json()?;
@@ -178,6 +179,8 @@ pub async fn update(
         .and_then(|n| n.as_str().map(str::to_owned))
         .filter(|n| !n.is_empty())
         .ok_or_else(|| ApiError::bad_request("Node is required"))?;
+    // Consul: `node:write` on the node the coordinate is for.
+    caller.allows(Resource::Node, &node, Access::Write)?;
     let coord = get("Coord").ok_or_else(|| ApiError::bad_request("Coord is required"))?;
     let ok = coord
         .get("Vec")
