@@ -12,6 +12,7 @@
 //! - `dns`: keeps the DNS zone (`lucid-dns`) equal to the local replica's catalog.
 //! - `health`: HTTP/TCP probes, TTL expiry and reaping, run by whichever node leads.
 //! - `sessions`: session TTLs, counted by whichever node leads.
+//! - `tokens`: expired ACL tokens reaped by whichever node leads.
 //! - `serve`: a router on a bound listener, plain or TLS (handshakes bounded in time).
 //! - [`lifecycle`]: bootstrap or join, Raft metrics export, and [`run`], the entry point.
 
@@ -28,6 +29,7 @@ pub mod raft;
 mod serve;
 mod sessions;
 pub mod store;
+mod tokens;
 pub mod types;
 
 pub use lifecycle::{run, Listeners, RunError};

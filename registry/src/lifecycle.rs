@@ -239,6 +239,7 @@ pub async fn run(
     ));
     tokio::spawn(crate::health::run(node.clone(), stop.clone()));
     tokio::spawn(crate::sessions::run(node.clone(), stop.clone()));
+    tokio::spawn(crate::tokens::reap(node.clone(), stop.clone()));
     tokio::spawn(crate::ca::prune_expired(node.clone(), stop.clone()));
     tokio::spawn(crate::ca::ensure_root(node.clone(), sealer, stop.clone()));
     tokio::spawn(api::acl::ensure_bootstrap(acl_api, stop.clone()));

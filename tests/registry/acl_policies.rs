@@ -5,6 +5,8 @@
 //! the anonymous token can be given rights and never deleted; secrets are shown back only
 //! to who may write ACLs.
 
+use std::time::Duration;
+
 use http::{Method, StatusCode};
 use lucid_client::RegistryClient;
 use lucid_tests::api::call;
@@ -761,6 +763,81 @@ async fn checks_and_deregistration_need_write_on_their_own_service() -> anyhow::
     denied(
         put(&n9, "/v1/coordinate/update", coord("n8")).await?,
         "n9 on n8",
+    );
+    Ok(())
+}
+
+/// An expired token is refused from its expiry on, and the leader reaps it soon after: it
+/// leaves the listing and its secret may be used again (before, the secret stayed "in use"
+/// for ever).
+#[tokio::test]
+async fn expired_tokens_are_refused_then_reaped() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = single_node_with(
+        &dir.path().join("n1"),
+        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
+    )
+    .await?;
+    let mgmt = node.client().with_token(BOOT);
+    lucid_tests::wait::until("the flag token stored", Duration::from_secs(10), || async {
+        let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
+        Ok((st == StatusCode::OK).then_some(()))
+    })
+    .await?;
+    let secret = "6e1f3c2a-1111-4222-8333-944455556666";
+    let body = json!({"SecretID": secret, "ExpirationTTL": "1m",
+        "ServiceIdentities": [{"ServiceName": "web"}]});
+    let t = ok(
+        call(&mgmt, Method::PUT, "/v1/acl/token", body.clone()).await?,
+        "token",
+    );
+    let accessor = t["AccessorID"].as_str().unwrap_or_default().to_owned();
+    let own = node.client().with_token(secret);
+    ok(
+        call(&own, Method::GET, "/v1/acl/token/self", Value::Null).await?,
+        "live",
+    );
+    let (st, _) = call(&mgmt, Method::PUT, "/v1/acl/token", body.clone()).await?;
+    assert_eq!(
+        st,
+        StatusCode::BAD_REQUEST,
+        "the secret is in use while the token lives"
+    );
+    lucid_tests::wait::until("the token to expire", Duration::from_secs(90), || async {
+        let (st, _) = call(&own, Method::GET, "/v1/acl/token/self", Value::Null).await?;
+        Ok((st == StatusCode::FORBIDDEN).then_some(()))
+    })
+    .await?;
+    // Listings leave an expired token out from its expiry; the reaper frees its secret.
+    let list = ok(
+        call(&mgmt, Method::GET, "/v1/acl/tokens", Value::Null).await?,
+        "list",
+    );
+    assert!(list
+        .as_array()
+        .is_some_and(|l| l.iter().all(|x| x["AccessorID"] != accessor.as_str())));
+    let body = json!({"SecretID": secret, "ServiceIdentities": [{"ServiceName": "web"}]});
+    lucid_tests::wait::until(
+        "the token to be reaped",
+        Duration::from_secs(40),
+        || async {
+            let (st, v) = call(&mgmt, Method::PUT, "/v1/acl/token", body.clone()).await?;
+            if st == StatusCode::OK {
+                return Ok(Some(()));
+            }
+            anyhow::ensure!(
+                v["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("SecretID is already in use")),
+                "{st} {v}"
+            );
+            Ok(None)
+        },
+    )
+    .await?;
+    ok(
+        call(&own, Method::GET, "/v1/acl/token/self", Value::Null).await?,
+        "the new token",
     );
     Ok(())
 }
