@@ -14,7 +14,7 @@ use serde_json::{json, Value};
 
 use crate::kv::single_node_with;
 
-const BOOT: &str = "policy-test-bootstrap-0123456789";
+pub(crate) const BOOT: &str = "policy-test-bootstrap-0123456789";
 
 fn denied((st, v): (StatusCode, Value), what: &str) {
     assert_eq!(st, StatusCode::FORBIDDEN, "{what}: {v}");
@@ -52,32 +52,36 @@ async fn policy(mgmt: &RegistryClient, name: &str, rules: &str) -> anyhow::Resul
     Ok(v["ID"].as_str().unwrap_or_default().to_owned())
 }
 
+/// A single node with ACLs on and [`BOOT`] as its bootstrap token, once that token works; with
+/// `sealing`, also a cluster secret, so secrets can be shown back. The node and a management
+/// client.
+pub(crate) async fn acl_node(
+    dir: &std::path::Path,
+    sealing: bool,
+) -> anyhow::Result<(lucid_tests::registry::RegistryProc, RegistryClient)> {
+    let secret_file = dir.join("ca.secret");
+    std::fs::write(&secret_file, "a-cluster-secret-of-enough-length")?;
+    let mut flags = vec!["--acl-enabled", "--acl-bootstrap-token", BOOT];
+    if sealing {
+        flags.extend([
+            "--ca-key-secret-file",
+            secret_file.to_str().unwrap_or_default(),
+        ]);
+    }
+    let node = single_node_with(&dir.join("n1"), &flags).await?;
+    let mgmt = node.client().with_token(BOOT);
+    lucid_tests::wait::until("the flag token stored", Duration::from_secs(10), || async {
+        let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
+        Ok((st == StatusCode::OK).then_some(()))
+    })
+    .await?;
+    Ok((node, mgmt))
+}
+
 #[tokio::test]
 async fn policies_decide_key_by_key_and_take_effect_at_once() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let secret_file = dir.path().join("ca.secret");
-    std::fs::write(&secret_file, "a-cluster-secret-of-enough-length")?;
-    let node = single_node_with(
-        &dir.path().join("n1"),
-        &[
-            "--acl-enabled",
-            "--acl-bootstrap-token",
-            BOOT,
-            "--ca-key-secret-file",
-            secret_file.to_str().unwrap(),
-        ],
-    )
-    .await?;
-    let mgmt = node.client().with_token(BOOT);
-    lucid_tests::wait::until(
-        "the flag token stored",
-        std::time::Duration::from_secs(10),
-        || async {
-            let (st, v) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
-            Ok((st == StatusCode::OK && v["AccessorID"].as_str().is_some()).then_some(()))
-        },
-    )
-    .await?;
+    let (node, mgmt) = acl_node(dir.path(), true).await?;
     for (k, v) in [("app/x", "1"), ("app/secret", "s"), ("other", "o")] {
         ok(
             call(&mgmt, Method::PUT, &format!("/v1/kv/{k}"), json!(v)).await?,
@@ -362,29 +366,7 @@ async fn policies_decide_key_by_key_and_take_effect_at_once() -> anyhow::Result<
 #[tokio::test]
 async fn every_door_holds_a_service_token_to_its_own_service() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let secret_file = dir.path().join("ca.secret");
-    std::fs::write(&secret_file, "a-cluster-secret-of-enough-length")?;
-    let node = single_node_with(
-        &dir.path().join("n1"),
-        &[
-            "--acl-enabled",
-            "--acl-bootstrap-token",
-            BOOT,
-            "--ca-key-secret-file",
-            secret_file.to_str().unwrap(),
-        ],
-    )
-    .await?;
-    let mgmt = node.client().with_token(BOOT);
-    lucid_tests::wait::until(
-        "the flag token stored",
-        std::time::Duration::from_secs(10),
-        || async {
-            let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
-            Ok((st == StatusCode::OK).then_some(()))
-        },
-    )
-    .await?;
+    let (node, mgmt) = acl_node(dir.path(), true).await?;
     let reg = |c: &RegistryClient, body: Value| {
         let c = c.clone();
         async move { call(&c, Method::PUT, "/v1/agent/service/register", body).await }
@@ -598,21 +580,7 @@ async fn every_door_holds_a_service_token_to_its_own_service() -> anyhow::Result
 #[tokio::test]
 async fn checks_and_deregistration_need_write_on_their_own_service() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = single_node_with(
-        &dir.path().join("n1"),
-        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
-    )
-    .await?;
-    let mgmt = node.client().with_token(BOOT);
-    lucid_tests::wait::until(
-        "the flag token stored",
-        std::time::Duration::from_secs(10),
-        || async {
-            let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
-            Ok((st == StatusCode::OK).then_some(()))
-        },
-    )
-    .await?;
+    let (_node, mgmt) = acl_node(dir.path(), false).await?;
     for body in [
         json!({"ID": "db-1", "Name": "db", "Address": "10.0.0.5", "Port": 5432}),
         json!({"ID": "web-1", "Name": "web", "Address": "10.0.0.7", "Port": 80}),
@@ -773,17 +741,7 @@ async fn checks_and_deregistration_need_write_on_their_own_service() -> anyhow::
 #[tokio::test]
 async fn expired_tokens_are_refused_then_reaped() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = single_node_with(
-        &dir.path().join("n1"),
-        &["--acl-enabled", "--acl-bootstrap-token", BOOT],
-    )
-    .await?;
-    let mgmt = node.client().with_token(BOOT);
-    lucid_tests::wait::until("the flag token stored", Duration::from_secs(10), || async {
-        let (st, _) = call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null).await?;
-        Ok((st == StatusCode::OK).then_some(()))
-    })
-    .await?;
+    let (node, mgmt) = acl_node(dir.path(), false).await?;
     let secret = "6e1f3c2a-1111-4222-8333-944455556666";
     let body = json!({"SecretID": secret, "ExpirationTTL": "1m",
         "ServiceIdentities": [{"ServiceName": "web"}]});

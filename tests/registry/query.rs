@@ -14,7 +14,7 @@ use lucid_tests::dns::{self, addrs, Transport};
 use lucid_tests::wait;
 use serde_json::{json, Value};
 
-use crate::kv::{single_node, single_node_with};
+use crate::kv::single_node;
 
 fn ok((st, v): (StatusCode, Value), what: &str) -> Value {
     assert_eq!(st, StatusCode::OK, "{what}: {v}");
@@ -364,34 +364,11 @@ async fn queries_answer_over_http_and_dns_and_refuse_bad_definitions() -> anyhow
     Ok(())
 }
 
-const BOOT: &str = "query-test-bootstrap-0123456789";
-
 #[tokio::test]
 async fn query_rules_decide_who_writes_reads_and_what_an_execute_sees() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     // With a cluster secret, so management can be shown a query's token back.
-    let secret_file = dir.path().join("ca.secret");
-    std::fs::write(&secret_file, "a-cluster-secret-of-enough-length")?;
-    let node = single_node_with(
-        &dir.path().join("n1"),
-        &[
-            "--acl-enabled",
-            "--acl-bootstrap-token",
-            BOOT,
-            "--ca-key-secret-file",
-            secret_file.to_str().unwrap_or_default(),
-        ],
-    )
-    .await?;
-    let mgmt = node.client().with_token(BOOT);
-    wait::until("ACLs to answer", Duration::from_secs(10), || async {
-        Ok((call(&mgmt, Method::GET, "/v1/acl/token/self", Value::Null)
-            .await?
-            .0
-            == StatusCode::OK)
-            .then_some(()))
-    })
-    .await?;
+    let (node, mgmt) = crate::acl_policies::acl_node(dir.path(), true).await?;
     register(
         &mgmt,
         json!({"Name": "web", "ID": "web-1", "Address": "10.3.0.1", "Port": 80}),
