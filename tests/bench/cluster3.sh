@@ -1,7 +1,20 @@
 # Sourced by the benchmarks that compare a 3-node lucid-registry cluster with a 3-node etcd
-# cluster on loopback: ports, start/leader/voter helpers for both. Expects LUCID (the binary),
-# W (a work directory) and the associative array PIDS from the sourcing script.
+# cluster on loopback: checks the tools, builds lucid-registry (PROFILE, from the sourcing
+# script), makes the work directory W and the PIDS killed on exit, then ports and
+# start/leader/voter helpers for both. Sets LUCID (the binary).
 # shellcheck shell=bash
+
+for t in etcd wrk curl python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
+if [ "$PROFILE" = release ]; then
+  (cd "$root" && cargo build --release --quiet -p lucid-registry)
+else
+  (cd "$root" && cargo build --quiet -p lucid-registry)
+fi
+LUCID="$root/target/$PROFILE/lucid-registry"
+W=$(mktemp -d /tmp/lucid-bench.XXXX)
+declare -A PIDS
+cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
+trap cleanup EXIT
 
 # --- lucid-registry ----------------------------------------------------------------------
 declare -a LH LR EC EP

@@ -25,17 +25,6 @@ fi
 CONNS=${CONNS:-16}
 THREADS=${THREADS:-2}
 
-for t in etcd wrk curl python3; do command -v $t >/dev/null || { echo "missing $t" >&2; exit 1; }; done
-if [ "$PROFILE" = release ]; then
-  (cd "$root" && cargo build --release --quiet -p lucid-registry)
-else
-  (cd "$root" && cargo build --quiet -p lucid-registry)
-fi
-LUCID="$root/target/$PROFILE/lucid-registry"
-W=$(mktemp -d /tmp/lucid-bench.XXXX)
-declare -A PIDS
-cleanup() { for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$W"; }
-trap cleanup EXIT
 . "$here/cluster3.sh"
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }

@@ -358,16 +358,7 @@ pub fn policy(body: &Value) -> Result<PolicyRequest, BodyError> {
         "namespace",
         "partition",
     ])?;
-    let name = string(&o, "Name")?;
-    if name.is_empty() {
-        return Err(bad("Name", "Invalid Policy: no Name is set"));
-    }
-    if !valid_policy_name(&name) {
-        return Err(bad(
-            "Name",
-            "Invalid Policy: invalid Name. Only alphanumeric characters, '-' and '_' are allowed",
-        ));
-    }
+    let name = object_name(&o, "Policy", valid_policy_name)?;
     Ok(PolicyRequest {
         id: id(&o, "ID")?,
         name,
@@ -375,6 +366,21 @@ pub fn policy(body: &Value) -> Result<PolicyRequest, BodyError> {
         rules: string(&o, "Rules")?,
         datacenters: o.strings("Datacenters", &["datacenters"])?,
     })
+}
+
+/// A policy's or role's `Name`, refused in Consul's words when missing or malformed.
+fn object_name(o: &Obj<'_>, what: &str, valid: fn(&str) -> bool) -> Result<String, BodyError> {
+    let name = string(o, "Name")?;
+    if name.is_empty() {
+        return Err(bad("Name", format!("Invalid {what}: no Name is set")));
+    }
+    if !valid(&name) {
+        return Err(bad(
+            "Name",
+            format!("Invalid {what}: invalid Name. Only alphanumeric characters, '-' and '_' are allowed"),
+        ));
+    }
+    Ok(name)
 }
 
 /// Parse a role body.
@@ -394,16 +400,7 @@ pub fn role(body: &Value) -> Result<RoleRequest, BodyError> {
         "namespace",
         "partition",
     ])?;
-    let name = string(&o, "Name")?;
-    if name.is_empty() {
-        return Err(bad("Name", "Invalid Role: no Name is set"));
-    }
-    if !valid_role_name(&name) {
-        return Err(bad(
-            "Name",
-            "Invalid Role: invalid Name. Only alphanumeric characters, '-' and '_' are allowed",
-        ));
-    }
+    let name = object_name(&o, "Role", valid_role_name)?;
     Ok(RoleRequest {
         id: id(&o, "ID")?,
         name,

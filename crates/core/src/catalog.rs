@@ -131,6 +131,28 @@ pub struct Check {
     pub updated_index: u64,
 }
 
+impl Check {
+    /// The critical check maintenance mode adds: Consul's `_node_maintenance` (no
+    /// `service_id`) or `_service_maintenance:<id>`, with the operator's reason as its notes.
+    pub fn maintenance(id: String, name: &str, service_id: String, notes: String) -> Check {
+        Check {
+            id,
+            name: name.to_owned(),
+            notes,
+            service_id,
+            kind: CheckKind::Maintenance,
+            interval: Duration::ZERO,
+            timeout: Duration::ZERO,
+            status: CheckStatus::Critical,
+            output: String::new(),
+            deregister_critical_after: None,
+            success_before_passing: 0,
+            failures_before_critical: 0,
+            updated_index: 0,
+        }
+    }
+}
+
 /// One service instance as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Instance {

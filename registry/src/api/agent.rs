@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lucid_core::catalog::{parse_check, parse_registration, Check, CheckKind, CheckStatus};
+use lucid_core::catalog::{parse_check, parse_registration, Check, CheckStatus};
 use lucid_core::wire::catalog::{AgentService, HealthCheck};
 use serde_json::{json, Value};
 
@@ -384,25 +384,12 @@ pub async fn maintenance(
         return Ok(resp);
     }
     let reason = params.get("reason").unwrap_or_default();
-    let check = Check {
-        id: check_id,
-        name: "Service Maintenance Mode".into(),
-        notes: if reason.is_empty() {
-            "Maintenance mode is enabled for this service".into()
-        } else {
-            reason.to_owned()
-        },
-        service_id: id.clone(),
-        kind: CheckKind::Maintenance,
-        interval: std::time::Duration::ZERO,
-        timeout: std::time::Duration::ZERO,
-        status: CheckStatus::Critical,
-        output: String::new(),
-        deregister_critical_after: None,
-        success_before_passing: 0,
-        failures_before_critical: 0,
-        updated_index: 0,
+    let notes = if reason.is_empty() {
+        "Maintenance mode is enabled for this service".into()
+    } else {
+        reason.to_owned()
     };
+    let check = Check::maintenance(check_id, "Service Maintenance Mode", id.clone(), notes);
     write(
         &api,
         Command::CheckRegister { check },

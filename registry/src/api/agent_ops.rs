@@ -11,7 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use lucid_core::catalog::{Check, CheckKind, CheckStatus};
+use lucid_core::catalog::Check;
 use lucid_core::ErrorCode;
 use serde_json::{json, Value};
 
@@ -271,25 +271,17 @@ pub async fn node_maintenance(
         return Ok(StatusCode::OK);
     }
     let reason = params.get("reason").unwrap_or_default();
-    let check = Check {
-        id: NODE_MAINTENANCE.into(),
-        name: "Node Maintenance Mode".into(),
-        notes: if reason.is_empty() {
-            "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.".into()
-        } else {
-            reason.to_owned()
-        },
-        service_id: String::new(),
-        kind: CheckKind::Maintenance,
-        interval: std::time::Duration::ZERO,
-        timeout: std::time::Duration::ZERO,
-        status: CheckStatus::Critical,
-        output: String::new(),
-        deregister_critical_after: None,
-        success_before_passing: 0,
-        failures_before_critical: 0,
-        updated_index: 0,
+    let notes = if reason.is_empty() {
+        "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.".into()
+    } else {
+        reason.to_owned()
     };
+    let check = Check::maintenance(
+        NODE_MAINTENANCE.into(),
+        "Node Maintenance Mode",
+        String::new(),
+        notes,
+    );
     api.node.write(Command::CheckRegister { check }).await?;
     Ok(StatusCode::OK)
 }
