@@ -384,6 +384,7 @@ async fn query_rules_decide_who_writes_reads_and_what_an_execute_sees() -> anyho
         r#"query_prefix "team-" { policy = "write" } service "web" { policy = "read" }"#,
         r#"service "db" { policy = "read" }"#,
         r#"query_prefix "" { policy = "read" }"#,
+        r#"query_prefix "TEAM-" { policy = "write" }"#,
     ] {
         let p = ok(
             call(
@@ -498,9 +499,11 @@ async fn query_rules_decide_who_writes_reads_and_what_an_execute_sees() -> anyho
         "the backup holds the query (so the next check means something)"
     );
     assert!(!has(&dbonly), "the query's secret is in the backup");
-    // A name in another spelling needs the lower-case name too: "TEAM-x" is not the team's.
+    // Names are looked up without case, so a name needs write on its lower-case spelling too:
+    // a token ruled `query_prefix "TEAM-"` cannot take "TEAM-x", which answers for "team-x".
+    let squatter = node.client().with_token(&tokens[3]);
     let (st, _) = call(
-        &team,
+        &squatter,
         Method::POST,
         "/v1/query",
         json!({"Name": "TEAM-x", "Service": {"Service": "web"}}),
