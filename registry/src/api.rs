@@ -19,6 +19,7 @@ pub mod error;
 mod events;
 pub mod extract;
 mod filter;
+mod gateways;
 mod health;
 mod intentions;
 mod kv;
@@ -193,7 +194,11 @@ fn leader_reads(state: Arc<ApiState>) -> Router<Arc<ApiState>> {
         .route("/v1/health/state/{state}", get(health::health_state))
         .route("/v1/health/node/{node}", get(health::health_node))
         .route("/v1/health/connect/{name}", get(health::health_connect))
-        .route("/v1/health/ingress/{name}", get(health::health_ingress))
+        .route("/v1/health/ingress/{name}", get(gateways::health_ingress))
+        .route(
+            "/v1/catalog/gateway-services/{gateway}",
+            get(gateways::services),
+        )
         .route("/v1/catalog/connect/{name}", get(health::catalog_connect))
         .route("/v1/catalog/node/{node}", get(health::catalog_node))
         .route("/v1/catalog/datacenters", get(health::catalog_datacenters))

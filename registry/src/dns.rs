@@ -1,4 +1,5 @@
-//! Keeps the DNS zone equal to the local replica's catalog and prepared queries: waits for
+//! Keeps the DNS zone equal to the local replica's catalog (external nodes' instances as
+//! `<id>.<node>.node`) and prepared queries: waits for
 //! the state machine to report changed instances (or queries), re-reads only those, and swaps
 //! the new zone in. No timer: a change is in DNS as soon as it is applied on this node.
 
@@ -10,6 +11,7 @@ use lucid_core::query::QueryTable;
 use lucid_dns::{InstanceChange, ServiceInput, Zone, ZoneHandle};
 use tokio_util::sync::CancellationToken;
 
+use crate::store::nodes::parse_feed_id;
 use crate::store::state::StateError;
 use crate::store::StateReader;
 
@@ -42,6 +44,15 @@ fn whole_catalog(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
             .or_default()
             .push((inst, status));
     }
+    for n in state.external_nodes()? {
+        for inst in n.services.values() {
+            let status = rollup(&n.checks_of(&inst.id));
+            services
+                .entry(inst.name.clone())
+                .or_default()
+                .push((n.zone_instance(inst), status));
+        }
+    }
     Ok(zone.rebuilt(index, services))
 }
 
@@ -57,6 +68,21 @@ fn some_instances(
 ) -> Result<Zone, StateError> {
     let mut changes = Vec::new();
     for (service, id) in changed {
+        if let Some((node, id)) = parse_feed_id(&id) {
+            // An external node's instance: named in the zone as `<id>.<node>.node`.
+            let n = state.external_node(node)?;
+            let zone_id = lucid_core::catalog::ExternalNode::zone_id(node, id);
+            let now = n.as_ref().and_then(|n| {
+                let inst = n.services.get(id)?;
+                Some((n.zone_instance(inst), rollup(&n.checks_of(id))))
+            });
+            changes.push(InstanceChange {
+                service,
+                id: zone_id,
+                now,
+            });
+            continue;
+        }
         let now = state
             .instance_entry(&id)?
             .map(|(inst, checks)| (inst, rollup(&checks)));

@@ -154,7 +154,7 @@ pub async fn run(node: Arc<Node>, stop: CancellationToken) {
                         spawn_update(&node, c.id.clone(), CheckStatus::Critical, output);
                     }
                 }
-                CheckKind::Maintenance => {}
+                CheckKind::Maintenance | CheckKind::External => {}
                 CheckKind::Http { .. } | CheckKind::Tcp { .. } | CheckKind::Script { .. } => {
                     if !t.probing && now >= t.next_probe {
                         t.probing = true;
@@ -247,7 +247,7 @@ async fn probe(node: Arc<Node>, c: Check, tx: mpsc::UnboundedSender<Probe>) {
         } => probe_http(&node, url, method, header, body, c.timeout).await,
         CheckKind::Tcp { address } => probe_tcp(address, c.timeout).await,
         CheckKind::Script { args } => probe_script(args, c.timeout).await,
-        CheckKind::Ttl | CheckKind::Maintenance => return,
+        CheckKind::Ttl | CheckKind::Maintenance | CheckKind::External => return,
     };
     let _ = tx.send(Probe {
         check_id: c.id,

@@ -25,6 +25,7 @@ mod flush;
 pub mod intentions;
 mod kinds;
 mod log;
+pub mod nodes;
 pub mod queries;
 pub mod sessions;
 pub mod settings;

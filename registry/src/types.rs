@@ -60,6 +60,22 @@ pub enum Command {
         #[serde(default)]
         at_ms: i64,
     },
+    /// `/v1/catalog/register` for an external node: the node (new, or updated unless
+    /// `skip_node_update`), its service and its checks (`ok: false`, nothing written, when a
+    /// check names a service the node does not have).
+    NodeRegister {
+        node: lucid_core::catalog::ExternalNode,
+        skip_node_update: bool,
+        service: Option<lucid_core::catalog::Instance>,
+        checks: Vec<Check>,
+    },
+    /// `/v1/catalog/deregister` on an external node: a service, a check, or (neither) the
+    /// node itself (`ok: false` when it or the target is unknown).
+    NodeDeregister {
+        node: String,
+        service_id: Option<String>,
+        check_id: Option<String>,
+    },
     /// Add or replace a standalone check.
     CheckRegister { check: Check },
     /// Remove a check.

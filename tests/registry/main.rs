@@ -15,6 +15,7 @@ mod health;
 mod intentions;
 mod kv;
 mod limits;
+mod nodes;
 mod operator;
 mod partition;
 mod pyconsul;

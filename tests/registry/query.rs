@@ -42,7 +42,7 @@ async fn register(c: &RegistryClient, body: Value) -> anyhow::Result<()> {
 }
 
 /// Poll DNS until `name` answers `want` (an empty `want`: NXDOMAIN).
-async fn dns_answers(server: &str, name: &str, want: &[&str]) -> anyhow::Result<()> {
+pub(crate) async fn dns_answers(server: &str, name: &str, want: &[&str]) -> anyhow::Result<()> {
     wait::until(
         &format!("{name} = {want:?}"),
         Duration::from_secs(5),

@@ -15,7 +15,8 @@ use serde::{Deserialize, Serialize};
 
 pub use self::parse::{
     parse_catalog_deregistration, parse_catalog_registration, parse_check, parse_registration,
-    parse_sidecar_service, CatalogTarget, RegistrationError,
+    parse_sidecar_service, CatalogDeregistration, CatalogRegistration, CatalogTarget,
+    RegistrationError,
 };
 
 /// Longest service name (a DNS label).
@@ -102,6 +103,9 @@ pub enum CheckKind {
     /// Run `args` (Consul's `Args`; `Script` is `sh -c <script>`): exit 0 passing, 1 warning,
     /// else critical. Only with `--enable-script-checks`, as Consul's `enable_script_checks`.
     Script { args: Vec<String> },
+    /// A check of an external node (`/v1/catalog/register`): its status is whatever the
+    /// registration said; nothing here probes it, as Consul's servers probe no catalog check.
+    External,
 }
 
 /// One check as stored.
@@ -170,6 +174,56 @@ pub struct Instance {
     /// What Consul registrations carry that the mesh itself does not use, kept and given back.
     #[serde(default, skip_serializing_if = "ServiceExtras::is_empty")]
     pub extras: ServiceExtras,
+    /// The external node it was registered on; empty for the registry's own node.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
+}
+
+/// A node other than the registry's own, written through `/v1/catalog/register` for a machine
+/// that runs no agent (Consul's "external node"), with its services and checks by ID. Nothing
+/// probes its checks: their status is what the last registration said.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExternalNode {
+    pub name: String,
+    pub address: String,
+    #[serde(default)]
+    pub id: String,
+    #[serde(default)]
+    pub tagged_addresses: BTreeMap<String, String>,
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    #[serde(default)]
+    pub services: BTreeMap<String, Instance>,
+    /// Service checks (`service_id` set) and node-level checks (empty `service_id`).
+    #[serde(default)]
+    pub checks: BTreeMap<String, Check>,
+}
+
+impl ExternalNode {
+    /// Instance `inst` of this node as the DNS zone holds it: named `<id>.<node>.node` (an ID
+    /// is unique per node only), at the node's address when it has none of its own.
+    pub fn zone_instance(&self, inst: &Instance) -> Instance {
+        let mut z = inst.clone();
+        z.id = ExternalNode::zone_id(&self.name, &inst.id);
+        if z.address.is_empty() {
+            z.address = self.address.clone();
+        }
+        z
+    }
+
+    /// The DNS zone's name for instance `id` of node `node`.
+    pub fn zone_id(node: &str, id: &str) -> String {
+        format!("{id}.{node}.node")
+    }
+
+    /// The checks that decide instance `id`'s health: its own and the node's.
+    pub fn checks_of(&self, id: &str) -> Vec<Check> {
+        self.checks
+            .values()
+            .filter(|c| c.service_id.is_empty() || c.service_id == id)
+            .cloned()
+            .collect()
+    }
 }
 
 /// A service address by tag (`TaggedAddresses.lan`, `.wan`).

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::valid_service_name;
+use crate::catalog::{valid_catalog_name, valid_service_name};
 use crate::obj::{bad, BodyError, Obj};
 
 /// Which kind of entry.
@@ -21,6 +21,11 @@ pub enum ConfigKind {
     ServiceDefaults,
     #[serde(rename = "proxy-defaults")]
     ProxyDefaults,
+    /// Which services an ingress gateway exposes, on which ports (Consul's
+    /// `ingress-gateway`). Stored and answered (`/v1/catalog/gateway-services`); lucid's
+    /// sidecars carry no gateway traffic from it.
+    #[serde(rename = "ingress-gateway")]
+    IngressGateway,
 }
 
 impl ConfigKind {
@@ -28,6 +33,7 @@ impl ConfigKind {
         match self {
             ConfigKind::ServiceDefaults => "service-defaults",
             ConfigKind::ProxyDefaults => "proxy-defaults",
+            ConfigKind::IngressGateway => "ingress-gateway",
         }
     }
 
@@ -35,6 +41,7 @@ impl ConfigKind {
         match s {
             "service-defaults" => Some(ConfigKind::ServiceDefaults),
             "proxy-defaults" => Some(ConfigKind::ProxyDefaults),
+            "ingress-gateway" => Some(ConfigKind::IngressGateway),
             _ => None,
         }
     }
@@ -150,6 +157,28 @@ pub struct ConfigEntry {
     pub load_balancer: Option<LoadBalancer>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub meta: BTreeMap<String, String>,
+    /// An `ingress-gateway`'s listeners (empty for the other kinds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<IngressListener>,
+}
+
+/// One port of an ingress gateway and the services behind it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IngressListener {
+    pub port: u16,
+    /// `tcp` (Consul's default), `http`, `http2` or `grpc`.
+    pub protocol: String,
+    pub services: Vec<IngressService>,
+}
+
+/// A service an ingress listener exposes (`*`: every service, on HTTP listeners only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct IngressService {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hosts: Vec<String>,
 }
 
 /// What a service's traffic gets: its entry, else the global one, else the defaults.
@@ -207,7 +236,11 @@ const TOP: &[&str] = &[
     "retry",
     "loadbalancer",
     "meta",
+    "listeners",
 ];
+
+/// The fields of an `ingress-gateway` entry.
+const INGRESS_TOP: &[&str] = &["kind", "name", "meta", "listeners"];
 
 /// Parse and validate a config entry body (`PUT /v1/config`).
 pub fn parse_entry(v: &Value) -> Result<ConfigEntry, EntryError> {
@@ -219,7 +252,9 @@ pub fn parse_entry(v: &Value) -> Result<ConfigEntry, EntryError> {
     let kind = ConfigKind::parse(&kind_s).ok_or_else(|| {
         bad(
             "Kind",
-            format!("{kind_s:?} is not supported (service-defaults, proxy-defaults)"),
+            format!(
+                "{kind_s:?} is not supported (service-defaults, proxy-defaults, ingress-gateway)"
+            ),
         )
     })?;
     let name = o
@@ -236,7 +271,31 @@ pub fn parse_entry(v: &Value) -> Result<ConfigEntry, EntryError> {
             )
             .into())
         }
+        ConfigKind::IngressGateway => {
+            if !valid_catalog_name(&name) {
+                return Err(bad(
+                    "Name",
+                    format!("{name:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
+                )
+                .into());
+            }
+            o.only(INGRESS_TOP)?;
+            return Ok(ConfigEntry {
+                kind,
+                name,
+                protocol: None,
+                circuit_breaker: None,
+                rate_limit: None,
+                retry: None,
+                load_balancer: None,
+                meta: o.string_map("Meta", &["meta"])?,
+                listeners: listeners(&o)?,
+            });
+        }
         _ => {}
+    }
+    if o.has("listeners") {
+        return Err(bad("Listeners", "is a field of ingress-gateway entries only").into());
     }
     let protocol = o.string("Protocol", &["protocol"])?;
     if let Some(p) = &protocol {
@@ -275,7 +334,88 @@ pub fn parse_entry(v: &Value) -> Result<ConfigEntry, EntryError> {
         retry,
         load_balancer,
         meta: o.string_map("Meta", &["meta"])?,
+        listeners: Vec::new(),
     })
+}
+
+/// An ingress gateway's `Listeners`, with Consul's rules: a port once, a known protocol, at
+/// least one service, exactly one on a `tcp` listener, `*` only on HTTP listeners.
+fn listeners(o: &Obj<'_>) -> Result<Vec<IngressListener>, EntryError> {
+    let items = match o.get(&["listeners"]) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Array(items)) => items,
+        Some(_) => return Err(bad("Listeners", "must be a list").into()),
+    };
+    let mut out: Vec<IngressListener> = Vec::new();
+    for (n, item) in items.iter().enumerate() {
+        let l = Obj::new(item, format!("Listeners[{n}]."))?;
+        l.only(&["port", "protocol", "services", "tls"])?;
+        if l.has("tls") {
+            return Err(bad(&l.name("TLS"), "listener TLS is not supported").into());
+        }
+        let port = l
+            .port("Port", &["port"])?
+            .ok_or_else(|| bad(&l.name("Port"), "is required"))?;
+        if out.iter().any(|x| x.port == port) {
+            return Err(bad(&l.name("Port"), format!("port {port} is declared twice")).into());
+        }
+        let protocol = l
+            .string("Protocol", &["protocol"])?
+            .unwrap_or_else(|| "tcp".to_owned());
+        if !["http", "http2", "grpc", "tcp"].contains(&protocol.as_str()) {
+            return Err(bad(
+                &l.name("Protocol"),
+                format!("{protocol:?} is not http, http2, grpc or tcp"),
+            )
+            .into());
+        }
+        let mut services = Vec::new();
+        if let Some(list) = l.get(&["services"]) {
+            let Value::Array(list) = list else {
+                return Err(bad(&l.name("Services"), "must be a list").into());
+            };
+            for (m, svc) in list.iter().enumerate() {
+                let s = Obj::new(svc, format!("{}[{m}].", l.name("Services")))?;
+                s.only(&["name", "hosts"])?;
+                let name = s
+                    .string("Name", &["name"])?
+                    .filter(|x| !x.is_empty())
+                    .ok_or_else(|| bad(&s.name("Name"), "is required"))?;
+                if name != "*" && !valid_catalog_name(&name) {
+                    return Err(
+                        bad(&s.name("Name"), format!("{name:?} is not a service name")).into(),
+                    );
+                }
+                if name == "*" && protocol == "tcp" {
+                    return Err(bad(
+                        &s.name("Name"),
+                        "the wildcard service needs an HTTP-based protocol, not tcp",
+                    )
+                    .into());
+                }
+                services.push(IngressService {
+                    name,
+                    hosts: s.strings("Hosts", &["hosts"])?,
+                });
+            }
+        }
+        if services.is_empty() {
+            return Err(bad(&l.name("Services"), "needs at least one service").into());
+        }
+        if protocol == "tcp" && services.len() > 1 {
+            return Err(bad(
+                &l.name("Services"),
+                "a tcp listener exposes exactly one service",
+            )
+            .into());
+        }
+        out.push(IngressListener {
+            port,
+            protocol,
+            services,
+        });
+    }
+    Ok(out)
 }
 
 fn u32_in(

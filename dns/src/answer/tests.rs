@@ -23,6 +23,7 @@ fn inst(id: &str, name: &str, addr: &str, port: u16, tags: &[&str]) -> Instance 
         mesh_port: None,
         enable_tag_override: false,
         extras: Default::default(),
+        node: String::new(),
     }
 }
 

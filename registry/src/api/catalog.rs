@@ -1,23 +1,45 @@
-//! Consul's `/v1/catalog/register` and `/v1/catalog/deregister`. The registry is one logical
-//! node, so the node fields are accepted and ignored; services go through the same parser,
-//! checks and commands as agent registration, and a deregistration needs `service:write` on
-//! what it removes, as the agent's does.
+//! Consul's `/v1/catalog/register` and `/v1/catalog/deregister`.
+//!
+//! On the registry's own node (`Node` absent or `lucid`), services go through the same
+//! parser, checks and commands as agent registration, and a deregistration needs
+//! `service:write` on what it removes, as the agent's does. Any other `Node` is an external
+//! node (a machine without an agent, as in Consul): it needs `node:write` on the node, and
+//! `service:write` on each service written; its checks are status-only and never probed.
 
 use std::sync::Arc;
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use lucid_core::acl::{Access, Resource};
 use lucid_core::catalog::{
-    parse_catalog_deregistration, parse_catalog_registration, CatalogTarget,
+    parse_catalog_deregistration, parse_catalog_registration, CatalogRegistration, CatalogTarget,
 };
+use lucid_core::ErrorCode;
 use serde_json::Value;
 
+use super::agent::{DATACENTER, NODE};
 use super::authz::Caller;
 use super::error::ApiError;
 use super::extract::ApiBody;
 use super::read;
 use super::ApiState;
 use crate::types::Command;
+
+/// A body's `Datacenter` must be this one, as `?dc=` must (see `one_datacenter`).
+fn this_datacenter(dc: &str) -> Result<(), ApiError> {
+    if dc.is_empty() || dc == DATACENTER {
+        return Ok(());
+    }
+    Err(ApiError::bad_request(format!(
+        "No path to datacenter {dc:?}"
+    )))
+}
+
+/// Does a `Node` field name the registry's own node?
+fn own(node: &str) -> bool {
+    node.is_empty() || node == NODE
+}
 
 async fn done(api: &ApiState, cmd: Command, missing: String) -> Result<Response, ApiError> {
     let res = api.node.write(cmd).await?;
@@ -35,9 +57,88 @@ pub async fn register(
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
-    let registration = parse_catalog_registration(&v)
+    let reg = parse_catalog_registration(&v)
         .map_err(|e| ApiError::bad_request(format!("invalid registration: {e}")))?;
+    this_datacenter(&reg.datacenter)?;
+    if !own(&reg.node.name) {
+        return external(&api, &caller, reg).await;
+    }
+    if !reg.checks.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid registration: Check: catalog-level checks on the registry's own node are not supported; register checks with the service via /v1/agent/service/register",
+        ));
+    }
+    let Some(registration) = reg.service else {
+        return Err(ApiError::bad_request(
+            "invalid registration: Service: is required on the registry's own node",
+        ));
+    };
     let res = super::register::register(&api, &caller, registration, false).await?;
+    let mut resp = axum::Json(true).into_response();
+    read::meta_headers(&api.node, res.index, resp.headers_mut());
+    Ok(resp)
+}
+
+/// A registration on an external node: the node, its service and its checks in one command.
+async fn external(
+    api: &ApiState,
+    caller: &Caller,
+    reg: CatalogRegistration,
+) -> Result<Response, ApiError> {
+    let name = reg.node.name.clone();
+    if reg.node.address.is_empty() && !reg.skip_node_update {
+        return Err(ApiError::bad_request(
+            "Must provide address if SkipNodeUpdate is not set",
+        ));
+    }
+    caller.allows(Resource::Node, &name, Access::Write)?;
+    let service = match reg.service {
+        None => None,
+        Some(r) if !r.checks.is_empty() => {
+            return Err(ApiError::bad_request(
+                "invalid registration: Service.Check: an external node's checks go at the top level (Check, Checks)",
+            ))
+        }
+        Some(r) => {
+            super::register::may_write(caller, &r.instance)?;
+            Some(r.instance)
+        }
+    };
+    // A service check needs write on its service, which is the one registered now or one the
+    // node already has.
+    let known = api.node.state.external_node(&name)?;
+    for c in reg.checks.iter().filter(|c| !c.service_id.is_empty()) {
+        let owner = service
+            .as_ref()
+            .filter(|i| i.id == c.service_id)
+            .or_else(|| known.as_ref().and_then(|n| n.services.get(&c.service_id)));
+        match owner {
+            Some(i) => caller.act_for(&i.name)?,
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "Unknown service ID {:?} for check ID {:?}",
+                    c.service_id, c.id
+                )))
+            }
+        }
+    }
+    let res = api
+        .node
+        .write(Command::NodeRegister {
+            node: reg.node,
+            skip_node_update: reg.skip_node_update,
+            service,
+            checks: reg.checks,
+        })
+        .await?;
+    if !res.ok {
+        // The service a check named went between the read above and the write.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            ErrorCode::AlreadyRegistered,
+            format!("a check names a service node {name:?} no longer has"),
+        ));
+    }
     let mut resp = axum::Json(true).into_response();
     read::meta_headers(&api.node, res.index, resp.headers_mut());
     Ok(resp)
@@ -49,36 +150,79 @@ pub async fn deregister(
     body: ApiBody,
 ) -> Result<Response, ApiError> {
     let v: Value = body.json()?;
-    let target = parse_catalog_deregistration(&v)
+    let d = parse_catalog_deregistration(&v)
         .map_err(|e| ApiError::bad_request(format!("invalid deregistration: {e}")))?;
-    match &target {
-        CatalogTarget::Service(id) => super::agent::owns_instance(&api, &caller, id)?,
-        CatalogTarget::Check(id) => super::agent::owns_check(&api, &caller, id)?,
+    this_datacenter(&d.datacenter)?;
+    if !own(&d.node) {
+        return deregister_external(&api, &caller, &d.node, d.target).await;
     }
-    match target {
+    let at_ms = crate::types::now_ms();
+    let (cmd, missing) = match d.target {
         CatalogTarget::Service(id) => {
+            super::agent::owns_instance(&api, &caller, &id)?;
             let missing = format!("unknown service ID {id:?}");
-            done(
-                &api,
-                Command::CatalogDeregister {
-                    service_id: id,
-                    at_ms: crate::types::now_ms(),
-                },
-                missing,
-            )
-            .await
+            let cmd = Command::CatalogDeregister {
+                service_id: id,
+                at_ms,
+            };
+            (cmd, missing)
         }
         CatalogTarget::Check(id) => {
+            super::agent::owns_check(&api, &caller, &id)?;
             let missing = format!("unknown check ID {id:?}");
-            done(
-                &api,
-                Command::CheckDeregister {
-                    check_id: id,
-                    at_ms: crate::types::now_ms(),
-                },
-                missing,
-            )
-            .await
+            let cmd = Command::CheckDeregister {
+                check_id: id,
+                at_ms,
+            };
+            (cmd, missing)
+        }
+        CatalogTarget::Node => {
+            return Err(ApiError::bad_request(
+                "invalid deregistration: give ServiceID or CheckID (the registry's own node cannot be deregistered)",
+            ))
+        }
+    };
+    done(&api, cmd, missing).await
+}
+
+/// Removing from an external node needs `node:write` on it, or `service:write` on the
+/// service whose instance or check goes. Refused alike whether or not the target exists, so
+/// a refusal tells nothing about the catalog.
+async fn deregister_external(
+    api: &ApiState,
+    caller: &Caller,
+    node: &str,
+    target: CatalogTarget,
+) -> Result<Response, ApiError> {
+    if caller.allows(Resource::Node, node, Access::Write).is_err() {
+        let n = api.node.state.external_node(node)?;
+        let service = n.as_ref().and_then(|n| match &target {
+            CatalogTarget::Service(id) => n.services.get(id),
+            CatalogTarget::Check(id) => {
+                n.checks.get(id).and_then(|c| n.services.get(&c.service_id))
+            }
+            CatalogTarget::Node => None,
+        });
+        match service {
+            Some(i) => caller.act_for(&i.name)?,
+            None => caller.allows(Resource::Node, node, Access::Write)?,
         }
     }
+    let (service_id, check_id, missing) = match target {
+        CatalogTarget::Service(id) => {
+            let m = format!("unknown service ID {id:?} on node {node:?}");
+            (Some(id), None, m)
+        }
+        CatalogTarget::Check(id) => {
+            let m = format!("unknown check ID {id:?} on node {node:?}");
+            (None, Some(id), m)
+        }
+        CatalogTarget::Node => (None, None, format!("unknown node {node:?}")),
+    };
+    let cmd = Command::NodeDeregister {
+        node: node.to_owned(),
+        service_id,
+        check_id,
+    };
+    done(api, cmd, missing).await
 }

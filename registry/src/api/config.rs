@@ -22,7 +22,7 @@ use crate::types::Command;
 fn kind(s: &str) -> Result<ConfigKind, ApiError> {
     ConfigKind::parse(s).ok_or_else(|| {
         ApiError::bad_request(format!(
-            "config entry kind {s:?} is not supported (service-defaults, proxy-defaults)"
+            "config entry kind {s:?} is not supported (service-defaults, proxy-defaults, ingress-gateway)"
         ))
     })
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use lucid_core::acl::{Access, Resource};
-use lucid_core::catalog::{Check, CheckStatus};
+use lucid_core::catalog::{Check, CheckStatus, Instance};
 use lucid_core::wire::catalog::{AgentService, CatalogService, HealthCheck, Node, ServiceEntry};
 
 use super::agent::{DATACENTER, NODE};
@@ -37,6 +37,66 @@ pub(super) fn node(api: &ApiState) -> Node {
     }
 }
 
+/// The nodes an answer may name: the registry's own and the external ones.
+pub(super) struct Nodes {
+    own: Node,
+    external: BTreeMap<String, Node>,
+}
+
+impl Nodes {
+    pub(super) fn read(api: &ApiState) -> Result<Nodes, crate::store::state::StateError> {
+        let external = api
+            .node
+            .state
+            .external_nodes()?
+            .iter()
+            .map(|n| (n.name.clone(), Node::external(n, DATACENTER)))
+            .collect();
+        Ok(Nodes {
+            own: node(api),
+            external,
+        })
+    }
+
+    /// The node instance `i` is on. An external node removed since the instance was read is
+    /// shown by name only.
+    pub(super) fn of(&self, i: &Instance) -> Node {
+        if i.node.is_empty() {
+            return self.own.clone();
+        }
+        self.external.get(&i.node).cloned().unwrap_or_else(|| Node {
+            node: i.node.clone(),
+            datacenter: DATACENTER.to_owned(),
+            ..Node::default()
+        })
+    }
+}
+
+/// Consul's own `consul` service: one instance on the registry's node, at its Raft port
+/// (Consul's is the server RPC port, 8300). Clients look for it to find the servers.
+fn servers(api: &ApiState) -> Instance {
+    let port = api
+        .node
+        .me
+        .raft_addr
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or(8300);
+    Instance {
+        id: "consul".into(),
+        name: "consul".into(),
+        address: node(api).address,
+        port,
+        tags: Vec::new(),
+        meta: BTreeMap::new(),
+        weights: Default::default(),
+        mesh_port: None,
+        enable_tag_override: false,
+        extras: Default::default(),
+        node: String::new(),
+    }
+}
+
 fn healthy(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.status == CheckStatus::Passing)
 }
@@ -49,12 +109,17 @@ pub async fn catalog_services(
     let filter = filter::from_request(&req, filter::service_node())?;
     let blocking = Blocking::from_params(&req.params)?;
     let state = &api.node.state;
-    let node = node(&api);
+    let consul = servers(&api);
     let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, instances, _) = state.catalog()?;
+        let nodes = Nodes::read(&api)?;
+        let external = nodes_instances(state)?;
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        for i in instances {
-            if filter::passes(filter.as_ref(), &CatalogService::new(&i, &node)) {
+        for i in std::iter::once(consul.clone())
+            .chain(instances)
+            .chain(external)
+        {
+            if filter::passes(filter.as_ref(), &CatalogService::new(&i, &nodes.of(&i))) {
                 out.entry(i.name).or_default().extend(i.tags);
             }
         }
@@ -62,6 +127,17 @@ pub async fn catalog_services(
     })
     .await?;
     Ok(read::indexed_json(&api.node, index, out))
+}
+
+/// Every external node's instances.
+fn nodes_instances(
+    state: &crate::store::StateReader,
+) -> Result<Vec<Instance>, crate::store::state::StateError> {
+    Ok(state
+        .external_nodes()?
+        .into_iter()
+        .flat_map(|n| n.services.into_values())
+        .collect())
 }
 
 /// Which instances a service read is about.
@@ -75,7 +151,7 @@ pub(super) enum Of {
 }
 
 /// Does instance `i` carry mesh traffic for `service`?
-fn serves(i: &lucid_core::catalog::Instance, service: &str) -> bool {
+fn serves(i: &Instance, service: &str) -> bool {
     let destination = i
         .extras
         .proxy
@@ -109,7 +185,10 @@ async fn select(
         Of::Connect => read::Watch::All,
     };
     read::block_on(&api.node, watch, blocking, || {
-        let (index, all) = instances_of(state, name, of)?;
+        let (index, mut all) = instances_of(state, name, of)?;
+        if of == Of::Service && name == "consul" && all.is_empty() {
+            all.push((servers(api), Vec::new()));
+        }
         if peered {
             return Ok((index, Vec::new()));
         }
@@ -142,27 +221,6 @@ pub async fn health_connect(
     health_of(&api, &caller, &name, &req, Of::Connect).await
 }
 
-/// `GET /v1/health/ingress/<service>`: ingress gateways in front of the service. Lucid has no
-/// ingress gateways (no `ingress-gateway` config entries), so none ever answers; the
-/// filter is still checked and the answer is indexed and blocking like the others.
-pub async fn health_ingress(
-    State(api): State<Arc<ApiState>>,
-    req: Incoming,
-) -> Result<Response, ApiError> {
-    filter::from_request(&req, filter::check_service_node())?;
-    let blocking = Blocking::from_params(&req.params)?;
-    let state = &api.node.state;
-    let (index, ()) = read::block_on(&api.node, read::Watch::All, blocking, || {
-        Ok((state.catalog()?.0, ()))
-    })
-    .await?;
-    Ok(read::indexed_json(
-        &api.node,
-        index,
-        Vec::<ServiceEntry>::new(),
-    ))
-}
-
 /// Every instance `of` service `name` with its checks, and the index they are at.
 pub(super) fn instances_of(
     state: &crate::store::StateReader,
@@ -173,7 +231,7 @@ pub(super) fn instances_of(
         Of::Service => state.service(name),
         Of::Connect => {
             let (index, instances, checks) = state.catalog()?;
-            let entries = instances
+            let mut entries: ServiceEntries = instances
                 .into_iter()
                 .filter(|i| serves(i, name))
                 .map(|i| {
@@ -185,6 +243,11 @@ pub(super) fn instances_of(
                     (i, own)
                 })
                 .collect();
+            for n in state.external_nodes()? {
+                for i in n.services.values().filter(|i| serves(i, name)) {
+                    entries.push((i.clone(), n.checks_of(&i.id)));
+                }
+            }
             Ok((index, entries))
         }
     }
@@ -192,13 +255,17 @@ pub(super) fn instances_of(
 
 /// One instance as `/v1/health/service` shows it: node, service, the node's serfHealth and
 /// the instance's checks.
-pub(super) fn service_entry(
-    node: &Node,
-    i: &lucid_core::catalog::Instance,
-    checks: &[Check],
-) -> ServiceEntry {
-    let mut cs = vec![HealthCheck::serf_health(NODE)];
-    cs.extend(checks.iter().map(|c| HealthCheck::new(c, Some(i), NODE)));
+pub(super) fn service_entry(node: &Node, i: &Instance, checks: &[Check]) -> ServiceEntry {
+    // An external node has no agent, so no serfHealth (as in Consul).
+    let mut cs = Vec::new();
+    if i.node.is_empty() {
+        cs.push(HealthCheck::serf_health(NODE));
+    }
+    cs.extend(
+        checks
+            .iter()
+            .map(|c| HealthCheck::new(c, Some(i), &node.node)),
+    );
     ServiceEntry {
         checks: cs,
         node: node.clone(),
@@ -215,10 +282,10 @@ async fn health_of(
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(req, filter::check_service_node())?;
     let (index, entries) = select(api, caller, name, req, of).await?;
-    let node = node(api);
+    let nodes = Nodes::read(api)?;
     let out: Vec<ServiceEntry> = entries
         .iter()
-        .map(|(i, checks)| service_entry(&node, i, checks))
+        .map(|(i, checks)| service_entry(&nodes.of(i), i, checks))
         .collect();
     let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
@@ -252,10 +319,10 @@ async fn catalog_of(
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(req, filter::service_node())?;
     let (index, entries) = select(api, caller, name, req, of).await?;
-    let node = node(api);
+    let nodes = Nodes::read(api)?;
     let out: Vec<CatalogService> = entries
         .iter()
-        .map(|(i, _)| CatalogService::new(i, &node))
+        .map(|(i, _)| CatalogService::new(i, &nodes.of(i)))
         .collect();
     let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
@@ -273,9 +340,11 @@ pub async fn health_checks(
     let out: Vec<HealthCheck> = entries
         .iter()
         .flat_map(|(i, checks)| {
+            let node = if i.node.is_empty() { NODE } else { &i.node };
             checks
                 .iter()
-                .map(move |c| HealthCheck::new(c, Some(i), NODE))
+                .filter(|c| !c.service_id.is_empty())
+                .map(move |c| HealthCheck::new(c, Some(i), node))
         })
         .collect();
     let out = filter::keep(filter.as_ref(), out);
@@ -307,21 +376,32 @@ pub async fn health_state(
     Ok(read::indexed_json(&api.node, index, out))
 }
 
-/// Every check of the node (serfHealth first) that `keep` selects, and the catalog index.
+/// Every check that `keep` selects, on every node (the registry's own first, serfHealth
+/// leading it), and the catalog index.
 fn node_checks(
     st: &crate::store::StateReader,
     keep: impl Fn(&HealthCheck) -> bool,
 ) -> Result<(u64, Vec<HealthCheck>), crate::store::state::StateError> {
-    let (index, instances, checks) = st.catalog()?;
-    let all = std::iter::once(HealthCheck::serf_health(NODE)).chain(
-        checks
-            .iter()
-            .map(|c| HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)),
-    );
-    Ok((index, all.filter(|c| keep(c)).collect()))
+    st.read_consistent(|| {
+        let (index, instances, checks) = st.catalog()?;
+        let own =
+            std::iter::once(HealthCheck::serf_health(NODE)).chain(checks.iter().map(|c| {
+                HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)
+            }));
+        let mut out: Vec<HealthCheck> = own.filter(|c| keep(c)).collect();
+        for n in st.external_nodes()? {
+            out.extend(
+                n.checks
+                    .values()
+                    .map(|c| HealthCheck::new(c, n.services.get(&c.service_id), &n.name))
+                    .filter(|c| keep(c)),
+            );
+        }
+        Ok((index, out))
+    })
 }
 
-/// `GET /v1/health/node/<node>`: every check on the node (this registry's one), or `[]`.
+/// `GET /v1/health/node/<node>`: every check on the node, or `[]`.
 pub async fn health_node(
     State(api): State<Arc<ApiState>>,
     Path(name): Path<String>,
@@ -330,23 +410,34 @@ pub async fn health_node(
     let filter = filter::from_request(&req, filter::health_check())?;
     let blocking = Blocking::from_params(&req.params)?;
     let st = &api.node.state;
-    let ours = name == NODE;
     let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
-        Ok(node_checks(st, |_| ours)?)
+        Ok(node_checks(st, |c| c.node == name)?)
     })
     .await?;
     let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
 }
 
-/// `GET /v1/catalog/nodes`: the registry is one logical node.
+/// `GET /v1/catalog/nodes`: the registry's own node and the external ones, by name.
 pub async fn catalog_nodes(
     State(api): State<Arc<ApiState>>,
     req: Incoming,
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(&req, filter::node())?;
-    let (index, _, _) = api.node.state.catalog()?;
-    let out = filter::keep(filter.as_ref(), vec![node(&api)]);
+    let blocking = Blocking::from_params(&req.params)?;
+    let (index, mut out) = read::block_on(&api.node, read::Watch::All, blocking, || {
+        let index = api.node.state.catalog_index()?;
+        let nodes = Nodes::read(&api)?;
+        Ok((
+            index,
+            std::iter::once(nodes.own)
+                .chain(nodes.external.into_values())
+                .collect::<Vec<_>>(),
+        ))
+    })
+    .await?;
+    out.sort_by(|a, b| a.node.cmp(&b.node));
+    let out = filter::keep(filter.as_ref(), out);
     Ok(read::indexed_json(&api.node, index, out))
 }
 
@@ -360,25 +451,32 @@ pub async fn catalog_node(
     let filter = filter::from_request(&req, filter::node_service())?;
     let blocking = Blocking::from_params(&req.params)?;
     let st = &api.node.state;
-    let (index, instances) = read::block_on(&api.node, read::Watch::All, blocking, || {
+    let (index, found) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, instances, _) = st.catalog()?;
-        Ok((index, instances))
+        if name == NODE {
+            return Ok((index, Some((node(&api), instances))));
+        }
+        let found = st.external_node(&name)?.map(|n| {
+            let services = n.services.values().cloned().collect();
+            (Node::external(&n, DATACENTER), services)
+        });
+        Ok((index, found))
     })
     .await?;
-    if name != NODE {
+    let Some((node, instances)) = found else {
         return Ok(read::indexed_json(
             &api.node,
             index,
             serde_json::Value::Null,
         ));
-    }
+    };
     let services: BTreeMap<String, AgentService> = instances
         .iter()
         .map(|i| AgentService::new(i, DATACENTER))
         .filter(|s| filter::passes(filter.as_ref(), s))
         .map(|s| (s.id.clone(), s))
         .collect();
-    let body = serde_json::json!({"Node": node(&api), "Services": services});
+    let body = serde_json::json!({"Node": node, "Services": services});
     Ok(read::indexed_json(&api.node, index, body))
 }
 

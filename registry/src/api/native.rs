@@ -68,7 +68,10 @@ pub async fn register(
     let name = registration.instance.name.clone();
     caller.act_for(&name)?;
     let (_, existing) = api.node.state.service(&name)?;
-    if existing.iter().any(|(i, _)| i.id == id) {
+    if existing
+        .iter()
+        .any(|(i, _)| i.node.is_empty() && i.id == id)
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyRegistered,
@@ -141,7 +144,9 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
     caller.act_for(&name)?;
-    let (_, entries) = api.node.state.service(&name)?;
+    let (_, mut entries) = api.node.state.service(&name)?;
+    // The registry's own node's instances: an external node's go through the catalog API.
+    entries.retain(|(i, _)| i.node.is_empty());
     if entries.is_empty() {
         return Err(ApiError::not_found(format!("service {name:?} not found")));
     }

@@ -28,7 +28,7 @@ use super::agent::DATACENTER;
 use super::authz::{caller_for, denied, Caller};
 use super::error::ApiError;
 use super::extract::{ApiBody, Incoming};
-use super::health::{instances_of, node, service_entry, Of};
+use super::health::{instances_of, service_entry, Nodes, Of};
 use super::read;
 use super::ApiState;
 use crate::store::queries::StoredQuery;
@@ -273,7 +273,7 @@ pub async fn execute(
     let runner = runner(&api, caller, &stored.token_accessor)?;
     let q = stored.query;
     let s = &q.service;
-    let node = node(&api);
+    let known = Nodes::read(&api)?;
     let of = if s.connect { Of::Connect } else { Of::Service };
     let (index, all) = instances_of(&api.node.state, &s.service, of)?;
     let readable = runner
@@ -281,12 +281,13 @@ pub async fn execute(
         .allowed(Resource::Service, &s.service, Access::Read);
     let mut nodes: Vec<ServiceEntry> = all
         .iter()
-        .filter(|_| readable && s.peer.is_empty() && s.admits_node(&node.meta))
-        .filter(|(i, checks)| {
+        .map(|(i, checks)| (known.of(i), i, checks))
+        .filter(|(node, _, _)| readable && s.peer.is_empty() && s.admits_node(&node.meta))
+        .filter(|(_, i, checks)| {
             s.admits(&i.tags, &i.meta)
                 && s.healthy(checks.iter().map(|c| (c.id.as_str(), c.status)))
         })
-        .map(|(i, checks)| service_entry(&node, i, checks))
+        .map(|(node, i, checks)| service_entry(&node, i, checks))
         .collect();
     nodes.shuffle(&mut rand::rng());
     if let Some(n) = limit {

@@ -12,7 +12,7 @@
 use std::net::IpAddr;
 
 use axum::http::{StatusCode, Uri};
-use lucid_core::catalog::{CheckKind, Registration};
+use lucid_core::catalog::{CheckKind, Instance, Registration};
 use lucid_core::ErrorCode;
 
 use super::authz::{denied, Caller};
@@ -30,7 +30,19 @@ pub(super) fn vet(
     caller: &Caller,
     registration: &Registration,
 ) -> Result<(), ApiError> {
-    let inst = &registration.instance;
+    may_write(caller, &registration.instance)?;
+    scripts_allowed(api, &registration.checks)?;
+    if !caller.is_management() {
+        checks_own_instance(api, registration)?;
+    }
+    // Refuse before writing what the state machine would refuse anyway (it re-checks at
+    // apply time, so a concurrent registration cannot slip between the two).
+    taken(api, registration, !caller.is_management())
+}
+
+/// `service:write` on the instance's service and, for a `connect-proxy`, on the service it
+/// fronts.
+pub(super) fn may_write(caller: &Caller, inst: &Instance) -> Result<(), ApiError> {
     caller.act_for(&inst.name)?;
     if inst.extras.kind == "connect-proxy" {
         let destination = inst
@@ -47,13 +59,7 @@ pub(super) fn vet(
         }
         caller.act_for(destination)?;
     }
-    scripts_allowed(api, &registration.checks)?;
-    if !caller.is_management() {
-        checks_own_instance(api, registration)?;
-    }
-    // Refuse before writing what the state machine would refuse anyway (it re-checks at
-    // apply time, so a concurrent registration cannot slip between the two).
-    taken(api, registration, !caller.is_management())
+    Ok(())
 }
 
 /// Authorise and write a parsed registration.
@@ -164,7 +170,7 @@ fn target(kind: &CheckKind) -> Result<Option<(String, u16)>, ApiError> {
                 port,
             )))
         }
-        CheckKind::Ttl | CheckKind::Maintenance => Ok(None),
+        CheckKind::Ttl | CheckKind::Maintenance | CheckKind::External => Ok(None),
         CheckKind::Script { .. } => Err(refuse(
             "a service token may not register a script check".into(),
         )),

@@ -126,8 +126,8 @@ fn op(v: &Value, n: usize) -> Result<TxnOp, ApiError> {
             let svc = o.get("service").cloned().unwrap_or(Value::Null);
             let registration = if verb == CatalogVerb::Set {
                 Some(
-                    lucid_core::catalog::parse_catalog_registration(&json!({ "Service": svc }))
-                        .map_err(|e| ApiError::bad_request(format!("{at}: {e}")))?,
+                    lucid_core::catalog::parse_registration(&svc, |name| name.to_owned())
+                        .map_err(|e| ApiError::bad_request(format!("{at}.Service: {e}")))?,
                 )
             } else {
                 None

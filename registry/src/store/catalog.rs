@@ -1,4 +1,5 @@
-//! The service catalog in the state tree: instances (`i:<id>`), checks (`c:<id>`), each
+//! The service catalog in the state tree: the registry's own node's instances (`i:<id>`) and
+//! checks (`c:<id>`), external nodes (`N:<name>`, in [`super::nodes`]), each
 //! service's last-change index (`v:<name>`, kept after the last instance goes so a blocking
 //! query's index never moves backwards), the catalog index (`m:catalog_index`) and the index
 //! of the last TTL refresh that changed nothing (`m:check_refresh_index`).
@@ -47,17 +48,17 @@ fn pair_tail(k: &[u8]) -> Result<String, StateError> {
         .map_err(|_| StateError::Corrupt("non-UTF-8 index key".into()))
 }
 
-fn key(prefix: &[u8], id: &str) -> Vec<u8> {
+pub(super) fn key(prefix: &[u8], id: &str) -> Vec<u8> {
     let mut k = prefix.to_vec();
     k.extend_from_slice(id.as_bytes());
     k
 }
 
-fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, StateError> {
+pub(super) fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, StateError> {
     serde_json::from_slice(raw).map_err(|e| StateError::Corrupt(format!("catalog record: {e}")))
 }
 
-fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
+pub(super) fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, StateError> {
     serde_json::to_vec(v).map_err(|e| StateError::Corrupt(e.to_string()))
 }
 
@@ -69,6 +70,8 @@ pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
         decode::<Instance>(v).map(|_| ())
     } else if k.starts_with(CHECK_PREFIX) {
         decode::<Check>(v).map(|_| ())
+    } else if k.starts_with(super::nodes::NODE_PREFIX) {
+        decode::<lucid_core::catalog::ExternalNode>(v).map(|_| ())
     } else {
         be_u64(v).map(|_| ())
     }
@@ -80,8 +83,20 @@ pub(crate) fn is_catalog_key(k: &[u8]) -> bool {
         || k.starts_with(SERVICE_INDEX_PREFIX)
         || k.starts_with(NAME_INDEX_PREFIX)
         || k.starts_with(OWNER_INDEX_PREFIX)
+        || k.starts_with(super::nodes::NODE_PREFIX)
         || k == CATALOG_INDEX
         || k == CHECK_REFRESH_INDEX
+}
+
+/// Move the catalog index and service `name`'s index, and wake its watchers: a change on an
+/// external node (whose instances are not in the DNS zone, so none is remembered for it).
+pub(super) fn touch_service(batch: &mut StateBatch<'_>, name: &str, index: u64) {
+    batch.insert(CATALOG_INDEX.to_vec(), index.to_be_bytes().to_vec());
+    batch.insert(
+        key(SERVICE_INDEX_PREFIX, name),
+        index.to_be_bytes().to_vec(),
+    );
+    batch.touched.insert(name.to_owned());
 }
 
 /// Move the catalog index and, for a change to instance `id` of `service`, the service's
@@ -371,6 +386,11 @@ impl StateReader {
                     }
                 }
                 out.push((inst, checks));
+            }
+            for n in self.external_nodes()? {
+                for inst in n.services.values().filter(|i| i.name == name) {
+                    out.push((inst.clone(), n.checks_of(&inst.id)));
+                }
             }
             let mut index = self.index_at(&key(SERVICE_INDEX_PREFIX, name))?;
             if index == 0 {

@@ -168,6 +168,7 @@ mod tests {
             KV_INDEX,
             b"i:x",
             b"c:x",
+            b"N:x",
             b"v:web",
             catalog::CATALOG_INDEX,
             catalog::CHECK_REFRESH_INDEX,

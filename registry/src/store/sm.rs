@@ -13,7 +13,9 @@ use super::state::{
     self, kv_key, tomb_key, KvEntry, StateBatch, StateError, StateReader, APPLIED, KV_INDEX,
     KV_PREFIX, MEMBERSHIP,
 };
-use super::{acl, ca, catalog, config, events, intentions, queries, sessions, settings, txn};
+use super::{
+    acl, ca, catalog, config, events, intentions, nodes, queries, sessions, settings, txn,
+};
 use crate::types::{
     Command, CommandResult, Entry, LogId, Snapshot, SnapshotMeta, StorageError, StorageIOError,
     StoredMembership, TypeConfig,
@@ -188,6 +190,23 @@ fn apply_plain(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<b
             }
             Ok(ok)
         }
+        Command::NodeRegister {
+            node,
+            skip_node_update,
+            service,
+            checks,
+        } => nodes::register(batch, node, skip_node_update, service, checks, index),
+        Command::NodeDeregister {
+            node,
+            service_id,
+            check_id,
+        } => nodes::deregister(
+            batch,
+            &node,
+            service_id.as_deref(),
+            check_id.as_deref(),
+            index,
+        ),
         Command::CheckRegister { check } => catalog::register_check(batch, check, index),
         Command::CheckDeregister { check_id, at_ms } => {
             let ok = catalog::deregister_check(batch, &check_id, index)?;

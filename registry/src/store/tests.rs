@@ -200,6 +200,28 @@ async fn a_backup_of_every_record_kind_restores() {
             ltime: 0,
         },
     });
+    // An external node with a service, a service check and a node-level check, and an
+    // ingress gateway's entry.
+    let ext = lucid_core::catalog::parse_catalog_registration(&json!({
+        "Node": "n1", "Address": "10.1.10.11", "TaggedAddresses": {"wan": "10.1.10.21"},
+        "NodeMeta": {"rack": "r1"},
+        "Service": {"Service": "db", "ID": "db-1", "Port": 5432},
+        "Checks": [{"Name": "db-up", "ServiceID": "db-1", "Status": "passing"},
+                   {"Name": "disk"}]
+    }))
+    .unwrap();
+    cmds.push(Command::NodeRegister {
+        node: ext.node,
+        skip_node_update: false,
+        service: ext.service.map(|r| r.instance),
+        checks: ext.checks,
+    });
+    cmds.push(Command::ConfigSet {
+        entry: parse_entry(&json!({"Kind": "ingress-gateway", "Name": "gw",
+            "Listeners": [{"Port": 8080, "Services": [{"Name": "db"}]}]}))
+        .unwrap(),
+        cas: None,
+    });
     let mut query = lucid_core::query::parse(
         &serde_json::json!({"Name": "web-fast", "Session": "s-1", "Service": {"Service": "web"}}),
     )
@@ -273,6 +295,22 @@ async fn a_backup_of_every_record_kind_restores() {
         ("s-1", "acc-1")
     );
     assert_eq!(reader2.ca_root().unwrap(), reader.ca_root().unwrap());
+    let n1 = reader2.external_node("n1").unwrap().unwrap();
+    assert_eq!(
+        (n1.address.as_str(), n1.services.len(), n1.checks.len()),
+        ("10.1.10.11", 1, 2)
+    );
+    assert_eq!(
+        reader2.service("db").unwrap().1[0].1.len(),
+        2,
+        "db-1's health: its own check and the node's"
+    );
+    let gw = reader2
+        .config_entry(lucid_core::config_entry::ConfigKind::IngressGateway, "gw")
+        .unwrap()
+        .1
+        .unwrap();
+    assert_eq!(gw.entry.listeners[0].protocol, "tcp");
 }
 
 async fn install(sm: &mut StateMachine, data: Vec<u8>, index: u64) {
@@ -1157,4 +1195,98 @@ async fn prepared_queries_keep_names_unique_and_die_with_their_session() {
         .unwrap();
     assert!(r[0].ok && !r[1].ok);
     assert!(reader.queries().unwrap().1.is_empty());
+}
+
+fn node_register(body: serde_json::Value, skip_node_update: bool) -> Command {
+    let r = lucid_core::catalog::parse_catalog_registration(&body).unwrap();
+    Command::NodeRegister {
+        node: r.node,
+        skip_node_update,
+        service: r.service.map(|r| r.instance),
+        checks: r.checks,
+    }
+}
+
+#[tokio::test]
+async fn an_external_node_is_written_whole_or_not_at_all() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let dereg = |service: Option<&str>, check: Option<&str>| Command::NodeDeregister {
+        node: "n1".into(),
+        service_id: service.map(str::to_owned),
+        check_id: check.map(str::to_owned),
+    };
+    let r = sm
+        .apply(vec![
+            entry(
+                1,
+                node_register(
+                    json!({"Node": "n1", "Address": "10.0.0.1",
+                        "Service": {"Service": "s1"}, "Check": {"Name": "c1", "ServiceID": "s1"}}),
+                    false,
+                ),
+            ),
+            // A check for a service the node does not have: refused, nothing written, not
+            // even the new address or the other check.
+            entry(
+                2,
+                node_register(
+                    json!({"Node": "n1", "Address": "10.0.0.9",
+                        "Checks": [{"Name": "node-ok"}, {"Name": "c2", "ServiceID": "ghost"}]}),
+                    false,
+                ),
+            ),
+            // SkipNodeUpdate keeps the address.
+            entry(
+                3,
+                node_register(
+                    json!({"Node": "n1", "Address": "10.0.0.7", "Service": {"Service": "s2"}}),
+                    true,
+                ),
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.ok).collect::<Vec<_>>(),
+        [true, false, true]
+    );
+    let n = reader.external_node("n1").unwrap().unwrap();
+    assert_eq!(n.address, "10.0.0.1");
+    assert_eq!(n.checks.keys().collect::<Vec<_>>(), ["c1"]);
+    assert_eq!(n.services.keys().collect::<Vec<_>>(), ["s1", "s2"]);
+    // Unprobed, and critical because the registration gave no status (as in Consul).
+    assert_eq!(
+        n.checks["c1"].status,
+        lucid_core::catalog::CheckStatus::Critical
+    );
+    assert!(
+        reader.checks().unwrap().1.is_empty(),
+        "the checker never sees them"
+    );
+    let (index, s1) = reader.service("s1").unwrap();
+    assert_eq!((index, s1.len(), s1[0].0.node.as_str()), (1, 1, "n1"));
+
+    let r = sm
+        .apply(vec![
+            entry(4, dereg(Some("s1"), None)),
+            entry(5, dereg(None, Some("c1"))),
+            entry(6, dereg(None, None)),
+            entry(7, dereg(None, None)),
+        ])
+        .await
+        .unwrap();
+    // The service took its check with it; the node then goes once.
+    assert_eq!(
+        r.iter().map(|r| r.ok).collect::<Vec<_>>(),
+        [true, false, true, false]
+    );
+    assert!(reader.external_node("n1").unwrap().is_none());
+    let (index, s2) = reader.service("s2").unwrap();
+    assert_eq!(
+        (index, s2.len()),
+        (6, 0),
+        "the node's removal moved s2's index"
+    );
 }

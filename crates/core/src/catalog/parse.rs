@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    valid_catalog_name, valid_instance_id, Check, CheckKind, CheckStatus, Instance, Locality,
-    Registration, ServiceAddress, ServiceExtras, Weights, MAX_ID,
+    valid_catalog_name, valid_instance_id, Check, CheckKind, CheckStatus, ExternalNode, Instance,
+    Locality, Registration, ServiceAddress, ServiceExtras, Weights, MAX_ID,
 };
 pub use crate::obj::BodyError as RegistrationError;
 use crate::obj::{bad, Obj};
@@ -100,6 +100,7 @@ pub fn parse_registration(
         mesh_port: o.port("MeshPort", &["meshport"])?,
         enable_tag_override: o.boolean("EnableTagOverride", &["enabletagoverride"])?,
         extras: extras(&o)?,
+        node: String::new(),
         id,
         name,
     };
@@ -296,49 +297,156 @@ pub fn parse_sidecar_service(
     Ok(Some(reg))
 }
 
-/// Parse Consul's `/v1/catalog/register` body: the node fields are accepted and ignored (the
-/// registry is one logical node); `Service` is parsed as an agent registration.
-pub fn parse_catalog_registration(body: &Value) -> Result<Registration, RegistrationError> {
+/// A `/v1/catalog/register` body: the node (`services`/`checks` left empty), its service and
+/// its checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CatalogRegistration {
+    /// `Datacenter`, empty when absent.
+    pub datacenter: String,
+    pub node: ExternalNode,
+    /// `SkipNodeUpdate`: an existing node keeps its address, tagged addresses and meta.
+    pub skip_node_update: bool,
+    pub service: Option<Registration>,
+    /// `Check` and `Checks`: status-only checks ([`CheckKind::External`]).
+    pub checks: Vec<Check>,
+}
+
+/// Parse Consul's `/v1/catalog/register` body. `Node` may be absent (the registry's own
+/// node, as before external nodes existed); an external node needs `Address` unless
+/// `SkipNodeUpdate` is set, as Consul requires.
+pub fn parse_catalog_registration(body: &Value) -> Result<CatalogRegistration, RegistrationError> {
     let o = Obj::new(body, String::new())?;
-    if o.get(&["check"]).is_some() || o.get(&["checks"]).is_some() {
+    let name = o.string("Node", &["node"])?.unwrap_or_default();
+    if !name.is_empty() && !valid_instance_id(&name) {
         return Err(bad(
-            "Check",
-            "catalog-level checks are not supported; register checks with the service via /v1/agent/service/register",
+            "Node",
+            format!("{name:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
         ));
     }
-    let service = o.get(&["service"]).ok_or_else(|| {
-        bad(
-            "Service",
-            "is required (node-only registration is not supported)",
-        )
-    })?;
-    parse_registration(service, |name| name.to_owned()).map_err(|e| match e {
-        RegistrationError::Field { field, reason } => bad(&format!("Service.{field}"), reason),
-        RegistrationError::NotObject => bad("Service", "must be an object"),
+    let node = ExternalNode {
+        name,
+        address: o.string("Address", &["address"])?.unwrap_or_default(),
+        id: o.string("ID", &["id"])?.unwrap_or_default(),
+        tagged_addresses: o.string_map("TaggedAddresses", &["taggedaddresses"])?,
+        meta: o.string_map("NodeMeta", &["nodemeta"])?,
+        ..ExternalNode::default()
+    };
+    let service = match o.get(&["service"]) {
+        None | Some(Value::Null) => None,
+        Some(service) => Some(parse_registration(service, |name| name.to_owned()).map_err(
+            |e| match e {
+                RegistrationError::Field { field, reason } => {
+                    bad(&format!("Service.{field}"), reason)
+                }
+                RegistrationError::NotObject => bad("Service", "must be an object"),
+            },
+        )?),
+    };
+    let mut checks = Vec::new();
+    match o.get(&["check"]) {
+        None | Some(Value::Null) => {}
+        Some(c) => checks.push(catalog_check(c, "Check")?),
+    }
+    match o.get(&["checks"]) {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(cs)) => {
+            for (n, c) in cs.iter().enumerate() {
+                checks.push(catalog_check(c, &format!("Checks[{n}]"))?);
+            }
+        }
+        Some(_) => return Err(bad("Checks", "must be a list of checks")),
+    }
+    Ok(CatalogRegistration {
+        datacenter: o.string("Datacenter", &["datacenter"])?.unwrap_or_default(),
+        node,
+        skip_node_update: o.boolean("SkipNodeUpdate", &["skipnodeupdate"])?,
+        service,
+        checks,
     })
 }
 
-/// What a `/v1/catalog/deregister` body removes.
+/// One check of a catalog registration: `Name` (or `CheckID`), `Status` (critical when
+/// absent, as Consul), `Notes`, `Output`, `ServiceID`. Its `Definition` is not kept: nothing
+/// runs it.
+fn catalog_check(v: &Value, at: &str) -> Result<Check, RegistrationError> {
+    let c = Obj::new(v, at.to_owned())?;
+    let name = c.string("Name", &["name"])?.unwrap_or_default();
+    let id = c
+        .string("CheckID", &["checkid", "id"])?
+        .filter(|i| !i.is_empty())
+        .unwrap_or_else(|| name.clone());
+    if id.is_empty() {
+        return Err(bad(&c.name("Name"), "is required (or CheckID)"));
+    }
+    if !valid_instance_id(&id) {
+        return Err(bad(
+            &c.name("CheckID"),
+            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
+        ));
+    }
+    let status = match c.string("Status", &["status"])? {
+        None => CheckStatus::Critical,
+        Some(s) if s.is_empty() => CheckStatus::Critical,
+        Some(s) => CheckStatus::parse(&s).ok_or_else(|| {
+            bad(
+                &c.name("Status"),
+                format!("{s:?} is not passing, warning or critical"),
+            )
+        })?,
+    };
+    Ok(Check {
+        name: if name.is_empty() { id.clone() } else { name },
+        id,
+        notes: c.string("Notes", &["notes"])?.unwrap_or_default(),
+        service_id: c.string("ServiceID", &["serviceid"])?.unwrap_or_default(),
+        kind: CheckKind::External,
+        interval: Duration::ZERO,
+        timeout: Duration::ZERO,
+        status,
+        output: c.string("Output", &["output"])?.unwrap_or_default(),
+        deregister_critical_after: None,
+        success_before_passing: 0,
+        failures_before_critical: 0,
+        updated_index: 0,
+    })
+}
+
+/// What a `/v1/catalog/deregister` body removes from a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CatalogTarget {
     Service(String),
     Check(String),
+    /// No `ServiceID` or `CheckID`: the node with everything on it.
+    Node,
 }
 
-/// Parse Consul's `/v1/catalog/deregister` body (`ServiceID` or `CheckID`).
-pub fn parse_catalog_deregistration(body: &Value) -> Result<CatalogTarget, RegistrationError> {
+/// A `/v1/catalog/deregister` body: the node (empty when absent) and what goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogDeregistration {
+    /// `Datacenter`, empty when absent.
+    pub datacenter: String,
+    pub node: String,
+    pub target: CatalogTarget,
+}
+
+/// Parse Consul's `/v1/catalog/deregister` body (`Node`, and `ServiceID` or `CheckID`).
+pub fn parse_catalog_deregistration(
+    body: &Value,
+) -> Result<CatalogDeregistration, RegistrationError> {
     let o = Obj::new(body, String::new())?;
-    match (
+    let target = match (
         o.string("ServiceID", &["serviceid"])?,
         o.string("CheckID", &["checkid"])?,
     ) {
-        (Some(id), _) => Ok(CatalogTarget::Service(id)),
-        (None, Some(id)) => Ok(CatalogTarget::Check(id)),
-        (None, None) => Err(bad(
-            "ServiceID",
-            "give ServiceID or CheckID (the registry node itself cannot be deregistered)",
-        )),
-    }
+        (Some(id), _) => CatalogTarget::Service(id),
+        (None, Some(id)) => CatalogTarget::Check(id),
+        (None, None) => CatalogTarget::Node,
+    };
+    Ok(CatalogDeregistration {
+        datacenter: o.string("Datacenter", &["datacenter"])?.unwrap_or_default(),
+        node: o.string("Node", &["node"])?.unwrap_or_default(),
+        target,
+    })
 }
 
 /// Parse a standalone check (`/v1/agent/check/register`): `Name` is required and is the

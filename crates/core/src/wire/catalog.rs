@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{CheckKind, CheckStatus, Instance, Locality, ServiceAddress, Weights};
 
-/// The one logical node every instance is registered on.
+/// A node: the registry's own, or an external one.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Node {
@@ -24,6 +24,20 @@ pub struct Node {
     pub node: String,
     #[serde(rename = "TaggedAddresses")]
     pub tagged_addresses: BTreeMap<String, String>,
+}
+
+impl Node {
+    /// An external node as the catalog shows it.
+    pub fn external(n: &crate::catalog::ExternalNode, datacenter: &str) -> Self {
+        Node {
+            address: n.address.clone(),
+            datacenter: datacenter.to_owned(),
+            id: n.id.clone(),
+            meta: n.meta.clone(),
+            node: n.name.clone(),
+            tagged_addresses: n.tagged_addresses.clone(),
+        }
+    }
 }
 
 /// SRV weights by health, as Consul spells them.
@@ -170,6 +184,7 @@ impl HealthCheck {
             CheckKind::Ttl => "ttl",
             CheckKind::Script { .. } => "script",
             CheckKind::Maintenance => "maintenance",
+            CheckKind::External => "",
         };
         HealthCheck {
             check_id: c.id.clone(),
@@ -240,6 +255,10 @@ pub struct CatalogService {
     pub id: String,
     #[serde(rename = "Node")]
     pub node: String,
+    #[serde(rename = "NodeMeta")]
+    pub node_meta: BTreeMap<String, String>,
+    #[serde(rename = "TaggedAddresses")]
+    pub tagged_addresses: BTreeMap<String, String>,
     #[serde(rename = "ServiceAddress")]
     pub service_address: String,
     #[serde(rename = "ServiceEnableTagOverride")]
@@ -265,6 +284,8 @@ impl CatalogService {
             datacenter: node.datacenter.clone(),
             id: node.id.clone(),
             node: node.node.clone(),
+            node_meta: node.meta.clone(),
+            tagged_addresses: node.tagged_addresses.clone(),
             service_address: i.address.clone(),
             service_enable_tag_override: i.enable_tag_override,
             service_id: i.id.clone(),

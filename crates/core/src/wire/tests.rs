@@ -24,6 +24,7 @@ fn instance() -> Instance {
         mesh_port: Some(21000),
         enable_tag_override: false,
         extras: Default::default(),
+        node: String::new(),
     }
 }
 
@@ -99,7 +100,8 @@ fn a_catalog_service_row_keeps_consuls_bytes() {
     assert_eq!(
         bytes(&CatalogService::new(&i, &node())),
         concat!(
-            r#"{"Address":"127.0.0.1","Datacenter":"dc1","ID":"1","Node":"lucid","ServiceAddress":"10.0.0.7","#,
+            r#"{"Address":"127.0.0.1","Datacenter":"dc1","ID":"1","Node":"lucid","NodeMeta":{},"#,
+            r#""TaggedAddresses":{},"ServiceAddress":"10.0.0.7","#,
             r#""ServiceEnableTagOverride":false,"ServiceID":"ledger-1","ServiceMeta":{"plane":"chain"},"#,
             r#""ServiceName":"ledger","ServicePort":8080,"ServiceTags":["v1"],"#,
             r#""ServiceWeights":{"Passing":1,"Warning":1}}"#
