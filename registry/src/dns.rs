@@ -44,13 +44,12 @@ fn whole_catalog(state: &StateReader, zone: &Zone) -> Result<Zone, StateError> {
             .or_default()
             .push((inst, status));
     }
-    for n in state.external_nodes()? {
-        for inst in n.services.values() {
-            let status = rollup(&n.checks_of(&inst.id));
+    for n in state.external_catalog()? {
+        for (inst, checks) in n.entries() {
             services
                 .entry(inst.name.clone())
                 .or_default()
-                .push((n.zone_instance(inst), status));
+                .push((n.node.zone_instance(&inst), rollup(&checks)));
         }
     }
     Ok(zone.rebuilt(index, services))
@@ -70,12 +69,14 @@ fn some_instances(
     for (service, id) in changed {
         if let Some((node, id)) = parse_feed_id(&id) {
             // An external node's instance: named in the zone as `<id>.<node>.node`.
-            let n = state.external_node(node)?;
             let zone_id = lucid_core::catalog::ExternalNode::zone_id(node, id);
-            let now = n.as_ref().and_then(|n| {
-                let inst = n.services.get(id)?;
-                Some((n.zone_instance(inst), rollup(&n.checks_of(id))))
-            });
+            let now = match (
+                state.external_node_fields(node)?,
+                state.external_instance(node, id)?,
+            ) {
+                (Some(n), Some((inst, checks))) => Some((n.zone_instance(&inst), rollup(&checks))),
+                _ => None,
+            };
             changes.push(InstanceChange {
                 service,
                 id: zone_id,

@@ -75,6 +75,10 @@ pub enum Command {
         node: String,
         service_id: Option<String>,
         check_id: Option<String>,
+        /// Set when the caller may only act for this service: the target must still belong
+        /// to it when the command applies (`ok: false` otherwise).
+        #[serde(default)]
+        service: Option<String>,
     },
     /// Add or replace a standalone check.
     CheckRegister { check: Check },

@@ -201,7 +201,7 @@ async fn tokens_decide_who_may_do_what() -> anyhow::Result<()> {
 
     // Refused requests changed nothing.
     let (_, services) = call(&mgmt, Method::GET, "/v1/catalog/services", Value::Null).await?;
-    assert_eq!(services, json!({"web": []}));
+    assert_eq!(services, json!({"consul": [], "web": []}));
     let (st, _) = call(&mgmt, Method::GET, "/v1/kv/config", Value::Null).await?;
     assert_eq!(st, StatusCode::NOT_FOUND);
     let (_, checks) = call(&mgmt, Method::GET, "/v1/health/checks/web", Value::Null).await?;

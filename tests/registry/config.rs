@@ -162,7 +162,7 @@ async fn bad_entries_are_refused_with_their_codes_and_change_nothing() -> anyhow
             "LUCID_ERR_1004",
         ),
         (
-            json!({"Kind": "ingress-gateway", "Name": "web"}),
+            json!({"Kind": "terminating-gateway", "Name": "web"}),
             "LUCID_ERR_1004",
         ),
         (

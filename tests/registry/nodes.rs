@@ -300,7 +300,16 @@ async fn external_nodes_need_node_write_and_service_write() -> anyhow::Result<()
     denied(st, "a service check with node:write only");
 
     // Deregistration: service:write on the service removes its instance or check; the node
-    // needs node:write; a refusal is the same whether or not the target exists.
+    // needs node:write. A refusal is the same, word for word, whether the target is another
+    // service's or does not exist: it names no service.
+    ok(
+        &mgmt,
+        Method::PUT,
+        "/v1/catalog/register",
+        json!({"Node": "n1", "SkipNodeUpdate": true, "Service": {"Service": "secret-svc", "ID": "s-1"}}),
+    )
+    .await?;
+    let mut refusals = Vec::new();
     for (body, what) in [
         (json!({"Node": "n1"}), "the node with service:write only"),
         (
@@ -308,13 +317,55 @@ async fn external_nodes_need_node_write_and_service_write() -> anyhow::Result<()
             "a node check with service:write only",
         ),
         (
+            json!({"Node": "n1", "ServiceID": "s-1"}),
+            "another service's instance",
+        ),
+        (
+            json!({"Node": "n1", "ServiceID": "ghost"}),
+            "an unknown service",
+        ),
+        (
             json!({"Node": "n9", "ServiceID": "ghost"}),
             "an unknown node's unknown service",
         ),
     ] {
-        let (st, _) = call(&db_only, Method::PUT, "/v1/catalog/deregister", body).await?;
+        let (st, v) = call(&db_only, Method::PUT, "/v1/catalog/deregister", body).await?;
         denied(st, what);
+        assert!(!v.to_string().contains("secret-svc"), "{what}: {v}");
+        refusals.push(v["error"]["message"].to_string().replace("n9", "n1"));
     }
+    refusals.dedup();
+    assert_eq!(refusals.len(), 1, "{refusals:?}");
+    // The same on the registry's own node: another service's instance and an unknown one.
+    ok(
+        &mgmt,
+        Method::PUT,
+        "/v1/agent/service/register",
+        json!({"Name": "secret-svc", "ID": "own-1", "Port": 1}),
+    )
+    .await?;
+    let mut refusals = Vec::new();
+    for id in ["own-1", "ghost"] {
+        let (st, v) = call(
+            &db_only,
+            Method::PUT,
+            &format!("/v1/agent/service/deregister/{id}"),
+            Value::Null,
+        )
+        .await?;
+        denied(st, id);
+        refusals.push(v["error"]["message"].clone());
+    }
+    assert_eq!(refusals[0], refusals[1]);
+    // No instance may take an external instance's DNS name (`<id>.<node>.node`).
+    let (st, v) = call(
+        &db_only,
+        Method::PUT,
+        "/v1/agent/service/register",
+        json!({"Name": "db", "ID": "DB-1.n1.node", "Port": 1}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::CONFLICT, "{v}");
     for (who, body) in [
         (&db_only, json!({"Node": "n1", "CheckID": "db-up"})),
         (&db_only, json!({"Node": "n1", "ServiceID": "db-1"})),

@@ -45,6 +45,13 @@ pub fn valid_instance_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._:@~#-".contains(&b))
 }
 
+/// Is `id` kept from the registry's own instances? `<id>.<node>.node` is how DNS names an
+/// external node's instance, so an own instance named that way would take over its answers.
+pub fn reserved_instance_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() >= 5 && b[b.len() - 5..].eq_ignore_ascii_case(b".node")
+}
+
 /// May a service registered through Consul's API carry this name? Consul takes names that are
 /// no DNS label (`foo_tagged`, `app#10.0.0.1#3000`, upper case) and only warns that DNS will
 /// not find them; so does the catalog, with the instance id's character set. What the mesh
@@ -180,8 +187,9 @@ pub struct Instance {
 }
 
 /// A node other than the registry's own, written through `/v1/catalog/register` for a machine
-/// that runs no agent (Consul's "external node"), with its services and checks by ID. Nothing
-/// probes its checks: their status is what the last registration said.
+/// that runs no agent (Consul's "external node"): its own fields. Its services and checks are
+/// records of their own; nothing probes its checks, whose status is what the last
+/// registration said.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExternalNode {
     pub name: String,
@@ -192,11 +200,6 @@ pub struct ExternalNode {
     pub tagged_addresses: BTreeMap<String, String>,
     #[serde(default)]
     pub meta: BTreeMap<String, String>,
-    #[serde(default)]
-    pub services: BTreeMap<String, Instance>,
-    /// Service checks (`service_id` set) and node-level checks (empty `service_id`).
-    #[serde(default)]
-    pub checks: BTreeMap<String, Check>,
 }
 
 impl ExternalNode {
@@ -211,18 +214,10 @@ impl ExternalNode {
         z
     }
 
-    /// The DNS zone's name for instance `id` of node `node`.
+    /// The DNS zone's name for instance `id` of node `node`. The registry's own instances
+    /// never end in `.node` (registration refuses it), so the two never meet.
     pub fn zone_id(node: &str, id: &str) -> String {
         format!("{id}.{node}.node")
-    }
-
-    /// The checks that decide instance `id`'s health: its own and the node's.
-    pub fn checks_of(&self, id: &str) -> Vec<Check> {
-        self.checks
-            .values()
-            .filter(|c| c.service_id.is_empty() || c.service_id == id)
-            .cloned()
-            .collect()
     }
 }
 

@@ -83,11 +83,16 @@ pub(super) fn owns_instance(api: &ApiState, caller: &Caller, id: &str) -> Result
         return Ok(());
     }
     match api.node.state.instance_entry(id)? {
-        Some((i, _)) => caller.act_for(&i.name),
-        None => Err(super::authz::denied(
-            "not found or not owned by this token's service",
-        )),
+        // One refusal whether the id is unknown or another service's: the error of
+        // `act_for` would name that service.
+        Some((i, _)) if caller.act_for(&i.name).is_ok() => Ok(()),
+        _ => Err(not_owned()),
     }
+}
+
+/// The one refusal for an instance or check the caller does not own, or that does not exist.
+pub(super) fn not_owned() -> ApiError {
+    super::authz::denied("not found or not owned by this token's service")
 }
 
 /// Same, for the instance owning check `id`. A node-level check stays management's: its
@@ -99,9 +104,7 @@ pub(super) fn owns_check(api: &ApiState, caller: &Caller, id: &str) -> Result<()
     }
     match api.node.state.check(id)? {
         Some(c) if !c.service_id.is_empty() => owns_instance(api, caller, &c.service_id),
-        _ => Err(super::authz::denied(
-            "not found or not owned by this token's service",
-        )),
+        _ => Err(not_owned()),
     }
 }
 

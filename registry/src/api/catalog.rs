@@ -92,6 +92,12 @@ async fn external(
         ));
     }
     caller.allows(Resource::Node, &name, Access::Write)?;
+    let state = &api.node.state;
+    if reg.node.address.is_empty() && state.external_node_fields(&name)?.is_none() {
+        return Err(ApiError::bad_request(format!(
+            "node {name:?} does not exist yet: it needs an Address (SkipNodeUpdate keeps an existing node's)"
+        )));
+    }
     let service = match reg.service {
         None => None,
         Some(r) if !r.checks.is_empty() => {
@@ -101,19 +107,24 @@ async fn external(
         }
         Some(r) => {
             super::register::may_write(caller, &r.instance)?;
+            // Replacing another service's instance needs write on that service too.
+            if let Some((old, _)) = state.external_instance(&name, &r.instance.id)? {
+                caller.act_for(&old.name)?;
+            }
             Some(r.instance)
         }
     };
-    // A service check needs write on its service, which is the one registered now or one the
-    // node already has.
-    let known = api.node.state.external_node(&name)?;
+    // A service check needs write on its service: the one registered now or one the node
+    // already has.
     for c in reg.checks.iter().filter(|c| !c.service_id.is_empty()) {
-        let owner = service
-            .as_ref()
-            .filter(|i| i.id == c.service_id)
-            .or_else(|| known.as_ref().and_then(|n| n.services.get(&c.service_id)));
+        let owner = match service.as_ref().filter(|i| i.id == c.service_id) {
+            Some(i) => Some(i.name.clone()),
+            None => state
+                .external_instance(&name, &c.service_id)?
+                .map(|(i, _)| i.name),
+        };
         match owner {
-            Some(i) => caller.act_for(&i.name)?,
+            Some(owner) => caller.act_for(&owner)?,
             None => {
                 return Err(ApiError::bad_request(format!(
                     "Unknown service ID {:?} for check ID {:?}",
@@ -132,11 +143,12 @@ async fn external(
         })
         .await?;
     if !res.ok {
-        // The service a check named went between the read above and the write.
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyRegistered,
-            format!("a check names a service node {name:?} no longer has"),
+            format!(
+                "refused: node {name:?} differs from another node's name only in case, the service's DNS name (<id>.<node>.node, without case) is another instance's, or a check's service went meanwhile"
+            ),
         ));
     }
     let mut resp = axum::Json(true).into_response();
@@ -186,28 +198,38 @@ pub async fn deregister(
 }
 
 /// Removing from an external node needs `node:write` on it, or `service:write` on the
-/// service whose instance or check goes. Refused alike whether or not the target exists, so
-/// a refusal tells nothing about the catalog.
+/// service whose instance or check goes (then the command carries that service, and applies
+/// only if the target still belongs to it). One refusal for every target the caller may not
+/// touch, existing or not, so a refusal tells nothing about the catalog.
 async fn deregister_external(
     api: &ApiState,
     caller: &Caller,
     node: &str,
     target: CatalogTarget,
 ) -> Result<Response, ApiError> {
-    if caller.allows(Resource::Node, node, Access::Write).is_err() {
-        let n = api.node.state.external_node(node)?;
-        let service = n.as_ref().and_then(|n| match &target {
-            CatalogTarget::Service(id) => n.services.get(id),
-            CatalogTarget::Check(id) => {
-                n.checks.get(id).and_then(|c| n.services.get(&c.service_id))
-            }
+    let service = if caller.allows(Resource::Node, node, Access::Write).is_ok() {
+        None
+    } else {
+        let state = &api.node.state;
+        let owner = match &target {
+            CatalogTarget::Service(id) => state.external_instance(node, id)?.map(|(i, _)| i),
+            CatalogTarget::Check(id) => match state.external_check(node, id)? {
+                Some(c) if !c.service_id.is_empty() => state
+                    .external_instance(node, &c.service_id)?
+                    .map(|(i, _)| i),
+                _ => None,
+            },
             CatalogTarget::Node => None,
-        });
-        match service {
-            Some(i) => caller.act_for(&i.name)?,
-            None => caller.allows(Resource::Node, node, Access::Write)?,
+        };
+        match owner {
+            Some(i) if caller.act_for(&i.name).is_ok() => Some(i.name),
+            _ => {
+                return Err(super::authz::denied(format!(
+                    "deregistering from node {node:?} needs node:write on it, or service:write on the service whose instance or check goes"
+                )))
+            }
         }
-    }
+    };
     let (service_id, check_id, missing) = match target {
         CatalogTarget::Service(id) => {
             let m = format!("unknown service ID {id:?} on node {node:?}");
@@ -223,6 +245,7 @@ async fn deregister_external(
         node: node.to_owned(),
         service_id,
         check_id,
+        service,
     };
     done(api, cmd, missing).await
 }

@@ -52,9 +52,9 @@ pub struct GatewayService {
 fn plain_services(state: &StateReader) -> Result<BTreeSet<String>, StateError> {
     let (_, instances, _) = state.catalog()?;
     let external = state
-        .external_nodes()?
+        .external_catalog()?
         .into_iter()
-        .flat_map(|n| n.services.into_values());
+        .flat_map(|n| n.instances);
     Ok(instances
         .into_iter()
         .chain(external)

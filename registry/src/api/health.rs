@@ -134,9 +134,9 @@ fn nodes_instances(
     state: &crate::store::StateReader,
 ) -> Result<Vec<Instance>, crate::store::state::StateError> {
     Ok(state
-        .external_nodes()?
+        .external_catalog()?
         .into_iter()
-        .flat_map(|n| n.services.into_values())
+        .flat_map(|n| n.instances)
         .collect())
 }
 
@@ -243,10 +243,8 @@ pub(super) fn instances_of(
                     (i, own)
                 })
                 .collect();
-            for n in state.external_nodes()? {
-                for i in n.services.values().filter(|i| serves(i, name)) {
-                    entries.push((i.clone(), n.checks_of(&i.id)));
-                }
+            for n in state.external_catalog()? {
+                entries.extend(n.entries().into_iter().filter(|(i, _)| serves(i, name)));
             }
             Ok((index, entries))
         }
@@ -382,23 +380,24 @@ fn node_checks(
     st: &crate::store::StateReader,
     keep: impl Fn(&HealthCheck) -> bool,
 ) -> Result<(u64, Vec<HealthCheck>), crate::store::state::StateError> {
-    st.read_consistent(|| {
-        let (index, instances, checks) = st.catalog()?;
-        let own =
-            std::iter::once(HealthCheck::serf_health(NODE)).chain(checks.iter().map(|c| {
-                HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)
-            }));
-        let mut out: Vec<HealthCheck> = own.filter(|c| keep(c)).collect();
-        for n in st.external_nodes()? {
-            out.extend(
-                n.checks
-                    .values()
-                    .map(|c| HealthCheck::new(c, n.services.get(&c.service_id), &n.name))
-                    .filter(|c| keep(c)),
-            );
-        }
-        Ok((index, out))
-    })
+    // Two reads, not one consistent one: the gate is not re-entrant, and each read is.
+    let (index, instances, checks) = st.catalog()?;
+    let own = std::iter::once(HealthCheck::serf_health(NODE)).chain(
+        checks
+            .iter()
+            .map(|c| HealthCheck::new(c, instances.iter().find(|i| i.id == c.service_id), NODE)),
+    );
+    let mut out: Vec<HealthCheck> = own.filter(|c| keep(c)).collect();
+    for n in st.external_catalog()? {
+        let owner = |c: &Check| n.instances.iter().find(|i| i.id == c.service_id);
+        out.extend(
+            n.checks
+                .iter()
+                .map(|c| HealthCheck::new(c, owner(c), &n.node.name))
+                .filter(|c| keep(c)),
+        );
+    }
+    Ok((index, out))
 }
 
 /// `GET /v1/health/node/<node>`: every check on the node, or `[]`.
@@ -456,10 +455,9 @@ pub async fn catalog_node(
         if name == NODE {
             return Ok((index, Some((node(&api), instances))));
         }
-        let found = st.external_node(&name)?.map(|n| {
-            let services = n.services.values().cloned().collect();
-            (Node::external(&n, DATACENTER), services)
-        });
+        let found = st
+            .external_node(&name)?
+            .map(|n| (Node::external(&n.node, DATACENTER), n.instances));
         Ok((index, found))
     })
     .await?;

@@ -84,7 +84,7 @@ pub(super) async fn register(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyRegistered,
             format!(
-                "instance {id:?} or one of its check ids belongs to another service or instance"
+                "instance {id:?} or one of its check ids belongs to another service or instance, or its DNS name is another instance's (IDs differing only in case, or ending in \".node\", which names external nodes' instances)"
             ),
         ));
     }

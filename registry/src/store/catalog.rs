@@ -1,5 +1,5 @@
 //! The service catalog in the state tree: the registry's own node's instances (`i:<id>`) and
-//! checks (`c:<id>`), external nodes (`N:<name>`, in [`super::nodes`]), each
+//! checks (`c:<id>`), external nodes (in [`super::nodes`]), each
 //! service's last-change index (`v:<name>`, kept after the last instance goes so a blocking
 //! query's index never moves backwards), the catalog index (`m:catalog_index`) and the index
 //! of the last TTL refresh that changed nothing (`m:check_refresh_index`).
@@ -70,8 +70,8 @@ pub(crate) fn check_record(k: &[u8], v: &[u8]) -> Result<(), StateError> {
         decode::<Instance>(v).map(|_| ())
     } else if k.starts_with(CHECK_PREFIX) {
         decode::<Check>(v).map(|_| ())
-    } else if k.starts_with(super::nodes::NODE_PREFIX) {
-        decode::<lucid_core::catalog::ExternalNode>(v).map(|_| ())
+    } else if super::nodes::is_node_key(k) {
+        super::nodes::check_record(k, v)
     } else {
         be_u64(v).map(|_| ())
     }
@@ -83,13 +83,13 @@ pub(crate) fn is_catalog_key(k: &[u8]) -> bool {
         || k.starts_with(SERVICE_INDEX_PREFIX)
         || k.starts_with(NAME_INDEX_PREFIX)
         || k.starts_with(OWNER_INDEX_PREFIX)
-        || k.starts_with(super::nodes::NODE_PREFIX)
+        || super::nodes::is_node_key(k)
         || k == CATALOG_INDEX
         || k == CHECK_REFRESH_INDEX
 }
 
-/// Move the catalog index and service `name`'s index, and wake its watchers: a change on an
-/// external node (whose instances are not in the DNS zone, so none is remembered for it).
+/// Move the catalog index and service `name`'s index, and wake its watchers (for an external
+/// node's change, whose caller tells the DNS zone itself).
 pub(super) fn touch_service(batch: &mut StateBatch<'_>, name: &str, index: u64) {
     batch.insert(CATALOG_INDEX.to_vec(), index.to_be_bytes().to_vec());
     batch.insert(
@@ -180,6 +180,9 @@ pub(crate) fn register(
     if keep_owner && old.as_ref().is_some_and(|o| o.name != reg.instance.name) {
         return Ok(false);
     }
+    if old.is_none() && dns_name_taken(batch, &id)? {
+        return Ok(false);
+    }
     if let Some(old) = old {
         if old.name != reg.instance.name {
             // The id moves to another service: the old service changed too.
@@ -204,6 +207,21 @@ pub(crate) fn register(
     );
     touch(batch, Some(&reg.instance.name), &id, index);
     Ok(true)
+}
+
+/// Would a new instance `id` answer DNS under a name that is not its own? DNS names have no
+/// case, so an ID another instance has in another case is taken; and `<id>.<node>.node` names
+/// external nodes' instances.
+fn dns_name_taken(batch: &StateBatch<'_>, id: &str) -> Result<bool, StateError> {
+    if lucid_core::catalog::reserved_instance_id(id) {
+        return Ok(true);
+    }
+    for k in batch.keys_with_prefix(INSTANCE_PREFIX)? {
+        if k[INSTANCE_PREFIX.len()..].eq_ignore_ascii_case(id.as_bytes()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Remove an instance and its checks; `false` when unknown.
@@ -360,8 +378,9 @@ impl StateReader {
         })
     }
 
-    /// One service's instances with their checks, and the service's index (the catalog index
-    /// when the service never existed). Reads only that service's records.
+    /// One service's instances with their checks (external nodes' included), and the
+    /// service's index (the catalog index when the service never existed). Reads only that
+    /// service's records.
     pub fn service(&self, name: &str) -> Result<(u64, ServiceEntries), StateError> {
         self.read_consistent(|| {
             let mut out = Vec::new();
@@ -387,11 +406,7 @@ impl StateReader {
                 }
                 out.push((inst, checks));
             }
-            for n in self.external_nodes()? {
-                for inst in n.services.values().filter(|i| i.name == name) {
-                    out.push((inst.clone(), n.checks_of(&inst.id)));
-                }
-            }
+            out.extend(self.external_service(name)?);
             let mut index = self.index_at(&key(SERVICE_INDEX_PREFIX, name))?;
             if index == 0 {
                 index = self.index_at(CATALOG_INDEX)?;

@@ -200,13 +200,15 @@ fn apply_plain(batch: &mut StateBatch<'_>, cmd: Command, index: u64) -> Result<b
             node,
             service_id,
             check_id,
-        } => nodes::deregister(
-            batch,
-            &node,
-            service_id.as_deref(),
-            check_id.as_deref(),
-            index,
-        ),
+            service,
+        } => {
+            let target = match (&service_id, &check_id) {
+                (Some(id), _) => nodes::Target::Service(id),
+                (None, Some(id)) => nodes::Target::Check(id),
+                (None, None) => nodes::Target::Node,
+            };
+            nodes::deregister(batch, &node, target, service.as_deref(), index)
+        }
         Command::CheckRegister { check } => catalog::register_check(batch, check, index),
         Command::CheckDeregister { check_id, at_ms } => {
             let ok = catalog::deregister_check(batch, &check_id, index)?;

@@ -297,7 +297,11 @@ async fn a_backup_of_every_record_kind_restores() {
     assert_eq!(reader2.ca_root().unwrap(), reader.ca_root().unwrap());
     let n1 = reader2.external_node("n1").unwrap().unwrap();
     assert_eq!(
-        (n1.address.as_str(), n1.services.len(), n1.checks.len()),
+        (
+            n1.node.address.as_str(),
+            n1.instances.len(),
+            n1.checks.len()
+        ),
         ("10.1.10.11", 1, 2)
     );
     assert_eq!(
@@ -1216,6 +1220,7 @@ async fn an_external_node_is_written_whole_or_not_at_all() {
         node: "n1".into(),
         service_id: service.map(str::to_owned),
         check_id: check.map(str::to_owned),
+        service: None,
     };
     let r = sm
         .apply(vec![
@@ -1253,12 +1258,13 @@ async fn an_external_node_is_written_whole_or_not_at_all() {
         [true, false, true]
     );
     let n = reader.external_node("n1").unwrap().unwrap();
-    assert_eq!(n.address, "10.0.0.1");
-    assert_eq!(n.checks.keys().collect::<Vec<_>>(), ["c1"]);
-    assert_eq!(n.services.keys().collect::<Vec<_>>(), ["s1", "s2"]);
+    assert_eq!(n.node.address, "10.0.0.1");
+    let checks: Vec<&str> = n.checks.iter().map(|c| c.id.as_str()).collect();
+    let instances: Vec<&str> = n.instances.iter().map(|i| i.id.as_str()).collect();
+    assert_eq!((checks, instances), (vec!["c1"], vec!["s1", "s2"]));
     // Unprobed, and critical because the registration gave no status (as in Consul).
     assert_eq!(
-        n.checks["c1"].status,
+        n.checks[0].status,
         lucid_core::catalog::CheckStatus::Critical
     );
     assert!(
@@ -1289,4 +1295,90 @@ async fn an_external_node_is_written_whole_or_not_at_all() {
         (6, 0),
         "the node's removal moved s2's index"
     );
+}
+
+#[tokio::test]
+async fn no_instance_can_take_another_ones_dns_name() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let own = |id: &str| Command::CatalogRegister {
+        registration: lucid_core::catalog::parse_registration(
+            &json!({"Name": "evil", "ID": id, "Port": 1}),
+            |n| n.to_owned(),
+        )
+        .unwrap(),
+        replace_checks: true,
+        keep_owner: true,
+    };
+    let ext = |node: &str, id: &str| {
+        node_register(
+            json!({"Node": node, "Address": "10.0.0.1", "Service": {"Service": "web", "ID": id}}),
+            false,
+        )
+    };
+    let r = sm
+        .apply(vec![
+            entry(1, ext("n1", "web-1")),
+            // The DNS name of n1's web-1 is web-1.n1.node: no own instance may take it.
+            entry(2, own("web-1.n1.node")),
+            entry(3, own("WEB-1.N1.NODE")),
+            // Nor may a node whose name differs only in case, or whose dots make the same
+            // name (x on a.n2 and x.a on n2 are both x.a.n2.node).
+            entry(4, ext("N1", "web-1")),
+            entry(5, ext("a.n2", "x")),
+            entry(6, ext("n2", "x.a")),
+            // An own instance named like another in another case is refused too.
+            entry(7, own("v-1")),
+            entry(8, own("V-1")),
+            // Re-registering what one has is no conflict.
+            entry(9, own("v-1")),
+            entry(10, ext("n1", "web-1")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.ok).collect::<Vec<_>>(),
+        [true, false, false, false, true, false, true, false, true, true]
+    );
+    assert!(reader.instance_entry("web-1.n1.node").unwrap().is_none());
+    assert!(reader.external_node("N1").unwrap().is_none());
+
+    // A caller allowed by service:write on web removes web's instance only while it is web's.
+    let r = sm
+        .apply(vec![
+            entry(
+                11,
+                node_register(
+                    json!({"Node": "n1", "SkipNodeUpdate": true,
+                        "Service": {"Service": "db", "ID": "web-1"}}),
+                    true,
+                ),
+            ),
+            entry(
+                12,
+                Command::NodeDeregister {
+                    node: "n1".into(),
+                    service_id: Some("web-1".into()),
+                    check_id: None,
+                    service: Some("web".into()),
+                },
+            ),
+            entry(
+                13,
+                Command::NodeDeregister {
+                    node: "n1".into(),
+                    service_id: None,
+                    check_id: None,
+                    service: Some("db".into()),
+                },
+            ),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.ok).collect::<Vec<_>>(),
+        [true, false, false]
+    );
+    assert_eq!(reader.service("db").unwrap().1.len(), 1);
 }

@@ -297,8 +297,7 @@ pub fn parse_sidecar_service(
     Ok(Some(reg))
 }
 
-/// A `/v1/catalog/register` body: the node (`services`/`checks` left empty), its service and
-/// its checks.
+/// A `/v1/catalog/register` body: the node, its service and its checks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CatalogRegistration {
     /// `Datacenter`, empty when absent.
@@ -329,7 +328,6 @@ pub fn parse_catalog_registration(body: &Value) -> Result<CatalogRegistration, R
         id: o.string("ID", &["id"])?.unwrap_or_default(),
         tagged_addresses: o.string_map("TaggedAddresses", &["taggedaddresses"])?,
         meta: o.string_map("NodeMeta", &["nodemeta"])?,
-        ..ExternalNode::default()
     };
     let service = match o.get(&["service"]) {
         None | Some(Value::Null) => None,
