@@ -289,8 +289,9 @@ async fn external_nodes_need_node_write_and_service_write() -> anyhow::Result<()
         json!({"Node": "n1", "Address": "10.1.10.11", "Check": {"Name": "disk", "Status": "passing"}}),
     )
     .await?;
-    // A service check on the node needs write on its service, even with node:write.
-    let (st, _) = call(
+    // A service check on the node needs write on its service, even with node:write; the
+    // refusal does not name that service.
+    let (st, v) = call(
         &n1_only,
         Method::PUT,
         "/v1/catalog/register",
@@ -298,6 +299,16 @@ async fn external_nodes_need_node_write_and_service_write() -> anyhow::Result<()
     )
     .await?;
     denied(st, "a service check with node:write only");
+    assert!(!v.to_string().contains("\"db\""), "{v}");
+    // The registry's own node in another case is no external node.
+    let (st, _) = call(
+        &mgmt,
+        Method::PUT,
+        "/v1/catalog/register",
+        json!({"Node": "LUCID", "Address": "10.1.10.99"}),
+    )
+    .await?;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
 
     // Deregistration: service:write on the service removes its instance or check; the node
     // needs node:write. A refusal is the same, word for word, whether the target is another

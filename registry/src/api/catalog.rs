@@ -60,6 +60,12 @@ pub async fn register(
     let reg = parse_catalog_registration(&v)
         .map_err(|e| ApiError::bad_request(format!("invalid registration: {e}")))?;
     this_datacenter(&reg.datacenter)?;
+    if !own(&reg.node.name) && reg.node.name.eq_ignore_ascii_case(NODE) {
+        return Err(ApiError::bad_request(format!(
+            "invalid registration: Node: {:?} is the registry's own node name in another case (node names have no case)",
+            reg.node.name
+        )));
+    }
     if !own(&reg.node.name) {
         return external(&api, &caller, reg).await;
     }
@@ -77,6 +83,14 @@ pub async fn register(
     let mut resp = axum::Json(true).into_response();
     read::meta_headers(&api.node, res.index, resp.headers_mut());
     Ok(resp)
+}
+
+/// The refusal for a registration touching a service the caller may not write: it names no
+/// service, since the caller may not be able to read the one that is there.
+fn not_all_services(node: &str) -> ApiError {
+    super::authz::denied(format!(
+        "writing to node {node:?} needs service:write on every service the registration touches"
+    ))
 }
 
 /// A registration on an external node: the node, its service and its checks in one command.
@@ -109,7 +123,7 @@ async fn external(
             super::register::may_write(caller, &r.instance)?;
             // Replacing another service's instance needs write on that service too.
             if let Some((old, _)) = state.external_instance(&name, &r.instance.id)? {
-                caller.act_for(&old.name)?;
+                caller.act_for(&old.name).map_err(|_| not_all_services(&name))?;
             }
             Some(r.instance)
         }
@@ -124,7 +138,9 @@ async fn external(
                 .map(|(i, _)| i.name),
         };
         match owner {
-            Some(owner) => caller.act_for(&owner)?,
+            Some(owner) => caller
+                .act_for(&owner)
+                .map_err(|_| not_all_services(&name))?,
             None => {
                 return Err(ApiError::bad_request(format!(
                     "Unknown service ID {:?} for check ID {:?}",
@@ -147,7 +163,7 @@ async fn external(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyRegistered,
             format!(
-                "refused: node {name:?} differs from another node's name only in case, the service's DNS name (<id>.<node>.node, without case) is another instance's, or a check's service went meanwhile"
+                "refused: node {name:?} differs from another node's name only in case, the service's DNS name (<id>.<node>.node, without case) is another instance's, its service name is a live service's in another case, or the node or a check's service went meanwhile"
             ),
         ));
     }

@@ -84,7 +84,7 @@ pub(super) async fn register(
             StatusCode::CONFLICT,
             ErrorCode::AlreadyRegistered,
             format!(
-                "instance {id:?} or one of its check ids belongs to another service or instance, or its DNS name is another instance's (IDs differing only in case, or ending in \".node\", which names external nodes' instances)"
+                "instance {id:?} or one of its check ids belongs to another service or instance, its DNS name is another instance's (IDs differing only in case, or ending in \".node\", which names external nodes' instances), or its service name is a live service's in another case"
             ),
         ));
     }
@@ -101,9 +101,9 @@ fn taken(api: &ApiState, reg: &Registration, keep_owner: bool) -> Result<(), Api
     if keep_owner {
         if let Some((old, _)) = api.node.state.instance_entry(id)? {
             if old.name != reg.instance.name {
+                // Not naming it: the caller may not be allowed to read that service.
                 return Err(conflict(format!(
-                    "instance id {id:?} belongs to service {:?}",
-                    old.name
+                    "instance id {id:?} belongs to another service"
                 )));
             }
         }

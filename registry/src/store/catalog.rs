@@ -183,6 +183,10 @@ pub(crate) fn register(
     if old.is_none() && dns_name_taken(batch, &id)? {
         return Ok(false);
     }
+    let joins = old.as_ref().is_none_or(|o| o.name != reg.instance.name);
+    if joins && service_name_taken(batch, &reg.instance.name)? {
+        return Ok(false);
+    }
     if let Some(old) = old {
         if old.name != reg.instance.name {
             // The id moves to another service: the old service changed too.
@@ -218,6 +222,28 @@ fn dns_name_taken(batch: &StateBatch<'_>, id: &str) -> Result<bool, StateError> 
     }
     for k in batch.keys_with_prefix(INSTANCE_PREFIX)? {
         if k[INSTANCE_PREFIX.len()..].eq_ignore_ascii_case(id.as_bytes()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Is `name` a live service's name in another case? DNS answers a service by its name
+/// without case, so an instance joining `WEB` would be in `web`'s answers (and Consul's
+/// catalog holds service names without case). Looks at each service name ever used (`v:`),
+/// and at those only: an instance joining a service costs the number of services.
+pub(super) fn service_name_taken(batch: &StateBatch<'_>, name: &str) -> Result<bool, StateError> {
+    for k in batch.keys_with_prefix(SERVICE_INDEX_PREFIX)? {
+        let other = &k[SERVICE_INDEX_PREFIX.len()..];
+        if other == name.as_bytes() || !other.eq_ignore_ascii_case(name.as_bytes()) {
+            continue;
+        }
+        let other = String::from_utf8_lossy(other);
+        let live = !batch
+            .keys_with_prefix(&pair_prefix(NAME_INDEX_PREFIX, &other))?
+            .is_empty()
+            || super::nodes::has_instances(batch, &other)?;
+        if live {
             return Ok(true);
         }
     }

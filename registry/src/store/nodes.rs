@@ -232,10 +232,18 @@ pub(crate) fn zone_name_taken(
     Ok(false)
 }
 
+/// Has service `name` an instance on any external node?
+pub(super) fn has_instances(batch: &StateBatch<'_>, name: &str) -> Result<bool, StateError> {
+    Ok(!batch
+        .keys_with_prefix(&under(NAME_INDEX_PREFIX, &[name]))?
+        .is_empty())
+}
+
 /// Register `node` (new, or updated unless `skip_node_update`), then `service`, then
 /// `checks`, as Consul's catalog does. All or nothing: `false`, with nothing written, when a
-/// check names a service the node does not have, when the node's name differs from another's
-/// only in case, or when the service would share another instance's DNS name.
+/// check names a service the node does not have, when a new node has no address or a name
+/// that differs from another's only in case, or when the service would share another
+/// instance's DNS name or take a live service's name in another case.
 pub(crate) fn register(
     batch: &mut StateBatch<'_>,
     node: ExternalNode,
@@ -246,11 +254,17 @@ pub(crate) fn register(
 ) -> Result<bool, StateError> {
     let name = node.name.clone();
     let old = external_node(batch, &name)?;
-    if old.is_none() && name_taken(batch, &name)? {
+    if old.is_none() && (node.address.is_empty() || name_taken(batch, &name)?) {
         return Ok(false);
     }
     if let Some(inst) = &service {
-        if zone_name_taken(batch, &name, &inst.id)? {
+        // The scans run only for what is new: an instance, or a service it joins.
+        let before = instance(batch, &name, &inst.id)?;
+        if before.is_none() && zone_name_taken(batch, &name, &inst.id)? {
+            return Ok(false);
+        }
+        let joins = before.is_none_or(|b| b.name != inst.name);
+        if joins && super::catalog::service_name_taken(batch, &inst.name)? {
             return Ok(false);
         }
     }

@@ -1382,3 +1382,65 @@ async fn no_instance_can_take_another_ones_dns_name() {
     );
     assert_eq!(reader.service("db").unwrap().1.len(), 1);
 }
+
+#[tokio::test]
+async fn a_service_name_in_another_case_is_refused_while_the_service_lives() {
+    use serde_json::json;
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, mut sm, reader) = open(dir.path(), &StoreOptions::default()).unwrap();
+    let own = |name: &str, id: &str| Command::CatalogRegister {
+        registration: lucid_core::catalog::parse_registration(
+            &json!({"Name": name, "ID": id, "Port": 1}),
+            |n| n.to_owned(),
+        )
+        .unwrap(),
+        replace_checks: true,
+        keep_owner: true,
+    };
+    let r = sm
+        .apply(vec![
+            entry(1, own("web", "web-1")),
+            // DNS answers `web` without case: WEB's instances would be in web's answers.
+            entry(2, own("WEB", "evil-1")),
+            entry(
+                3,
+                node_register(
+                    json!({"Node": "n1", "Address": "10.0.0.1", "Service": {"Service": "Web"}}),
+                    false,
+                ),
+            ),
+            // A new external node needs an address, even when SkipNodeUpdate is set.
+            entry(
+                4,
+                node_register(json!({"Node": "n2", "Service": {"Service": "db"}}), true),
+            ),
+            // Joining the service under its own name is fine, and so is re-registering.
+            entry(5, own("web", "web-2")),
+            entry(6, own("web", "web-1")),
+            entry(
+                7,
+                Command::CatalogDeregister {
+                    service_id: "web-1".into(),
+                    at_ms: 0,
+                },
+            ),
+            entry(
+                8,
+                Command::CatalogDeregister {
+                    service_id: "web-2".into(),
+                    at_ms: 0,
+                },
+            ),
+            // Once web has no instance left, the name is free in any case.
+            entry(9, own("WEB", "evil-1")),
+        ])
+        .await
+        .unwrap();
+    assert_eq!(
+        r.iter().map(|r| r.ok).collect::<Vec<_>>(),
+        [true, false, false, false, true, true, true, true, true]
+    );
+    assert!(reader.external_node("n1").unwrap().is_none());
+    assert!(reader.external_node("n2").unwrap().is_none());
+    assert_eq!(reader.service("WEB").unwrap().1.len(), 1);
+}

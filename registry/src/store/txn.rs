@@ -309,7 +309,7 @@ fn other(
                     Ok(i.iter().map(|i| service_json(i, index)).collect())
                 } else {
                     Err(format!(
-                        "failed to set service {id:?}: its id or its checks belong to another service or instance"
+                        "failed to set service {id:?}: its id or its checks belong to another service or instance, or its DNS name or service name (without case) is taken"
                     ))
                 }
             }
