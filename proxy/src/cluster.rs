@@ -101,13 +101,25 @@ pub struct Clusters {
 }
 
 /// Pull the usable endpoints out of a `/v1/health/service/<svc>` answer: passing instances
-/// with a `MeshPort`.
+/// with a `MeshPort`, each keyed by its service ID. An ID is unique per node only (external
+/// nodes may repeat one), so an ID the answer holds twice is keyed `<id>@<node>`: two
+/// endpoints never share one breaker.
 fn usable(list: &[ServiceEntry]) -> Vec<(String, String, u16)> {
+    let mut seen = std::collections::HashMap::<&str, usize>::new();
+    for e in list {
+        *seen.entry(e.service.id.as_str()).or_default() += 1;
+    }
     list.iter()
         .filter(|e| e.passing())
         .filter_map(|e| {
             let port = e.service.mesh_port?;
-            Some((e.service.id.clone(), e.address().to_owned(), port))
+            let id = &e.service.id;
+            let key = if seen.get(id.as_str()).copied().unwrap_or(0) > 1 {
+                format!("{id}@{}", e.node.node)
+            } else {
+                id.clone()
+            };
+            Some((key, e.address().to_owned(), port))
         })
         .collect()
 }
@@ -498,5 +510,21 @@ mod tests {
                 ("b".to_owned(), "10.0.0.2".to_owned(), 15001)
             ]
         );
+    }
+
+    #[test]
+    fn one_id_on_two_nodes_is_two_endpoints() {
+        let list = vec![
+            json!({"Node": {"Node": "n1", "Address": "10.0.0.1"}, "Service": {"ID": "db-1", "MeshPort": 15001},
+                   "Checks": []}),
+            json!({"Node": {"Node": "n2", "Address": "10.0.0.2"}, "Service": {"ID": "db-1", "MeshPort": 15001},
+                   "Checks": []}),
+            json!({"Node": {"Node": "lucid", "Address": "10.0.0.3"}, "Service": {"ID": "db-2", "MeshPort": 15001},
+                   "Checks": []}),
+        ];
+        let list: Vec<ServiceEntry> =
+            serde_json::from_value(serde_json::Value::Array(list)).expect("the registry's shape");
+        let keys: Vec<String> = usable(&list).into_iter().map(|(k, _, _)| k).collect();
+        assert_eq!(keys, ["db-1@n1", "db-1@n2", "db-2"]);
     }
 }
