@@ -52,6 +52,13 @@ pub fn reserved_instance_id(id: &str) -> bool {
     b.len() >= 5 && b[b.len() - 5..].eq_ignore_ascii_case(b".node")
 }
 
+/// Why `id` (an instance, check or node ID, or a service name given through Consul's API) is
+/// refused, if it is: the one wording of the one character rule.
+pub fn invalid_id(id: &str) -> Option<String> {
+    (!valid_instance_id(id))
+        .then(|| format!("{id:?} must be 1-{MAX_ID} characters from A-Z a-z 0-9 . _ : @ ~ # -"))
+}
+
 /// May a service registered through Consul's API carry this name? Consul takes names that are
 /// no DNS label (`foo_tagged`, `app#10.0.0.1#3000`, upper case) and only warns that DNS will
 /// not find them; so does the catalog, with the instance id's character set. What the mesh

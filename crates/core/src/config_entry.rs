@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::catalog::{valid_catalog_name, valid_service_name};
+use crate::catalog::{invalid_id, valid_catalog_name, valid_service_name};
 use crate::obj::{bad, BodyError, Obj};
 
 /// Which kind of entry.
@@ -272,12 +272,8 @@ pub fn parse_entry(v: &Value) -> Result<ConfigEntry, EntryError> {
             .into())
         }
         ConfigKind::IngressGateway => {
-            if !valid_catalog_name(&name) {
-                return Err(bad(
-                    "Name",
-                    format!("{name:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
-                )
-                .into());
+            if let Some(why) = invalid_id(&name) {
+                return Err(bad("Name", why).into());
             }
             o.only(INGRESS_TOP)?;
             return Ok(ConfigEntry {

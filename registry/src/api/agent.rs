@@ -65,12 +65,9 @@ pub async fn register_service(
 
 /// A decoded path id, in the one character set ids have.
 pub(super) fn path_id(id: &str) -> Result<(), ApiError> {
-    if lucid_core::catalog::valid_instance_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::bad_request(format!(
-            "id {id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"
-        )))
+    match lucid_core::catalog::invalid_id(id) {
+        None => Ok(()),
+        Some(why) => Err(ApiError::bad_request(format!("id {why}"))),
     }
 }
 

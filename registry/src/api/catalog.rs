@@ -9,13 +9,11 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use lucid_core::acl::{Access, Resource};
 use lucid_core::catalog::{
     parse_catalog_deregistration, parse_catalog_registration, CatalogRegistration, CatalogTarget,
 };
-use lucid_core::ErrorCode;
 use serde_json::Value;
 
 use super::agent::{DATACENTER, NODE};
@@ -41,14 +39,19 @@ fn own(node: &str) -> bool {
     node.is_empty() || node == NODE
 }
 
+/// Consul's answer to a catalog write: `true`, with the index it was applied at.
+fn acknowledged(api: &ApiState, index: u64) -> Response {
+    let mut resp = axum::Json(true).into_response();
+    read::meta_headers(&api.node, index, resp.headers_mut());
+    resp
+}
+
 async fn done(api: &ApiState, cmd: Command, missing: String) -> Result<Response, ApiError> {
     let res = api.node.write(cmd).await?;
     if !res.ok {
         return Err(ApiError::not_found(missing));
     }
-    let mut resp = axum::Json(true).into_response();
-    read::meta_headers(&api.node, res.index, resp.headers_mut());
-    Ok(resp)
+    Ok(acknowledged(api, res.index))
 }
 
 pub async fn register(
@@ -80,9 +83,7 @@ pub async fn register(
         ));
     };
     let res = super::register::register(&api, &caller, registration, false).await?;
-    let mut resp = axum::Json(true).into_response();
-    read::meta_headers(&api.node, res.index, resp.headers_mut());
-    Ok(resp)
+    Ok(acknowledged(&api, res.index))
 }
 
 /// The refusal for a registration touching a service the caller may not write: it names no
@@ -159,17 +160,11 @@ async fn external(
         })
         .await?;
     if !res.ok {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::AlreadyRegistered,
-            format!(
-                "refused: node {name:?} differs from another node's name only in case, the service's DNS name (<id>.<node>.node, without case) is another instance's, its service name is a live service's in another case, or the node or a check's service went meanwhile"
-            ),
-        ));
+        return Err(super::register::conflict(format!(
+            "refused: node {name:?} differs from another node's name only in case, the service's DNS name (<id>.<node>.node, without case) is another instance's, its service name is a live service's in another case, or the node or a check's service went meanwhile"
+        )));
     }
-    let mut resp = axum::Json(true).into_response();
-    read::meta_headers(&api.node, res.index, resp.headers_mut());
-    Ok(resp)
+    Ok(acknowledged(api, res.index))
 }
 
 pub async fn deregister(

@@ -15,7 +15,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use super::extract::Incoming;
 use super::filter;
-use super::health::{service_entry, Nodes};
+use super::health::{healthy, service_entry, Nodes};
 use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::state::StateError;
@@ -141,16 +141,11 @@ pub async fn health_ingress(
         Ok((index(state)?, gateways))
     })
     .await?;
-    let nodes = Nodes::read(&api)?;
+    let nodes = Nodes::of_entries(&api, &gateways)?;
     let out: Vec<_> = gateways
         .iter()
         .filter(|(i, _)| i.extras.kind == "ingress-gateway")
-        .filter(|(_, checks)| {
-            !passing
-                || checks
-                    .iter()
-                    .all(|c| c.status == lucid_core::catalog::CheckStatus::Passing)
-        })
+        .filter(|(_, checks)| !passing || healthy(checks))
         .map(|(i, checks)| service_entry(&nodes.of(i), i, checks))
         .collect();
     let out = filter::keep(filter.as_ref(), out);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::Response;
 use lucid_core::acl::{Access, Resource};
-use lucid_core::catalog::{Check, CheckStatus, Instance};
+use lucid_core::catalog::{Check, CheckStatus, ExternalNode, Instance};
 use lucid_core::wire::catalog::{AgentService, CatalogService, HealthCheck, Node, ServiceEntry};
 
 use super::agent::{DATACENTER, NODE};
@@ -18,6 +18,7 @@ use super::filter;
 use super::read::{self, Blocking};
 use super::ApiState;
 use crate::store::catalog::ServiceEntries;
+use crate::store::state::StateError;
 
 pub(super) fn node(api: &ApiState) -> Node {
     let addr = api
@@ -44,18 +45,37 @@ pub(super) struct Nodes {
 }
 
 impl Nodes {
-    pub(super) fn read(api: &ApiState) -> Result<Nodes, crate::store::state::StateError> {
-        let external = api
-            .node
-            .state
-            .external_nodes()?
-            .iter()
-            .map(|n| (n.name.clone(), Node::external(n, DATACENTER)))
-            .collect();
-        Ok(Nodes {
+    fn with<'n>(api: &ApiState, external: impl IntoIterator<Item = &'n ExternalNode>) -> Nodes {
+        Nodes {
             own: node(api),
-            external,
-        })
+            external: external
+                .into_iter()
+                .map(|n| (n.name.clone(), Node::external(n, DATACENTER)))
+                .collect(),
+        }
+    }
+
+    /// Every node (`/v1/catalog/nodes`).
+    fn read(api: &ApiState) -> Result<Nodes, StateError> {
+        Ok(Nodes::with(api, &api.node.state.external_nodes()?))
+    }
+
+    /// The nodes `entries` are on, each read once: what one service's answer needs, without
+    /// reading every node the catalog has.
+    pub(super) fn of_entries(
+        api: &ApiState,
+        entries: &ServiceEntries,
+    ) -> Result<Nodes, StateError> {
+        let names: BTreeSet<&str> = entries
+            .iter()
+            .map(|(i, _)| i.node.as_str())
+            .filter(|n| !n.is_empty())
+            .collect();
+        let mut found = Vec::new();
+        for name in names {
+            found.extend(api.node.state.external_node_fields(name)?);
+        }
+        Ok(Nodes::with(api, &found))
     }
 
     /// The node instance `i` is on. An external node removed since the instance was read is
@@ -97,7 +117,7 @@ fn servers(api: &ApiState) -> Instance {
     }
 }
 
-fn healthy(checks: &[Check]) -> bool {
+pub(super) fn healthy(checks: &[Check]) -> bool {
     checks.iter().all(|c| c.status == CheckStatus::Passing)
 }
 
@@ -112,9 +132,10 @@ pub async fn catalog_services(
     let consul = servers(&api);
     let (index, out) = read::block_on(&api.node, read::Watch::All, blocking, || {
         let (index, instances, _) = state.catalog()?;
-        let nodes = Nodes::read(&api)?;
-        let external = nodes_instances(state)?;
+        let external = state.external_catalog()?;
+        let nodes = Nodes::with(&api, external.iter().map(|n| &n.node));
         let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        let external = external.into_iter().flat_map(|n| n.instances);
         for i in std::iter::once(consul.clone())
             .chain(instances)
             .chain(external)
@@ -127,17 +148,6 @@ pub async fn catalog_services(
     })
     .await?;
     Ok(read::indexed_json(&api.node, index, out))
-}
-
-/// Every external node's instances.
-fn nodes_instances(
-    state: &crate::store::StateReader,
-) -> Result<Vec<Instance>, crate::store::state::StateError> {
-    Ok(state
-        .external_catalog()?
-        .into_iter()
-        .flat_map(|n| n.instances)
-        .collect())
 }
 
 /// Which instances a service read is about.
@@ -226,7 +236,7 @@ pub(super) fn instances_of(
     state: &crate::store::StateReader,
     name: &str,
     of: Of,
-) -> Result<(u64, ServiceEntries), crate::store::state::StateError> {
+) -> Result<(u64, ServiceEntries), StateError> {
     match of {
         Of::Service => state.service(name),
         Of::Connect => {
@@ -280,7 +290,7 @@ async fn health_of(
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(req, filter::check_service_node())?;
     let (index, entries) = select(api, caller, name, req, of).await?;
-    let nodes = Nodes::read(api)?;
+    let nodes = Nodes::of_entries(api, &entries)?;
     let out: Vec<ServiceEntry> = entries
         .iter()
         .map(|(i, checks)| service_entry(&nodes.of(i), i, checks))
@@ -317,7 +327,7 @@ async fn catalog_of(
 ) -> Result<Response, ApiError> {
     let filter = filter::from_request(req, filter::service_node())?;
     let (index, entries) = select(api, caller, name, req, of).await?;
-    let nodes = Nodes::read(api)?;
+    let nodes = Nodes::of_entries(api, &entries)?;
     let out: Vec<CatalogService> = entries
         .iter()
         .map(|(i, _)| CatalogService::new(i, &nodes.of(i)))
@@ -379,7 +389,7 @@ pub async fn health_state(
 fn node_checks(
     st: &crate::store::StateReader,
     keep: impl Fn(&HealthCheck) -> bool,
-) -> Result<(u64, Vec<HealthCheck>), crate::store::state::StateError> {
+) -> Result<(u64, Vec<HealthCheck>), StateError> {
     // Two reads, not one consistent one: the gate is not re-entrant, and each read is.
     let (index, instances, checks) = st.catalog()?;
     let own = std::iter::once(HealthCheck::serf_health(NODE)).chain(

@@ -273,9 +273,9 @@ pub async fn execute(
     let runner = runner(&api, caller, &stored.token_accessor)?;
     let q = stored.query;
     let s = &q.service;
-    let known = Nodes::read(&api)?;
     let of = if s.connect { Of::Connect } else { Of::Service };
     let (index, all) = instances_of(&api.node.state, &s.service, of)?;
+    let known = Nodes::of_entries(&api, &all)?;
     let readable = runner
         .authorizer()
         .allowed(Resource::Service, &s.service, Access::Read);

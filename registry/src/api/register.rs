@@ -80,18 +80,15 @@ pub(super) async fn register(
         })
         .await?;
     if !res.ok {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            ErrorCode::AlreadyRegistered,
-            format!(
+        return Err(conflict(format!(
                 "instance {id:?} or one of its check ids belongs to another service or instance, its DNS name is another instance's (IDs differing only in case, or ending in \".node\", which names external nodes' instances), or its service name is a live service's in another case"
-            ),
-        ));
+        )));
     }
     Ok(res)
 }
 
-fn conflict(why: String) -> ApiError {
+/// A registration refused because what it names is another's (409).
+pub(super) fn conflict(why: String) -> ApiError {
     ApiError::new(StatusCode::CONFLICT, ErrorCode::AlreadyRegistered, why)
 }
 

@@ -23,17 +23,21 @@ pub(crate) const NAME_INDEX_PREFIX: &[u8] = b"n:";
 /// `x:<instance id>\0<check id>`: the checks of an instance.
 pub(crate) const OWNER_INDEX_PREFIX: &[u8] = b"x:";
 
-fn pair_key(prefix: &[u8], a: &str, b: &str) -> Vec<u8> {
+/// `prefix` then `parts` joined by NUL (which no ID or name holds): an index key.
+pub(super) fn join(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
     let mut k = prefix.to_vec();
-    k.extend_from_slice(a.as_bytes());
-    k.push(0);
-    k.extend_from_slice(b.as_bytes());
+    for (n, p) in parts.iter().enumerate() {
+        if n > 0 {
+            k.push(0);
+        }
+        k.extend_from_slice(p.as_bytes());
+    }
     k
 }
 
-fn pair_prefix(prefix: &[u8], a: &str) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(a.as_bytes());
+/// `prefix` then each of `parts` followed by NUL: every index key under them.
+pub(super) fn under(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
+    let mut k = join(prefix, parts);
     k.push(0);
     k
 }
@@ -120,7 +124,7 @@ pub(crate) fn checks_of(
     service_id: &str,
 ) -> Result<Vec<Check>, StateError> {
     let mut out = Vec::new();
-    for k in batch.keys_with_prefix(&pair_prefix(OWNER_INDEX_PREFIX, service_id))? {
+    for k in batch.keys_with_prefix(&under(OWNER_INDEX_PREFIX, &[service_id]))? {
         if let Some(raw) = batch.get(&key(CHECK_PREFIX, &pair_tail(&k)?))? {
             out.push(decode(&raw)?);
         }
@@ -145,11 +149,11 @@ pub(crate) fn check(batch: &StateBatch<'_>, id: &str) -> Result<Option<Check>, S
 /// Store a check and its owner index (moving it if it belonged to another instance).
 fn put_check(batch: &mut StateBatch<'_>, c: &Check) -> Result<(), StateError> {
     if let Some(old) = check(batch, &c.id)? {
-        batch.remove(pair_key(OWNER_INDEX_PREFIX, &old.service_id, &old.id));
+        batch.remove(join(OWNER_INDEX_PREFIX, &[&old.service_id, &old.id]));
     }
     batch.insert(key(CHECK_PREFIX, &c.id), encode(c)?);
     batch.insert(
-        pair_key(OWNER_INDEX_PREFIX, &c.service_id, &c.id),
+        join(OWNER_INDEX_PREFIX, &[&c.service_id, &c.id]),
         Vec::new(),
     );
     Ok(())
@@ -157,7 +161,7 @@ fn put_check(batch: &mut StateBatch<'_>, c: &Check) -> Result<(), StateError> {
 
 fn remove_check(batch: &mut StateBatch<'_>, c: &Check) {
     batch.remove(key(CHECK_PREFIX, &c.id));
-    batch.remove(pair_key(OWNER_INDEX_PREFIX, &c.service_id, &c.id));
+    batch.remove(join(OWNER_INDEX_PREFIX, &[&c.service_id, &c.id]));
 }
 
 /// Register (or replace) an instance and its checks.
@@ -190,7 +194,7 @@ pub(crate) fn register(
     if let Some(old) = old {
         if old.name != reg.instance.name {
             // The id moves to another service: the old service changed too.
-            batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, &id));
+            batch.remove(join(NAME_INDEX_PREFIX, &[&old.name, &id]));
             touch(batch, Some(&old.name), &id, index);
         }
     }
@@ -206,7 +210,7 @@ pub(crate) fn register(
     }
     batch.insert(key(INSTANCE_PREFIX, &id), encode(&reg.instance)?);
     batch.insert(
-        pair_key(NAME_INDEX_PREFIX, &reg.instance.name, &id),
+        join(NAME_INDEX_PREFIX, &[&reg.instance.name, &id]),
         Vec::new(),
     );
     touch(batch, Some(&reg.instance.name), &id, index);
@@ -240,7 +244,7 @@ pub(super) fn service_name_taken(batch: &StateBatch<'_>, name: &str) -> Result<b
         }
         let other = String::from_utf8_lossy(other);
         let live = !batch
-            .keys_with_prefix(&pair_prefix(NAME_INDEX_PREFIX, &other))?
+            .keys_with_prefix(&under(NAME_INDEX_PREFIX, &[&other]))?
             .is_empty()
             || super::nodes::has_instances(batch, &other)?;
         if live {
@@ -263,7 +267,7 @@ pub(crate) fn deregister(
         remove_check(batch, &c);
     }
     batch.remove(key(INSTANCE_PREFIX, service_id));
-    batch.remove(pair_key(NAME_INDEX_PREFIX, &old.name, service_id));
+    batch.remove(join(NAME_INDEX_PREFIX, &[&old.name, service_id]));
     touch(batch, Some(&old.name), service_id, index);
     Ok(true)
 }
@@ -394,7 +398,7 @@ impl StateReader {
             };
             let inst: Instance = decode(&raw)?;
             let mut checks = Vec::new();
-            for item in self.tree().scan_prefix(pair_prefix(OWNER_INDEX_PREFIX, id)) {
+            for item in self.tree().scan_prefix(under(OWNER_INDEX_PREFIX, &[id])) {
                 let (k, _) = item?;
                 if let Some(raw) = self.tree().get(key(CHECK_PREFIX, &pair_tail(&k)?))? {
                     checks.push(decode(&raw)?);
@@ -410,10 +414,7 @@ impl StateReader {
     pub fn service(&self, name: &str) -> Result<(u64, ServiceEntries), StateError> {
         self.read_consistent(|| {
             let mut out = Vec::new();
-            for item in self
-                .tree()
-                .scan_prefix(pair_prefix(NAME_INDEX_PREFIX, name))
-            {
+            for item in self.tree().scan_prefix(under(NAME_INDEX_PREFIX, &[name])) {
                 let (k, _) = item?;
                 let id = pair_tail(&k)?;
                 let Some(raw) = self.tree().get(key(INSTANCE_PREFIX, &id))? else {
@@ -421,10 +422,7 @@ impl StateReader {
                 };
                 let inst: Instance = decode(&raw)?;
                 let mut checks = Vec::new();
-                for item in self
-                    .tree()
-                    .scan_prefix(pair_prefix(OWNER_INDEX_PREFIX, &id))
-                {
+                for item in self.tree().scan_prefix(under(OWNER_INDEX_PREFIX, &[&id])) {
                     let (k, _) = item?;
                     if let Some(raw) = self.tree().get(key(CHECK_PREFIX, &pair_tail(&k)?))? {
                         checks.push(decode(&raw)?);

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use lucid_core::catalog::{Check, ExternalNode, Instance};
 
-use super::catalog::{decode, encode, key, touch_service, ServiceEntries};
+use super::catalog::{decode, encode, join, key, touch_service, under, ServiceEntries};
 use super::state::{StateBatch, StateError, StateReader};
 
 pub(crate) const NODE_PREFIX: &[u8] = b"N:";
@@ -23,25 +23,6 @@ pub(crate) const INSTANCE_PREFIX: &[u8] = b"E:";
 pub(crate) const NAME_INDEX_PREFIX: &[u8] = b"W:";
 pub(crate) const CHECK_PREFIX: &[u8] = b"F:";
 pub(crate) const OWNER_INDEX_PREFIX: &[u8] = b"G:";
-
-/// `prefix` then `parts` joined by NUL.
-fn join(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
-    let mut k = prefix.to_vec();
-    for (n, p) in parts.iter().enumerate() {
-        if n > 0 {
-            k.push(0);
-        }
-        k.extend_from_slice(p.as_bytes());
-    }
-    k
-}
-
-/// `prefix` then each of `parts` followed by NUL: every key under them.
-fn under(prefix: &[u8], parts: &[&str]) -> Vec<u8> {
-    let mut k = join(prefix, parts);
-    k.push(0);
-    k
-}
 
 /// The NUL-separated parts of a key after its prefix.
 fn parts(k: &[u8]) -> Result<Vec<String>, StateError> {

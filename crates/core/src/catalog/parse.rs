@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::{
-    valid_catalog_name, valid_instance_id, Check, CheckKind, CheckStatus, ExternalNode, Instance,
-    Locality, Registration, ServiceAddress, ServiceExtras, Weights, MAX_ID,
+    invalid_id, Check, CheckKind, CheckStatus, ExternalNode, Instance, Locality, Registration,
+    ServiceAddress, ServiceExtras, Weights,
 };
 pub use crate::obj::BodyError as RegistrationError;
 use crate::obj::{bad, Obj};
@@ -42,21 +42,15 @@ pub fn parse_registration(
         (Some(n), _) | (None, Some(n)) => n,
         (None, None) => return Err(bad("Name", "is required")),
     };
-    if !valid_catalog_name(&name) {
-        return Err(bad(
-            "Name",
-            format!("{name:?} must be 1-{MAX_ID} characters from A-Z a-z 0-9 . _ : @ ~ # -"),
-        ));
+    if let Some(why) = invalid_id(&name) {
+        return Err(bad("Name", why));
     }
     let id = match o.string("ID", &["id", "serviceid"])? {
         Some(id) => id,
         None => default_id(&name),
     };
-    if !valid_instance_id(&id) {
-        return Err(bad(
-            "ID",
-            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
-        ));
+    if let Some(why) = invalid_id(&id) {
+        return Err(bad("ID", why));
     }
     let meta = o.string_map("Meta", &["meta"])?;
     if meta.len() > MAX_META {
@@ -316,11 +310,8 @@ pub struct CatalogRegistration {
 pub fn parse_catalog_registration(body: &Value) -> Result<CatalogRegistration, RegistrationError> {
     let o = Obj::new(body, String::new())?;
     let name = o.string("Node", &["node"])?.unwrap_or_default();
-    if !name.is_empty() && !valid_instance_id(&name) {
-        return Err(bad(
-            "Node",
-            format!("{name:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
-        ));
+    if let Some(why) = invalid_id(&name).filter(|_| !name.is_empty()) {
+        return Err(bad("Node", why));
     }
     let node = ExternalNode {
         name,
@@ -376,11 +367,8 @@ fn catalog_check(v: &Value, at: &str) -> Result<Check, RegistrationError> {
     if id.is_empty() {
         return Err(bad(&c.name("Name"), "is required (or CheckID)"));
     }
-    if !valid_instance_id(&id) {
-        return Err(bad(
-            &c.name("CheckID"),
-            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
-        ));
+    if let Some(why) = invalid_id(&id) {
+        return Err(bad(&c.name("CheckID"), why));
     }
     let status = match c.string("Status", &["status"])? {
         None => CheckStatus::Critical,
@@ -584,11 +572,8 @@ fn build_check(
         .string("CheckID", &["checkid", "id"])?
         .filter(|s| !s.is_empty())
         .unwrap_or(default_id);
-    if !valid_instance_id(&id) {
-        return Err(bad(
-            &c.name("CheckID"),
-            format!("{id:?} must be 1-128 characters from A-Z a-z 0-9 . _ : @ ~ # -"),
-        ));
+    if let Some(why) = invalid_id(&id) {
+        return Err(bad(&c.name("CheckID"), why));
     }
     Ok(Check {
         name: c

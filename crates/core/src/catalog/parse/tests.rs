@@ -1,5 +1,6 @@
 //! What real Consul clients send (shared/notes/consul-api.md), and what must be refused.
 
+use crate::catalog::valid_instance_id;
 use std::time::Duration;
 
 use serde_json::json;
